@@ -1,0 +1,23 @@
+# The two commands the README promises, plus lint and bench.
+#   make run   - the whole pipeline locally, in the foreground (Ctrl-C stops it)
+#   make test  - install and start what tests need, then run every test
+SHELL := /bin/bash
+export PATH := $(HOME)/.cargo/bin:$(PATH)
+
+.PHONY: run test deps lint fmt bench
+
+deps:
+	scripts/install-deps.sh
+
+run:
+	scripts/run-local.sh
+
+test: deps
+	cargo test --workspace --all-targets --no-fail-fast 2>&1 | tee target/test-output.log; test $${PIPESTATUS[0]} -eq 0
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	cargo fmt --all

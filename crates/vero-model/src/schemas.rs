@@ -1,0 +1,81 @@
+//! Every Avro schema version we have ever written, embedded at build time from
+//! `schemas/avro/`, parsed and checked once on first use.
+//!
+//! Writers always use the newest version; readers accept any version listed here and
+//! resolve it to the newest (Avro schema resolution fills added fields from their
+//! defaults). Services call [`check`] at start so a bad schema file fails the start,
+//! not the first request.
+
+use std::sync::LazyLock;
+
+use apache_avro::rabin::Rabin;
+use apache_avro::Schema;
+
+/// The `.avsc` texts of the track event, oldest first.
+pub const TRACK_EVENT_VERSIONS: &[(&str, &str)] = &[
+    ("track_event.v1.avsc", include_str!("../../../schemas/avro/track_event.v1.avsc")),
+    ("track_event.v2.avsc", include_str!("../../../schemas/avro/track_event.v2.avsc")),
+];
+
+/// One parsed schema version with its single-object-encoding fingerprint.
+#[derive(Debug)]
+pub struct SchemaVersion {
+    pub file: &'static str,
+    pub schema: Schema,
+    /// 64-bit CRC-64-AVRO (Rabin) fingerprint of the canonical form, as the 8
+    /// little-endian bytes the single-object header carries.
+    pub fingerprint: [u8; 8],
+}
+
+static TRACK_EVENT: LazyLock<Result<Vec<SchemaVersion>, String>> =
+    LazyLock::new(|| parse_versions(TRACK_EVENT_VERSIONS));
+
+fn parse_versions(texts: &[(&'static str, &str)]) -> Result<Vec<SchemaVersion>, String> {
+    texts
+        .iter()
+        .map(|(file, text)| {
+            let schema = Schema::parse_str(text).map_err(|e| format!("schemas/avro/{file}: {e}"))?;
+            let bytes = schema.fingerprint::<Rabin>().bytes;
+            let fingerprint: [u8; 8] =
+                bytes.try_into().map_err(|_| format!("schemas/avro/{file}: Rabin fingerprint is not 8 bytes"))?;
+            Ok(SchemaVersion { file, schema, fingerprint })
+        })
+        .collect()
+}
+
+/// All track event versions, oldest first; the last one is what writers use.
+pub fn track_event_versions() -> &'static [SchemaVersion] {
+    match &*TRACK_EVENT {
+        Ok(versions) => versions,
+        Err(e) => panic!("embedded Avro schema is invalid: {e} (call vero_model::schemas::check at start)"),
+    }
+}
+
+/// The version writers use.
+pub fn track_event_current() -> &'static SchemaVersion {
+    track_event_versions().last().expect("at least one track event schema version")
+}
+
+/// Parse every embedded schema; the error names the file that is wrong.
+pub fn check() -> Result<(), String> {
+    TRACK_EVENT.as_ref().map(|_| ()).map_err(Clone::clone)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn all_embedded_schemas_parse_and_have_distinct_fingerprints() {
+        check().unwrap();
+        let versions = track_event_versions();
+        assert_eq!(versions.len(), TRACK_EVENT_VERSIONS.len());
+        assert_ne!(versions[0].fingerprint, versions[1].fingerprint);
+    }
+
+    #[test]
+    fn a_broken_schema_is_reported_with_its_file() {
+        let err = parse_versions(&[("broken.avsc", "{\"type\": \"record\"}")]).unwrap_err();
+        assert!(err.contains("schemas/avro/broken.avsc"), "{err}");
+    }
+}

@@ -1,0 +1,26 @@
+//! Kafka topic names and message keys.
+//!
+//! Every record about a user is keyed by that user's id (`identity.id`), so all of one
+//! user's records land on one partition and consumers see them in the order the
+//! gateway produced them.
+
+/// Accepted track events (Avro single-object encoded [`crate::TrackEvent`]).
+pub const EVENTS: &str = "vero.events";
+/// Records a consumer could not process, with the reason in headers.
+pub const EVENTS_DLQ: &str = "vero.events.dlq";
+/// Merged user profiles, compacted, keyed by user id.
+pub const PROFILES: &str = "vero.profiles";
+
+/// Header names used on dead-lettered records.
+pub mod dlq_headers {
+    pub const REASON: &str = "vero.dlq.reason";
+    pub const SOURCE_TOPIC: &str = "vero.dlq.source.topic";
+    pub const SOURCE_PARTITION: &str = "vero.dlq.source.partition";
+    pub const SOURCE_OFFSET: &str = "vero.dlq.source.offset";
+    pub const CONSUMER: &str = "vero.dlq.consumer";
+}
+
+/// The Kafka key for a user's records: the user id's UTF-8 bytes.
+pub fn user_key(user_id: &str) -> &[u8] {
+    user_id.as_bytes()
+}

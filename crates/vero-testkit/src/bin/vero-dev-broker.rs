@@ -1,0 +1,39 @@
+//! `vero-dev-broker`: librdkafka's mock cluster as a standalone local broker for
+//! `make run`. Creates the pipeline's topics, writes the bootstrap address to the file
+//! given as the first argument, and serves until SIGINT/SIGTERM. Data lives in memory
+//! only; this is a development stand-in, not a broker to keep data in.
+
+use std::time::Duration;
+
+use vero_model::topics;
+use vero_testkit::mock_kafka::MockKafka;
+
+fn main() -> anyhow::Result<()> {
+    let bootstrap_file = std::env::args().nth(1).unwrap_or_else(|| ".local/run/kafka.bootstrap".into());
+    let partitions: i32 = std::env::var("VERO_DEV_PARTITIONS").ok().and_then(|p| p.parse().ok()).unwrap_or(6);
+    let kafka = MockKafka::start(1)?;
+    for topic in [topics::EVENTS, topics::EVENTS_DLQ, topics::PROFILES] {
+        kafka.create_topic(topic, partitions)?;
+    }
+    if let Some(dir) = std::path::Path::new(&bootstrap_file).parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&bootstrap_file, kafka.bootstrap_servers())?;
+    eprintln!(
+        "vero-dev-broker: librdkafka mock cluster at {} ({partitions} partitions per topic), address written to {bootstrap_file}",
+        kafka.bootstrap_servers()
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        anyhow::Ok(())
+    })?;
+    eprintln!("vero-dev-broker: stopping");
+    drop(kafka);
+    std::thread::sleep(Duration::from_millis(50));
+    Ok(())
+}

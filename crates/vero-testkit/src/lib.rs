@@ -1,0 +1,20 @@
+//! Real components for tests and for `make run`.
+//!
+//! * [`mock_kafka::MockKafka`]: librdkafka's in-process mock cluster (real Kafka
+//!   protocol on loopback ports) owned by a thread of its own, because the cluster
+//!   handle is neither `Send` nor `Sync`; tests drive faults through a channel.
+//! * [`kafka_probe`]: a tiny rdkafka reader that returns every record of a topic, the
+//!   reliable way to see what landed.
+//! * [`unique_name`]: per-test topic/group/database names so tests never share state.
+
+pub mod kafka_probe;
+pub mod mock_kafka;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A name unique within this process and across concurrent test processes.
+pub fn unique_name(prefix: &str) -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("{prefix}_{}_{n}", std::process::id())
+}

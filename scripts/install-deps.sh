@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Install everything the tests and the local run need on a fresh Debian machine.
+# Idempotent: each step checks first, so a warm machine passes through in seconds.
+#   - clickhouse-server / clickhouse-client (Debian packages): tests start their own
+#     server processes on free ports; `make run` starts one on 8123.
+#   - chdb (PyPI): a current ClickHouse engine in-process, to check our SQL on it.
+#   - tansu (crates.io): a Kafka-compatible broker for the real-broker tests. Cold
+#     build is ~8 minutes on 2 cores; cargo keeps the binary in ~/.cargo/bin.
+#   - wrk (Debian): the HTTP load tool for benchmarks.
+set -euo pipefail
+log() { printf '[install-deps] %s\n' "$*" >&2; }
+
+apt_packages=()
+command -v clickhouse-server >/dev/null 2>&1 || apt_packages+=(clickhouse-server)
+command -v clickhouse-client >/dev/null 2>&1 || apt_packages+=(clickhouse-client)
+command -v wrk >/dev/null 2>&1 || apt_packages+=(wrk)
+command -v python3 >/dev/null 2>&1 || apt_packages+=(python3 python3-pip)
+if [ ${#apt_packages[@]} -gt 0 ]; then
+  log "apt-get install ${apt_packages[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${apt_packages[@]}" >/dev/null
+fi
+# The Debian package starts nothing by itself in a container, but make sure the
+# system server never holds the ports tests or `make run` want.
+if pgrep -f '/etc/clickhouse-server/config.xml' >/dev/null 2>&1; then
+  log "stopping the system clickhouse-server (tests start their own)"
+  pkill -f '/etc/clickhouse-server/config.xml' || true
+fi
+
+if ! python3 -c 'import chdb' >/dev/null 2>&1; then
+  log "pip install chdb"
+  python3 -m pip install -q chdb
+fi
+
+if ! command -v tansu >/dev/null 2>&1 && [ ! -x "$HOME/.cargo/bin/tansu" ]; then
+  log "cargo install tansu (cold build, about 8 minutes on 2 cores; cached afterwards)"
+  cargo install tansu --locked --features libsql,dynostore
+fi
+log "ok: $(clickhouse-server --version 2>/dev/null | head -1); tansu $("$HOME/.cargo/bin/tansu" --version 2>/dev/null || tansu --version)"
