@@ -1,0 +1,14 @@
+//! What every Vero service binary shares, so each `main.rs` stays a few lines:
+//!
+//! * [`settings::load`]: layered configuration (defaults file, environment overlay,
+//!   `VERO__SECTION__KEY` variables), deserialized and validated into the service's
+//!   own settings struct, with errors that name the key.
+//! * [`telemetry::init`]: structured logs (`VERO_LOG_FORMAT=json|text`, `RUST_LOG`).
+//! * [`shutdown::signal`]: a token cancelled on SIGINT or SIGTERM.
+//! * [`ops`]: the operator endpoints `/metrics`, `/healthz` and `/readyz` for the
+//!   consumers (the gateway serves the same paths on its own router).
+
+pub mod ops;
+pub mod settings;
+pub mod shutdown;
+pub mod telemetry;

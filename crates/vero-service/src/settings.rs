@@ -1,0 +1,113 @@
+//! Layered configuration with the `config` crate.
+//!
+//! Layers, later wins:
+//! 1. `<dir>/default.toml`: every key with its default, committed in the repo.
+//! 2. `<dir>/<VERO_ENV>.toml` when `VERO_ENV` is set (e.g. `local`, `production`).
+//! 3. Environment variables `VERO__SECTION__KEY` (double underscore separates levels,
+//!    e.g. `VERO__KAFKA__BROKERS=kafka:9092`).
+//!
+//! `dir` is the service's folder under `config/`, overridable with `VERO_CONFIG_DIR`.
+//! Unknown keys are rejected (settings structs use `deny_unknown_fields`) so a typo in
+//! an operator's override fails the start instead of being ignored.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::de::DeserializeOwned;
+
+/// Where a service's config files live: `$VERO_CONFIG_DIR`, else `config/<service>`
+/// relative to the working directory.
+pub fn config_dir(service: &str) -> PathBuf {
+    std::env::var_os("VERO_CONFIG_DIR").map(PathBuf::from).unwrap_or_else(|| Path::new("config").join(service))
+}
+
+/// Load `T` from the layers described in the module docs.
+pub fn load<T: DeserializeOwned>(dir: &Path) -> anyhow::Result<T> {
+    load_with_env(dir, std::env::var("VERO_ENV").ok().as_deref(), std::env::vars())
+}
+
+/// [`load`] with the environment passed in, for tests.
+pub fn load_with_env<T: DeserializeOwned>(
+    dir: &Path,
+    vero_env: Option<&str>,
+    vars: impl IntoIterator<Item = (String, String)>,
+) -> anyhow::Result<T> {
+    let defaults = dir.join("default.toml");
+    anyhow::ensure!(
+        defaults.is_file(),
+        "config defaults file {} does not exist (set VERO_CONFIG_DIR?)",
+        defaults.display()
+    );
+    let mut builder = config::Config::builder().add_source(config::File::from(defaults));
+    if let Some(env) = vero_env.filter(|e| !e.is_empty()) {
+        let overlay = dir.join(format!("{env}.toml"));
+        anyhow::ensure!(overlay.is_file(), "VERO_ENV={env} but {} does not exist", overlay.display());
+        builder = builder.add_source(config::File::from(overlay));
+    }
+    let vars: config::Map<String, String> = vars.into_iter().filter(|(k, _)| k.starts_with("VERO__")).collect();
+    builder = builder.add_source(
+        config::Environment::with_prefix("VERO")
+            .prefix_separator("__")
+            .separator("__")
+            .list_separator(",")
+            .try_parsing(true)
+            .source(Some(vars)),
+    );
+    let merged = builder.build().context("reading configuration")?;
+    merged.try_deserialize::<T>().map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Settings {
+        kafka: Kafka,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Kafka {
+        brokers: String,
+        partitions: u32,
+    }
+
+    fn dir_with(files: &[(&str, &str)]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, text) in files {
+            std::fs::write(dir.path().join(name), text).unwrap();
+        }
+        dir
+    }
+
+    #[test]
+    fn layers_apply_in_order() {
+        let dir = dir_with(&[
+            ("default.toml", "[kafka]\nbrokers = \"a:9092\"\npartitions = 3\n"),
+            ("prod.toml", "[kafka]\nbrokers = \"b:9092\"\n"),
+        ]);
+        let s: Settings = load_with_env(dir.path(), None, []).unwrap();
+        assert_eq!((s.kafka.brokers.as_str(), s.kafka.partitions), ("a:9092", 3));
+        let s: Settings = load_with_env(dir.path(), Some("prod"), []).unwrap();
+        assert_eq!(s.kafka.brokers, "b:9092");
+        let vars = [("VERO__KAFKA__PARTITIONS".to_string(), "12".to_string())];
+        let s: Settings = load_with_env(dir.path(), Some("prod"), vars).unwrap();
+        assert_eq!((s.kafka.brokers.as_str(), s.kafka.partitions), ("b:9092", 12));
+    }
+
+    #[test]
+    fn errors_name_the_wrong_key() {
+        let dir = dir_with(&[("default.toml", "[kafka]\nbrokers = \"a\"\npartitions = 3\n")]);
+        let vars = [("VERO__KAFKA__PARTITIONS".to_string(), "many".to_string())];
+        let err = load_with_env::<Settings>(dir.path(), None, vars).unwrap_err().to_string();
+        assert!(err.contains("partitions"), "{err}");
+        let vars = [("VERO__KAFKA__BROKRES".to_string(), "x".to_string())];
+        let err = load_with_env::<Settings>(dir.path(), None, vars).unwrap_err().to_string();
+        assert!(err.contains("brokres"), "{err}");
+        let err = load_with_env::<Settings>(dir.path(), Some("nope"), []).unwrap_err().to_string();
+        assert!(err.contains("nope.toml"), "{err}");
+    }
+}
