@@ -11,10 +11,11 @@
 
 use apache_avro::types::Value;
 use apache_avro::{from_avro_datum, to_avro_datum};
-use uuid::Uuid;
 
+use crate::avro_value::Fields;
+use crate::command::UserCommand;
 use crate::event::TrackEvent;
-use crate::schemas::{track_event_current, track_event_versions, SchemaVersion};
+use crate::schemas::SchemaVersion;
 
 /// The two marker bytes that open a single-object encoded message.
 pub const SINGLE_OBJECT_MAGIC: [u8; 2] = [0xC3, 0x01];
@@ -33,24 +34,56 @@ pub enum DecodeError {
     Avro(String),
     #[error("decoded record field `{0}` is missing or has an unexpected type")]
     Field(&'static str),
+    #[error("expected a {expected} record, found a {found} record")]
+    WrongRecord { expected: &'static str, found: &'static str },
 }
 
-/// Encode with the current (newest) schema version.
-pub fn encode_event(event: &TrackEvent) -> Vec<u8> {
-    encode_event_with(event, track_event_current())
+/// A record type with an Avro schema history in [`crate::schemas`].
+pub trait AvroRecord: Sized {
+    /// Every schema version, oldest first; writers use the last.
+    fn versions() -> &'static [SchemaVersion];
+    /// All fields of the newest schema, by name.
+    fn to_fields(&self) -> Vec<(String, Value)>;
+    /// Build from a record already resolved to the newest schema.
+    fn from_fields(fields: Fields) -> Result<Self, DecodeError>;
+
+    fn current() -> &'static SchemaVersion {
+        Self::versions().last().expect("at least one schema version")
+    }
+}
+
+/// Any record that travels on the events topic.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Record {
+    Event(TrackEvent),
+    Command(UserCommand),
+}
+
+impl Record {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Record::Event(_) => "TrackEvent",
+            Record::Command(_) => "UserCommand",
+        }
+    }
+}
+
+/// Encode with the newest schema version.
+pub fn encode<R: AvroRecord>(record: &R) -> Vec<u8> {
+    encode_with(record, R::current())
 }
 
 /// Encode with a specific schema version (older versions drop fields they lack).
-pub fn encode_event_with(event: &TrackEvent, version: &SchemaVersion) -> Vec<u8> {
-    let fields = event_fields(event);
-    let record = match &version.schema {
-        apache_avro::Schema::Record(record) if record.fields.len() != fields.len() => {
-            Value::Record(fields.into_iter().filter(|(name, _)| record.lookup.contains_key(name)).collect())
+pub fn encode_with<R: AvroRecord>(record: &R, version: &SchemaVersion) -> Vec<u8> {
+    let fields = record.to_fields();
+    let value = match &version.schema {
+        apache_avro::Schema::Record(schema) if schema.fields.len() != fields.len() => {
+            Value::Record(fields.into_iter().filter(|(name, _)| schema.lookup.contains_key(name)).collect())
         }
         _ => Value::Record(fields),
     };
-    let datum = to_avro_datum(&version.schema, record)
-        .expect("a TrackEvent always matches its own schema; a failure here is a bug in event_fields");
+    let datum = to_avro_datum(&version.schema, value)
+        .expect("a record always matches its own schema; a failure here is a bug in to_fields");
     let mut out = Vec::with_capacity(HEADER_LEN + datum.len());
     out.extend_from_slice(&SINGLE_OBJECT_MAGIC);
     out.extend_from_slice(&version.fingerprint);
@@ -58,8 +91,8 @@ pub fn encode_event_with(event: &TrackEvent, version: &SchemaVersion) -> Vec<u8>
     out
 }
 
-/// Decode a message written with any known schema version.
-pub fn decode_event(bytes: &[u8]) -> Result<TrackEvent, DecodeError> {
+/// Split a message into its writer fingerprint and Avro datum.
+fn split_header(bytes: &[u8]) -> Result<([u8; 8], &[u8]), DecodeError> {
     if bytes.len() < HEADER_LEN {
         return Err(DecodeError::TooShort(bytes.len()));
     }
@@ -67,136 +100,56 @@ pub fn decode_event(bytes: &[u8]) -> Result<TrackEvent, DecodeError> {
         return Err(DecodeError::NotSingleObject);
     }
     let fingerprint: [u8; 8] = bytes[2..HEADER_LEN].try_into().expect("slice of 8");
-    let writer = track_event_versions()
-        .iter()
-        .find(|v| v.fingerprint == fingerprint)
-        .ok_or(DecodeError::UnknownSchema(u64::from_le_bytes(fingerprint)))?;
-    let reader = track_event_current();
-    let mut datum = &bytes[HEADER_LEN..];
-    let value = from_avro_datum(&writer.schema, &mut datum, Some(&reader.schema))
-        .map_err(|e| DecodeError::Avro(e.to_string()))?;
-    event_from_value(value)
+    Ok((fingerprint, &bytes[HEADER_LEN..]))
 }
 
-fn optional_string(value: &Option<String>) -> Value {
-    match value {
-        Some(s) => Value::Union(1, Box::new(Value::String(s.clone()))),
-        None => Value::Union(0, Box::new(Value::Null)),
-    }
+/// Decode `datum` if `fingerprint` is one of `R`'s versions; `None` if it is not.
+fn decode_as<R: AvroRecord>(fingerprint: [u8; 8], mut datum: &[u8]) -> Option<Result<R, DecodeError>> {
+    let writer = R::versions().iter().find(|v| v.fingerprint == fingerprint)?;
+    let decoded = from_avro_datum(&writer.schema, &mut datum, Some(&R::current().schema))
+        .map_err(|e| DecodeError::Avro(e.to_string()))
+        .and_then(Fields::from_value)
+        .and_then(R::from_fields);
+    Some(decoded)
 }
 
-fn event_fields(e: &TrackEvent) -> Vec<(String, Value)> {
-    let created_at = match e.created_at {
-        Some(ms) => Value::Union(1, Box::new(Value::TimestampMillis(ms))),
-        None => Value::Union(0, Box::new(Value::Null)),
-    };
-    vec![
-        ("event_id".into(), Value::Uuid(e.event_id)),
-        ("received_at".into(), Value::TimestampMillis(e.received_at)),
-        ("project".into(), Value::String(e.project.clone())),
-        ("event_name".into(), Value::String(e.event_name.clone())),
-        ("user_id".into(), Value::String(e.user_id.clone())),
-        ("email".into(), optional_string(&e.email)),
-        ("identity_attributes".into(), Value::String(e.identity_attributes.clone())),
-        ("data".into(), Value::String(e.data.clone())),
-        ("development_mode".into(), Value::Boolean(e.development_mode)),
-        ("created_at".into(), created_at),
-        ("source".into(), optional_string(&e.source)),
-        ("extras".into(), Value::String(e.extras.clone())),
-        ("user_agent".into(), optional_string(&e.user_agent)),
-    ]
+/// Decode any record of the events topic, written with any known schema version.
+pub fn decode_record(bytes: &[u8]) -> Result<Record, DecodeError> {
+    let (fingerprint, datum) = split_header(bytes)?;
+    if let Some(event) = decode_as::<TrackEvent>(fingerprint, datum) {
+        return event.map(Record::Event);
+    }
+    if let Some(command) = decode_as::<UserCommand>(fingerprint, datum) {
+        return command.map(Record::Command);
+    }
+    Err(DecodeError::UnknownSchema(u64::from_le_bytes(fingerprint)))
 }
 
-/// Field-by-field access to a decoded record.
-struct Fields(Vec<(String, Value)>);
-
-impl Fields {
-    fn take(&mut self, name: &'static str) -> Result<Value, DecodeError> {
-        let at = self.0.iter().position(|(n, _)| n == name).ok_or(DecodeError::Field(name))?;
-        Ok(std::mem::replace(&mut self.0[at].1, Value::Null))
-    }
-
-    fn string(&mut self, name: &'static str) -> Result<String, DecodeError> {
-        match self.take(name)? {
-            Value::String(s) => Ok(s),
-            _ => Err(DecodeError::Field(name)),
-        }
-    }
-
-    fn uuid(&mut self, name: &'static str) -> Result<Uuid, DecodeError> {
-        match self.take(name)? {
-            Value::Uuid(u) => Ok(u),
-            Value::String(s) => s.parse().map_err(|_| DecodeError::Field(name)),
-            _ => Err(DecodeError::Field(name)),
-        }
-    }
-
-    fn millis(&mut self, name: &'static str) -> Result<i64, DecodeError> {
-        match self.take(name)? {
-            Value::TimestampMillis(ms) | Value::Long(ms) => Ok(ms),
-            _ => Err(DecodeError::Field(name)),
-        }
-    }
-
-    fn boolean(&mut self, name: &'static str) -> Result<bool, DecodeError> {
-        match self.take(name)? {
-            Value::Boolean(b) => Ok(b),
-            _ => Err(DecodeError::Field(name)),
-        }
-    }
-
-    fn optional(&mut self, name: &'static str) -> Result<Option<Value>, DecodeError> {
-        match self.take(name)? {
-            Value::Union(_, inner) if *inner == Value::Null => Ok(None),
-            Value::Union(_, inner) => Ok(Some(*inner)),
-            Value::Null => Ok(None),
-            _ => Err(DecodeError::Field(name)),
-        }
-    }
-
-    fn optional_string(&mut self, name: &'static str) -> Result<Option<String>, DecodeError> {
-        match self.optional(name)? {
-            None => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s)),
-            Some(_) => Err(DecodeError::Field(name)),
-        }
-    }
-
-    fn optional_millis(&mut self, name: &'static str) -> Result<Option<i64>, DecodeError> {
-        match self.optional(name)? {
-            None => Ok(None),
-            Some(Value::TimestampMillis(ms) | Value::Long(ms)) => Ok(Some(ms)),
-            Some(_) => Err(DecodeError::Field(name)),
-        }
-    }
+/// Encode a track event with the newest schema version.
+pub fn encode_event(event: &TrackEvent) -> Vec<u8> {
+    encode(event)
 }
 
-fn event_from_value(value: Value) -> Result<TrackEvent, DecodeError> {
-    let Value::Record(fields) = value else {
-        return Err(DecodeError::Avro("top-level value is not a record".into()));
-    };
-    let mut f = Fields(fields);
-    Ok(TrackEvent {
-        event_id: f.uuid("event_id")?,
-        received_at: f.millis("received_at")?,
-        project: f.string("project")?,
-        event_name: f.string("event_name")?,
-        user_id: f.string("user_id")?,
-        email: f.optional_string("email")?,
-        identity_attributes: f.string("identity_attributes")?,
-        data: f.string("data")?,
-        development_mode: f.boolean("development_mode")?,
-        created_at: f.optional_millis("created_at")?,
-        source: f.optional_string("source")?,
-        extras: f.string("extras")?,
-        user_agent: f.optional_string("user_agent")?,
-    })
+/// Encode a track event with a specific schema version.
+pub fn encode_event_with(event: &TrackEvent, version: &SchemaVersion) -> Vec<u8> {
+    encode_with(event, version)
+}
+
+/// Decode a message that must be a track event.
+pub fn decode_event(bytes: &[u8]) -> Result<TrackEvent, DecodeError> {
+    match decode_record(bytes)? {
+        Record::Event(event) => Ok(event),
+        other => Err(DecodeError::WrongRecord { expected: "TrackEvent", found: other.kind() }),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::command::UserAction;
+    use crate::schemas::track_event_versions;
     use apache_avro::GenericSingleObjectReader;
+    use uuid::Uuid;
 
     fn sample() -> TrackEvent {
         TrackEvent {
@@ -242,6 +195,28 @@ mod tests {
         let decoded = decode_event(&encode_event_with(&event, v1)).unwrap();
         assert_eq!(decoded.user_agent, None, "field added in v2 takes its default");
         assert_eq!(decoded, TrackEvent { user_agent: None, ..event });
+    }
+
+    #[test]
+    fn commands_round_trip_and_are_told_apart_from_events() {
+        let command = UserCommand {
+            command_id: Uuid::now_v7(),
+            received_at: 1_764_000_000_000,
+            project: "shop".into(),
+            action: UserAction::Tags,
+            user_id: "42".into(),
+            email: None,
+            attributes: "{}".into(),
+            tags_add: vec!["vip".into(), "beta".into()],
+            tags_remove: vec!["trial".into()],
+            new_id: None,
+            user_agent: None,
+        };
+        let bytes = encode(&command);
+        assert_eq!(decode_record(&bytes).unwrap(), Record::Command(command));
+        assert!(matches!(decode_event(&bytes), Err(DecodeError::WrongRecord { found: "UserCommand", .. })));
+        let event = sample();
+        assert_eq!(decode_record(&encode_event(&event)).unwrap(), Record::Event(event));
     }
 
     #[test]

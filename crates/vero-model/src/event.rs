@@ -4,7 +4,12 @@
 //! object text so that every JSON type the client sent (numbers, booleans, nested
 //! objects) survives unchanged into Kafka and ClickHouse.
 
+use apache_avro::types::Value;
 use uuid::Uuid;
+
+use crate::avro_value::{optional_millis, optional_string, Fields};
+use crate::codec::{AvroRecord, DecodeError};
+use crate::schemas::{track_event_versions, SchemaVersion};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct TrackEvent {
@@ -43,5 +48,47 @@ impl TrackEvent {
     /// sent one, otherwise the gateway's receive time.
     pub fn event_time(&self) -> i64 {
         self.created_at.unwrap_or(self.received_at)
+    }
+}
+
+impl AvroRecord for TrackEvent {
+    fn versions() -> &'static [SchemaVersion] {
+        track_event_versions()
+    }
+
+    fn to_fields(&self) -> Vec<(String, Value)> {
+        vec![
+            ("event_id".into(), Value::Uuid(self.event_id)),
+            ("received_at".into(), Value::TimestampMillis(self.received_at)),
+            ("project".into(), Value::String(self.project.clone())),
+            ("event_name".into(), Value::String(self.event_name.clone())),
+            ("user_id".into(), Value::String(self.user_id.clone())),
+            ("email".into(), optional_string(&self.email)),
+            ("identity_attributes".into(), Value::String(self.identity_attributes.clone())),
+            ("data".into(), Value::String(self.data.clone())),
+            ("development_mode".into(), Value::Boolean(self.development_mode)),
+            ("created_at".into(), optional_millis(self.created_at)),
+            ("source".into(), optional_string(&self.source)),
+            ("extras".into(), Value::String(self.extras.clone())),
+            ("user_agent".into(), optional_string(&self.user_agent)),
+        ]
+    }
+
+    fn from_fields(mut f: Fields) -> Result<Self, DecodeError> {
+        Ok(Self {
+            event_id: f.uuid("event_id")?,
+            received_at: f.millis("received_at")?,
+            project: f.string("project")?,
+            event_name: f.string("event_name")?,
+            user_id: f.string("user_id")?,
+            email: f.optional_string("email")?,
+            identity_attributes: f.string("identity_attributes")?,
+            data: f.string("data")?,
+            development_mode: f.boolean("development_mode")?,
+            created_at: f.optional_millis("created_at")?,
+            source: f.optional_string("source")?,
+            extras: f.string("extras")?,
+            user_agent: f.optional_string("user_agent")?,
+        })
     }
 }

@@ -17,6 +17,10 @@ pub const TRACK_EVENT_VERSIONS: &[(&str, &str)] = &[
     ("track_event.v2.avsc", include_str!("../../../schemas/avro/track_event.v2.avsc")),
 ];
 
+/// The `.avsc` texts of the user command, oldest first.
+pub const USER_COMMAND_VERSIONS: &[(&str, &str)] =
+    &[("user_command.v1.avsc", include_str!("../../../schemas/avro/user_command.v1.avsc"))];
+
 /// One parsed schema version with its single-object-encoding fingerprint.
 #[derive(Debug)]
 pub struct SchemaVersion {
@@ -27,8 +31,9 @@ pub struct SchemaVersion {
     pub fingerprint: [u8; 8],
 }
 
-static TRACK_EVENT: LazyLock<Result<Vec<SchemaVersion>, String>> =
-    LazyLock::new(|| parse_versions(TRACK_EVENT_VERSIONS));
+type Parsed = LazyLock<Result<Vec<SchemaVersion>, String>>;
+static TRACK_EVENT: Parsed = LazyLock::new(|| parse_versions(TRACK_EVENT_VERSIONS));
+static USER_COMMAND: Parsed = LazyLock::new(|| parse_versions(USER_COMMAND_VERSIONS));
 
 fn parse_versions(texts: &[(&'static str, &str)]) -> Result<Vec<SchemaVersion>, String> {
     texts
@@ -43,22 +48,29 @@ fn parse_versions(texts: &[(&'static str, &str)]) -> Result<Vec<SchemaVersion>, 
         .collect()
 }
 
-/// All track event versions, oldest first; the last one is what writers use.
-pub fn track_event_versions() -> &'static [SchemaVersion] {
-    match &*TRACK_EVENT {
+fn versions(parsed: &'static Parsed) -> &'static [SchemaVersion] {
+    match &**parsed {
         Ok(versions) => versions,
         Err(e) => panic!("embedded Avro schema is invalid: {e} (call vero_model::schemas::check at start)"),
     }
 }
 
-/// The version writers use.
-pub fn track_event_current() -> &'static SchemaVersion {
-    track_event_versions().last().expect("at least one track event schema version")
+/// All track event versions, oldest first; the last one is what writers use.
+pub fn track_event_versions() -> &'static [SchemaVersion] {
+    versions(&TRACK_EVENT)
+}
+
+/// All user command versions, oldest first; the last one is what writers use.
+pub fn user_command_versions() -> &'static [SchemaVersion] {
+    versions(&USER_COMMAND)
 }
 
 /// Parse every embedded schema; the error names the file that is wrong.
 pub fn check() -> Result<(), String> {
-    TRACK_EVENT.as_ref().map(|_| ()).map_err(Clone::clone)
+    for parsed in [&TRACK_EVENT, &USER_COMMAND] {
+        parsed.as_ref().map_err(Clone::clone)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -71,6 +83,8 @@ mod tests {
         let versions = track_event_versions();
         assert_eq!(versions.len(), TRACK_EVENT_VERSIONS.len());
         assert_ne!(versions[0].fingerprint, versions[1].fingerprint);
+        let commands = user_command_versions();
+        assert!(commands.iter().all(|c| versions.iter().all(|v| v.fingerprint != c.fingerprint)));
     }
 
     #[test]
