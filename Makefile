@@ -13,7 +13,7 @@ run:
 	scripts/run-local.sh
 
 test: deps
-	cargo test --workspace --all-targets --no-fail-fast 2>&1 | tee target/test-output.log; test $${PIPESTATUS[0]} -eq 0
+	cargo test --workspace --all-targets --no-fail-fast
 
 lint:
 	cargo fmt --all -- --check

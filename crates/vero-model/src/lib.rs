@@ -14,6 +14,7 @@ pub mod codec;
 pub mod command;
 pub mod event;
 pub mod partition;
+pub mod profile;
 pub mod schemas;
 pub mod topics;
 

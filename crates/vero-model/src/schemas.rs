@@ -21,6 +21,10 @@ pub const TRACK_EVENT_VERSIONS: &[(&str, &str)] = &[
 pub const USER_COMMAND_VERSIONS: &[(&str, &str)] =
     &[("user_command.v1.avsc", include_str!("../../../schemas/avro/user_command.v1.avsc"))];
 
+/// The `.avsc` texts of the merged user profile, oldest first.
+pub const PROFILE_VERSIONS: &[(&str, &str)] =
+    &[("profile.v1.avsc", include_str!("../../../schemas/avro/profile.v1.avsc"))];
+
 /// One parsed schema version with its single-object-encoding fingerprint.
 #[derive(Debug)]
 pub struct SchemaVersion {
@@ -34,6 +38,7 @@ pub struct SchemaVersion {
 type Parsed = LazyLock<Result<Vec<SchemaVersion>, String>>;
 static TRACK_EVENT: Parsed = LazyLock::new(|| parse_versions(TRACK_EVENT_VERSIONS));
 static USER_COMMAND: Parsed = LazyLock::new(|| parse_versions(USER_COMMAND_VERSIONS));
+static PROFILE: Parsed = LazyLock::new(|| parse_versions(PROFILE_VERSIONS));
 
 fn parse_versions(texts: &[(&'static str, &str)]) -> Result<Vec<SchemaVersion>, String> {
     texts
@@ -65,9 +70,14 @@ pub fn user_command_versions() -> &'static [SchemaVersion] {
     versions(&USER_COMMAND)
 }
 
+/// All profile versions, oldest first; the last one is what writers use.
+pub fn profile_versions() -> &'static [SchemaVersion] {
+    versions(&PROFILE)
+}
+
 /// Parse every embedded schema; the error names the file that is wrong.
 pub fn check() -> Result<(), String> {
-    for parsed in [&TRACK_EVENT, &USER_COMMAND] {
+    for parsed in [&TRACK_EVENT, &USER_COMMAND, &PROFILE] {
         parsed.as_ref().map_err(Clone::clone)?;
     }
     Ok(())

@@ -7,8 +7,10 @@
 //!   reliable way to see what landed.
 //! * [`unique_name`]: per-test topic/group/database names so tests never share state.
 
+pub mod clickhouse;
 pub mod kafka_probe;
 pub mod mock_kafka;
+pub mod tansu;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 

@@ -1,0 +1,166 @@
+//! The batch being assembled: rows for ClickHouse, records for the dead-letter topic,
+//! and the last offset seen per partition, flushed when any limit (rows, bytes, age)
+//! is reached.
+//!
+//! A batch holds, per partition, a contiguous offset range that follows the previous
+//! batch's, so "this batch is written" means "every offset up to the batch's last one
+//! is handled" and storing that offset is safe.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use crate::config::BatchSettings;
+use crate::row::EventRow;
+
+/// A record that cannot be written, with everything the DLQ needs.
+#[derive(Debug, Clone)]
+pub struct DeadLetter {
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    pub payload: Option<Vec<u8>>,
+    /// Machine-friendly kind for metrics: `decode`, `invalid_row`, `rejected`.
+    pub kind: &'static str,
+    pub reason: String,
+}
+
+#[derive(Debug)]
+pub struct Batch {
+    limits: BatchSettings,
+    pub rows: Vec<EventRow>,
+    pub dead: Vec<DeadLetter>,
+    /// partition -> last offset in this batch.
+    pub last_offsets: BTreeMap<i32, i64>,
+    bytes: usize,
+    opened: Option<Instant>,
+}
+
+impl Batch {
+    pub fn new(limits: BatchSettings) -> Self {
+        Self { limits, rows: Vec::new(), dead: Vec::new(), last_offsets: BTreeMap::new(), bytes: 0, opened: None }
+    }
+
+    pub fn push_row(&mut self, row: EventRow) {
+        self.note(row.kafka_partition, row.kafka_offset, row.approx_bytes());
+        self.rows.push(row);
+    }
+
+    pub fn push_dead(&mut self, dead: DeadLetter) {
+        let size = 64 + dead.payload.as_ref().map_or(0, Vec::len) + dead.reason.len();
+        self.note(dead.partition, dead.offset, size);
+        self.dead.push(dead);
+    }
+
+    fn note(&mut self, partition: i32, offset: i64, bytes: usize) {
+        self.opened.get_or_insert_with(Instant::now);
+        self.bytes += bytes;
+        let last = self.last_offsets.entry(partition).or_insert(offset);
+        *last = (*last).max(offset);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.last_offsets.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.rows.len() + self.dead.len()
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.len() >= self.limits.max_rows || self.bytes >= self.limits.max_bytes
+    }
+
+    /// When the age limit forces a flush (`None` while empty).
+    pub fn deadline(&self) -> Option<Instant> {
+        self.opened.map(|opened| opened + self.limits.max_age())
+    }
+
+    /// Forget everything from `partitions` (revoked: the new owner re-reads them from
+    /// the committed offset, which never covers unwritten records).
+    pub fn drop_partitions(&mut self, partitions: &[i32]) {
+        self.rows.retain(|r| !partitions.contains(&r.kafka_partition));
+        self.dead.retain(|d| !partitions.contains(&d.partition));
+        for p in partitions {
+            self.last_offsets.remove(p);
+        }
+        if self.last_offsets.is_empty() {
+            self.bytes = 0;
+            self.opened = None;
+        }
+    }
+
+    /// Hand out the contents and start over.
+    pub fn take(&mut self) -> Batch {
+        std::mem::replace(self, Batch::new(self.limits.clone()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::row::EventRow;
+
+    fn row(partition: i32, offset: i64) -> EventRow {
+        EventRow {
+            event_id: uuid::Uuid::now_v7(),
+            project: "p".into(),
+            event_name: "e".into(),
+            user_id: "u".into(),
+            email: None,
+            identity: "{}".into(),
+            data: "{}".into(),
+            extras: "{}".into(),
+            source: None,
+            user_agent: None,
+            development_mode: 0,
+            received_at_ms: 1,
+            created_at_ms: None,
+            kafka_partition: partition,
+            kafka_offset: offset,
+        }
+    }
+
+    fn limits(max_rows: usize, max_bytes: usize) -> BatchSettings {
+        BatchSettings { max_rows, max_bytes, max_age_ms: 1000 }
+    }
+
+    #[test]
+    fn flushes_on_rows_or_bytes_and_tracks_last_offsets() {
+        let mut batch = Batch::new(limits(3, 1 << 20));
+        assert!(batch.deadline().is_none());
+        batch.push_row(row(0, 5));
+        batch.push_row(row(1, 9));
+        assert!(!batch.is_full() && batch.deadline().is_some());
+        batch.push_dead(DeadLetter {
+            partition: 0,
+            offset: 6,
+            key: None,
+            payload: Some(b"junk".to_vec()),
+            kind: "decode",
+            reason: "bad".into(),
+        });
+        assert!(batch.is_full());
+        assert_eq!(batch.last_offsets, BTreeMap::from([(0, 6), (1, 9)]));
+        let taken = batch.take();
+        assert_eq!(taken.len(), 3);
+        assert!(batch.is_empty() && batch.deadline().is_none());
+
+        let mut by_bytes = Batch::new(limits(1000, 100));
+        by_bytes.push_row(row(0, 1));
+        assert!(!by_bytes.is_full());
+        by_bytes.push_row(row(0, 2));
+        assert!(by_bytes.is_full());
+    }
+
+    #[test]
+    fn revoked_partitions_are_dropped() {
+        let mut batch = Batch::new(limits(10, 1 << 20));
+        batch.push_row(row(0, 1));
+        batch.push_row(row(1, 1));
+        batch.drop_partitions(&[0]);
+        assert_eq!(batch.rows.len(), 1);
+        assert_eq!(batch.last_offsets, BTreeMap::from([(1, 1)]));
+        batch.drop_partitions(&[1]);
+        assert!(batch.is_empty() && batch.deadline().is_none());
+    }
+}

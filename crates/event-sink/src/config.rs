@@ -1,0 +1,133 @@
+//! The sink's settings, from `config/event-sink/` via `vero_service::settings`.
+//! Unknown keys are rejected; the ClickHouse password never appears in `Debug`.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+use vero_clickhouse::config::env_text;
+use vero_clickhouse::ClickHouseSettings;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub kafka: KafkaSettings,
+    pub clickhouse: ClickHouseSettings,
+    pub batch: BatchSettings,
+    pub retry: RetrySettings,
+    pub ops: OpsSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSettings {
+    #[serde(deserialize_with = "env_text")]
+    pub brokers: String,
+    #[serde(deserialize_with = "env_text")]
+    pub topic: String,
+    #[serde(deserialize_with = "env_text")]
+    pub dlq_topic: String,
+    #[serde(deserialize_with = "env_text")]
+    pub group_id: String,
+    #[serde(deserialize_with = "env_text")]
+    pub auto_offset_reset: String,
+    pub session_timeout_ms: u64,
+    pub auto_commit_interval_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchSettings {
+    pub max_rows: usize,
+    pub max_bytes: usize,
+    pub max_age_ms: u64,
+}
+
+impl BatchSettings {
+    pub fn max_age(&self) -> Duration {
+        Duration::from_millis(self.max_age_ms)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetrySettings {
+    pub initial_backoff_ms: u64,
+    pub max_backoff_ms: u64,
+    pub shutdown_flush_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpsSettings {
+    /// `host:port` of the `/metrics`, `/healthz`, `/readyz` listener (bound by `main`).
+    #[serde(deserialize_with = "env_text")]
+    pub listen: String,
+}
+
+impl Settings {
+    /// Load from `dir` (normally `config/event-sink`) with the process environment.
+    pub fn load(dir: &Path) -> anyhow::Result<Self> {
+        let settings: Self = vero_service::settings::load(dir)?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Load with an explicit environment (tests).
+    pub fn load_with_env(
+        dir: &Path,
+        vero_env: Option<&str>,
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> anyhow::Result<Self> {
+        let settings: Self = vero_service::settings::load_with_env(dir, vero_env, vars)?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Limits that would make the sink unbounded or spin are rejected at start.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(self.batch.max_rows > 0, "batch.max_rows must be positive");
+        anyhow::ensure!(self.batch.max_bytes > 0, "batch.max_bytes must be positive");
+        anyhow::ensure!(self.batch.max_age_ms > 0, "batch.max_age_ms must be positive");
+        anyhow::ensure!(self.retry.initial_backoff_ms > 0, "retry.initial_backoff_ms must be positive");
+        anyhow::ensure!(
+            self.retry.max_backoff_ms >= self.retry.initial_backoff_ms,
+            "retry.max_backoff_ms must be at least retry.initial_backoff_ms"
+        );
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn repo_config_dir() -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/event-sink")
+    }
+
+    #[test]
+    fn committed_defaults_and_local_overlay_load() {
+        let defaults = Settings::load_with_env(&repo_config_dir(), None, []).unwrap();
+        assert_eq!(defaults.kafka.topic, vero_model::topics::EVENTS);
+        assert_eq!(defaults.kafka.dlq_topic, vero_model::topics::EVENTS_DLQ);
+        let local = Settings::load_with_env(&repo_config_dir(), Some("local"), []).unwrap();
+        assert_eq!(local.clickhouse.url, "http://127.0.0.1:8123");
+        assert_eq!(local.ops.listen, "127.0.0.1:9101");
+    }
+
+    #[test]
+    fn environment_overrides_and_limits_are_checked() {
+        let vars = [("VERO__BATCH__MAX_ROWS".to_string(), "0".to_string())];
+        let err = Settings::load_with_env(&repo_config_dir(), None, vars).unwrap_err().to_string();
+        assert!(err.contains("max_rows"), "{err}");
+        let vars = [
+            ("VERO__CLICKHOUSE__PASSWORD".to_string(), "s3cret".to_string()),
+            ("VERO__KAFKA__BROKERS".to_string(), "a:9092,b:9092".to_string()),
+        ];
+        let settings = Settings::load_with_env(&repo_config_dir(), None, vars).unwrap();
+        assert_eq!(settings.clickhouse.password, "s3cret");
+        assert_eq!(settings.kafka.brokers, "a:9092,b:9092");
+        assert!(!format!("{settings:?}").contains("s3cret"));
+    }
+}

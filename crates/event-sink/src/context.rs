@@ -1,0 +1,81 @@
+//! The consumer's librdkafka callbacks: rebalances and statistics.
+//!
+//! * Revoke: the revoked partitions are recorded so the pipeline drops their unwritten
+//!   rows (the next owner re-reads them from the committed offset, which only ever
+//!   covers written rows). Nothing is flushed inside the callback, which must be quick.
+//! * Assign: while a flush keeps consumption paused, new partitions are paused too,
+//!   so memory stays bounded.
+//! * Statistics: per-partition lag (`consumer_lag_stored`: end offset minus the offset
+//!   stored after the last successful insert) into `vero_sink_consumer_lag`.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
+use rdkafka::statistics::Statistics;
+use rdkafka::ClientContext;
+
+use crate::metrics::Metrics;
+
+pub struct SinkContext {
+    metrics: Metrics,
+    topic: String,
+    revoked: Mutex<Vec<i32>>,
+    paused: AtomicBool,
+}
+
+impl SinkContext {
+    pub fn new(metrics: Metrics, topic: String) -> Self {
+        Self { metrics, topic, revoked: Mutex::new(Vec::new()), paused: AtomicBool::new(false) }
+    }
+
+    /// Partitions revoked since the last call.
+    pub fn take_revoked(&self) -> Vec<i32> {
+        std::mem::take(&mut *self.revoked.lock().expect("revoked lock"))
+    }
+
+    pub fn set_paused(&self, paused: bool) {
+        self.paused.store(paused, Ordering::SeqCst);
+        self.metrics.paused.set(i64::from(paused));
+    }
+}
+
+impl ClientContext for SinkContext {
+    fn stats(&self, statistics: Statistics) {
+        let Some(topic) = statistics.topics.get(&self.topic) else { return };
+        for (partition, stats) in &topic.partitions {
+            // -1 = unknown / not assigned here; the internal partition is -1 too.
+            if *partition >= 0 && stats.consumer_lag_stored >= 0 {
+                self.metrics.consumer_lag.with_label_values(&[&partition.to_string()]).set(stats.consumer_lag_stored);
+            }
+        }
+    }
+}
+
+impl ConsumerContext for SinkContext {
+    fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(partitions) = rebalance {
+            let revoked: Vec<i32> = partitions.elements().iter().map(|e| e.partition()).collect();
+            tracing::info!(?revoked, "partitions revoked");
+            for p in &revoked {
+                let _ = self.metrics.consumer_lag.remove_label_values(&[&p.to_string()]);
+            }
+            self.revoked.lock().expect("revoked lock").extend(revoked);
+        }
+    }
+
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(partitions) = rebalance {
+            let assigned: Vec<i32> = partitions.elements().iter().map(|e| e.partition()).collect();
+            tracing::info!(?assigned, "partitions assigned");
+            if self.paused.load(Ordering::SeqCst) {
+                if let Err(e) = consumer.pause(partitions) {
+                    tracing::warn!("pausing newly assigned partitions failed: {e}");
+                }
+            }
+        }
+        if let Ok(assignment) = consumer.assignment() {
+            self.metrics.assigned_partitions.set(assignment.count() as i64);
+        }
+    }
+}

@@ -1,0 +1,92 @@
+//! The dead-letter topic: records that can never be written, with the reason and the
+//! source position in headers (`vero_model::topics::dlq_headers`).
+//!
+//! A dead letter is handled once Kafka acknowledged it; only then may the caller store
+//! the source offset. While the DLQ cannot be written, sending is retried with backoff
+//! (consumption stays paused), so a record is never silently dropped.
+
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::util::Timeout;
+use rdkafka::ClientConfig;
+use tokio_util::sync::CancellationToken;
+use vero_model::topics::dlq_headers;
+
+use crate::backoff::Backoff;
+use crate::batch::DeadLetter;
+use crate::config::{KafkaSettings, RetrySettings};
+use crate::health::Health;
+use crate::metrics::Metrics;
+use crate::writer::Abandoned;
+
+/// Value of the consumer header: which service gave up on the record.
+pub const CONSUMER_NAME: &str = "event-sink";
+
+pub struct DeadLetterQueue {
+    producer: FutureProducer,
+    topic: String,
+    source_topic: String,
+    retry: RetrySettings,
+    metrics: Metrics,
+    health: Health,
+}
+
+impl DeadLetterQueue {
+    pub fn new(kafka: &KafkaSettings, retry: RetrySettings, metrics: Metrics, health: Health) -> anyhow::Result<Self> {
+        let producer: FutureProducer = ClientConfig::new()
+            .set("bootstrap.servers", &kafka.brokers)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("message.timeout.ms", "30000")
+            .create()?;
+        Ok(Self { producer, topic: kafka.dlq_topic.clone(), source_topic: kafka.topic.clone(), retry, metrics, health })
+    }
+
+    /// Send every letter, in order, each acknowledged before the next.
+    pub async fn send_all(&self, letters: &[DeadLetter], cancel: &CancellationToken) -> Result<(), Abandoned> {
+        for letter in letters {
+            self.send(letter, cancel).await?;
+        }
+        Ok(())
+    }
+
+    async fn send(&self, letter: &DeadLetter, cancel: &CancellationToken) -> Result<(), Abandoned> {
+        let partition = letter.partition.to_string();
+        let offset = letter.offset.to_string();
+        let mut backoff = Backoff::new(&self.retry);
+        loop {
+            let headers = OwnedHeaders::new()
+                .insert(Header { key: dlq_headers::REASON, value: Some(letter.reason.as_str()) })
+                .insert(Header { key: dlq_headers::SOURCE_TOPIC, value: Some(self.source_topic.as_str()) })
+                .insert(Header { key: dlq_headers::SOURCE_PARTITION, value: Some(partition.as_str()) })
+                .insert(Header { key: dlq_headers::SOURCE_OFFSET, value: Some(offset.as_str()) })
+                .insert(Header { key: dlq_headers::CONSUMER, value: Some(CONSUMER_NAME) });
+            let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&self.topic).headers(headers);
+            if let Some(key) = &letter.key {
+                record = record.key(key.as_slice());
+            }
+            if let Some(payload) = &letter.payload {
+                record = record.payload(payload.as_slice());
+            }
+            match self.producer.send(record, Timeout::Never).await {
+                Ok(_) => {
+                    tracing::warn!(
+                        partition = letter.partition,
+                        offset = letter.offset,
+                        reason = %letter.reason,
+                        "record sent to the dead-letter topic"
+                    );
+                    self.metrics.dlq_records.with_label_values(&[letter.kind]).inc();
+                    return Ok(());
+                }
+                Err((error, _)) => {
+                    tracing::warn!(%error, "dead-letter produce failed, retrying");
+                    self.health.not_ready(format!("dead-letter topic unavailable: {error}"));
+                    if !backoff.wait(cancel).await {
+                        return Err(Abandoned);
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,28 @@
+//! `event-sink`: a Kafka consumer group that writes `vero.events` into ClickHouse.
+//!
+//! Guarantees: every record of the topic ends up either as a row of `vero.events` or
+//! as a record of the dead-letter topic (with the reason and source position in
+//! headers); offsets are stored only after that (at-least-once), and redelivered
+//! rows collapse into one (`SELECT ... FROM vero.events FINAL`, see
+//! docs/analytics.md). While ClickHouse fails, consumption pauses with one batch in
+//! memory and resumes when it is back.
+//!
+//! Modules: [`config`] (settings), [`service`] (start: schema, consumer; [`run`] and
+//! [`migrate`]), [`pipeline`] (the consume/flush loop), [`batch`], [`row`],
+//! [`writer`] (INSERT with retry and bisection), [`dlq`], [`context`] (rebalance and
+//! statistics callbacks), [`metrics`], [`health`], [`backoff`].
+
+pub mod backoff;
+pub mod batch;
+pub mod config;
+pub mod context;
+pub mod dlq;
+pub mod health;
+pub mod metrics;
+pub mod pipeline;
+pub mod row;
+pub mod service;
+pub mod writer;
+
+pub use config::Settings;
+pub use service::{migrate, run};

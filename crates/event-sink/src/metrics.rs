@@ -1,0 +1,78 @@
+//! Prometheus metrics of the sink, all prefixed `vero_sink_`, in one registry served on
+//! `/metrics`.
+
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+
+#[derive(Clone)]
+pub struct Metrics {
+    pub registry: Registry,
+    pub rows_inserted: IntCounter,
+    pub batches_inserted: IntCounter,
+    pub insert_seconds: Histogram,
+    pub insert_retries: IntCounter,
+    /// Records sent to the DLQ, by reason kind (`decode`, `invalid_row`, `rejected`).
+    pub dlq_records: IntCounterVec,
+    /// Messages between the stored (inserted) offset and the partition's end.
+    pub consumer_lag: IntGaugeVec,
+    pub assigned_partitions: IntGauge,
+    /// 1 while consumption is paused because a flush is in progress or retrying.
+    pub paused: IntGauge,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let rows_inserted = IntCounter::new("vero_sink_rows_inserted_total", "Rows inserted into vero.events").unwrap();
+        let batches_inserted =
+            IntCounter::new("vero_sink_batches_inserted_total", "Successful INSERT statements").unwrap();
+        let insert_seconds = Histogram::with_opts(
+            HistogramOpts::new("vero_sink_insert_duration_seconds", "Duration of one successful INSERT")
+                .buckets(vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
+        )
+        .unwrap();
+        let insert_retries =
+            IntCounter::new("vero_sink_insert_retries_total", "INSERT attempts that failed and were retried").unwrap();
+        let dlq_records = IntCounterVec::new(
+            Opts::new("vero_sink_dlq_records_total", "Records sent to the dead-letter topic"),
+            &["reason"],
+        )
+        .unwrap();
+        let consumer_lag = IntGaugeVec::new(
+            Opts::new("vero_sink_consumer_lag", "Messages not yet written, per partition (from librdkafka stats)"),
+            &["partition"],
+        )
+        .unwrap();
+        let assigned_partitions =
+            IntGauge::new("vero_sink_assigned_partitions", "Partitions assigned to this instance").unwrap();
+        let paused = IntGauge::new("vero_sink_consumption_paused", "1 while consumption is paused").unwrap();
+        for collector in [
+            Box::new(rows_inserted.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(batches_inserted.clone()),
+            Box::new(insert_seconds.clone()),
+            Box::new(insert_retries.clone()),
+            Box::new(dlq_records.clone()),
+            Box::new(consumer_lag.clone()),
+            Box::new(assigned_partitions.clone()),
+            Box::new(paused.clone()),
+        ] {
+            registry.register(collector).expect("metric names are unique");
+        }
+        Self {
+            registry,
+            rows_inserted,
+            batches_inserted,
+            insert_seconds,
+            insert_retries,
+            dlq_records,
+            consumer_lag,
+            assigned_partitions,
+            paused,
+        }
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

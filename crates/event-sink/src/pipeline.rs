@@ -1,0 +1,233 @@
+//! The consume → batch → insert → store-offset loop.
+//!
+//! Delivery guarantee: at least once. `enable.auto.offset.store=false`; a partition's
+//! offset is stored only after every record up to it is in ClickHouse or acknowledged
+//! by the dead-letter topic, and librdkafka's auto-commit commits stored offsets only.
+//! A crash therefore re-delivers at most the batches written since the last commit;
+//! ReplacingMergeTree (and insert deduplication where the server has it) turns those
+//! into one visible row per event (see docs/analytics.md).
+//!
+//! While a batch is being written (including retries while ClickHouse is down), the
+//! assigned partitions are paused and the consumer keeps being polled, so rebalances
+//! and the group session are served and at most one batch (plus whatever arrives
+//! before the pause takes effect, bounded by a second batch) is held in memory.
+
+use std::collections::BTreeMap;
+use std::pin::pin;
+
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::{Offset, TopicPartitionList};
+use tokio_util::sync::CancellationToken;
+
+use crate::batch::{Batch, DeadLetter};
+use crate::config::Settings;
+use crate::context::SinkContext;
+use crate::dlq::DeadLetterQueue;
+use crate::row::EventRow;
+use crate::writer::{Abandoned, Writer};
+
+pub struct Pipeline {
+    pub consumer: StreamConsumer<SinkContext>,
+    pub writer: Writer,
+    pub dlq: DeadLetterQueue,
+    pub settings: Settings,
+    /// Offsets this instance stored (next offset to read), for the final commit.
+    stored: BTreeMap<i32, i64>,
+}
+
+impl Pipeline {
+    pub fn new(
+        consumer: StreamConsumer<SinkContext>,
+        writer: Writer,
+        dlq: DeadLetterQueue,
+        settings: Settings,
+    ) -> Self {
+        Self { consumer, writer, dlq, settings, stored: BTreeMap::new() }
+    }
+
+    /// Consume until `shutdown`, then flush (giving up after the configured grace
+    /// period), commit and return.
+    pub async fn run(mut self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        // Writes keep retrying through a shutdown for a grace period, then give up.
+        let give_up = CancellationToken::new();
+        let grace = std::time::Duration::from_millis(self.settings.retry.shutdown_flush_timeout_ms);
+        let (shutdown_watch, give_up_trigger) = (shutdown.clone(), give_up.clone());
+        tokio::spawn(async move {
+            shutdown_watch.cancelled().await;
+            tokio::time::sleep(grace).await;
+            give_up_trigger.cancel();
+        });
+
+        let mut batch = Batch::new(self.settings.batch.clone());
+        loop {
+            let deadline = batch.deadline();
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break,
+                _ = sleep_until(deadline), if deadline.is_some() => self.flush(&mut batch, &give_up).await,
+                received = self.consumer.recv() => {
+                    self.accept(received, &mut batch).await;
+                    if batch.is_full() {
+                        self.flush(&mut batch, &give_up).await;
+                    }
+                }
+            }
+        }
+        tracing::info!(pending = batch.len(), "shutting down: flushing the last batch");
+        self.flush(&mut batch, &give_up).await;
+        self.commit_stored();
+        Ok(())
+    }
+
+    /// Add one received message to `batch` (as a row or a dead letter).
+    async fn accept(&self, received: Result<BorrowedMessage<'_>, KafkaError>, batch: &mut Batch) {
+        // Revoked partitions first: a message returned after a revoke belongs to the
+        // new assignment and must not be dropped with the old rows.
+        let revoked = self.consumer.context().take_revoked();
+        if !revoked.is_empty() {
+            batch.drop_partitions(&revoked);
+        }
+        let message = match received {
+            Ok(message) => message,
+            Err(e) => {
+                tracing::warn!("Kafka consumer error: {e}");
+                // Errors are transient (broker down, ...); do not spin on them.
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                return;
+            }
+        };
+        let (partition, offset) = (message.partition(), message.offset());
+        let dead = |kind, reason: String| DeadLetter {
+            partition,
+            offset,
+            key: message.key().map(<[u8]>::to_vec),
+            payload: message.payload().map(<[u8]>::to_vec),
+            kind,
+            reason,
+        };
+        let Some(payload) = message.payload() else {
+            batch.push_dead(dead("decode", "message has no payload".into()));
+            return;
+        };
+        match vero_model::decode_event(payload) {
+            Err(e) => batch.push_dead(dead("decode", format!("not a TrackEvent: {e}"))),
+            Ok(event) => match EventRow::from_event(event, partition, offset) {
+                Ok(row) => batch.push_row(row),
+                Err(reason) => batch.push_dead(dead("invalid_row", reason)),
+            },
+        }
+    }
+
+    /// Write `batch` (rows, then dead letters), store its offsets, and leave the
+    /// records that arrived meanwhile in `batch`. On give-up nothing is stored.
+    async fn flush(&mut self, batch: &mut Batch, give_up: &CancellationToken) {
+        if batch.is_empty() {
+            return;
+        }
+        let current = batch.take();
+        self.set_paused(true);
+        let result = {
+            let mut work = pin!(write_batch(&self.writer, &self.dlq, &current, give_up));
+            loop {
+                tokio::select! {
+                    result = &mut work => break result,
+                    received = self.consumer.recv() => {
+                        self.accept(received, batch).await;
+                        if batch.is_full() {
+                            self.set_paused(true);
+                        }
+                    }
+                }
+            }
+        };
+        match result {
+            Ok(()) => self.store_offsets(&current.last_offsets),
+            Err(Abandoned) => tracing::warn!(records = current.len(), "batch abandoned; it will be redelivered"),
+        }
+        if !batch.is_full() {
+            self.set_paused(false);
+        }
+    }
+
+    fn store_offsets(&mut self, last_offsets: &BTreeMap<i32, i64>) {
+        let assigned = self.assigned_partitions();
+        for (&partition, &offset) in last_offsets {
+            // A partition revoked meanwhile belongs to someone else now; its rows are in
+            // ClickHouse anyway and will collapse with the new owner's re-insert.
+            if !assigned.contains(&partition) {
+                continue;
+            }
+            // librdkafka stores `offset + 1`, the next record to read.
+            match self.consumer.store_offset(&self.settings.kafka.topic, partition, offset) {
+                Ok(()) => {
+                    self.stored.insert(partition, offset + 1);
+                }
+                Err(e) => tracing::debug!(partition, "offset not stored: {e}"),
+            }
+        }
+    }
+
+    fn assigned_partitions(&self) -> Vec<i32> {
+        self.consumer.assignment().map(|tpl| tpl.elements().iter().map(|e| e.partition()).collect()).unwrap_or_default()
+    }
+
+    fn set_paused(&self, paused: bool) {
+        self.consumer.context().set_paused(paused);
+        let Ok(assignment) = self.consumer.assignment() else { return };
+        let result = if paused { self.consumer.pause(&assignment) } else { self.consumer.resume(&assignment) };
+        if let Err(e) = result {
+            tracing::warn!(paused, "pause/resume failed: {e}");
+        }
+    }
+
+    /// Synchronously commit what this instance stored for partitions it still owns,
+    /// so a clean shutdown leaves nothing to redeliver.
+    fn commit_stored(&self) {
+        let assigned = self.assigned_partitions();
+        let mut tpl = TopicPartitionList::new();
+        for (&partition, &next) in self.stored.iter().filter(|(p, _)| assigned.contains(p)) {
+            if let Err(e) = tpl.add_partition_offset(&self.settings.kafka.topic, partition, Offset::Offset(next)) {
+                tracing::warn!(partition, "cannot build the final commit: {e}");
+            }
+        }
+        if tpl.count() == 0 {
+            return;
+        }
+        match self.consumer.commit(&tpl, CommitMode::Sync) {
+            Ok(()) => tracing::info!(partitions = tpl.count(), "final offsets committed"),
+            Err(e) => {
+                tracing::warn!("final commit failed (records since the last auto-commit will be redelivered): {e}")
+            }
+        }
+    }
+}
+
+async fn write_batch(
+    writer: &Writer,
+    dlq: &DeadLetterQueue,
+    batch: &Batch,
+    give_up: &CancellationToken,
+) -> Result<(), Abandoned> {
+    let refused = writer.write(&batch.rows, give_up).await?;
+    let mut letters = batch.dead.clone();
+    letters.extend(refused.into_iter().map(|(index, reason)| {
+        let row = &batch.rows[index];
+        DeadLetter {
+            partition: row.kafka_partition,
+            offset: row.kafka_offset,
+            key: Some(row.user_id.as_bytes().to_vec()),
+            payload: Some(vero_model::encode_event(&row.to_event())),
+            kind: "rejected",
+            reason: format!("ClickHouse refused the row: {reason}"),
+        }
+    }));
+    dlq.send_all(&letters, give_up).await
+}
+
+async fn sleep_until(deadline: Option<std::time::Instant>) {
+    if let Some(deadline) = deadline {
+        tokio::time::sleep_until(deadline.into()).await;
+    }
+}

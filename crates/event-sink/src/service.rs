@@ -1,0 +1,118 @@
+//! Starting the sink: schema first, then the consumer group.
+//!
+//! [`run`] serves the ops endpoints for its whole life, waits (with backoff, not
+//! ready meanwhile) until ClickHouse answers, applies pending migrations for the
+//! server's version, then consumes until `shutdown`. [`migrate`] is the manual path
+//! (`event-sink migrate`).
+
+use std::time::Duration;
+
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::ClientConfig;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use vero_clickhouse::migrations::{self, Applied};
+use vero_clickhouse::{ClickHouseSettings, Failure, ServerVersion};
+
+use crate::backoff::Backoff;
+use crate::config::Settings;
+use crate::context::SinkContext;
+use crate::dlq::DeadLetterQueue;
+use crate::health::Health;
+use crate::metrics::Metrics;
+use crate::pipeline::Pipeline;
+use crate::writer::Writer;
+
+/// Run the sink until `shutdown` is cancelled; the ops endpoints are served on
+/// `ops_listener` meanwhile.
+pub async fn run(settings: Settings, ops_listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
+    vero_model::schemas::check().map_err(anyhow::Error::msg)?;
+    let metrics = Metrics::new();
+    let health = Health::new();
+    let ops_stop = CancellationToken::new();
+    let ops = tokio::spawn(vero_service::ops::serve(
+        ops_listener,
+        metrics.registry.clone(),
+        health.check(),
+        ops_stop.clone(),
+    ));
+    let result = start_and_consume(settings, metrics, health, shutdown).await;
+    ops_stop.cancel();
+    let _ = ops.await;
+    result
+}
+
+async fn start_and_consume(
+    settings: Settings,
+    metrics: Metrics,
+    health: Health,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let client = vero_clickhouse::client::build(&settings.clickhouse);
+    let mut backoff = Backoff::new(&settings.retry);
+    let version = loop {
+        match prepare_schema(&client).await {
+            Ok(version) => break version,
+            Err(Failure::Retryable(reason)) => {
+                tracing::warn!(%reason, "ClickHouse not reachable yet, retrying");
+                health.not_ready(format!("ClickHouse not reachable: {reason}"));
+                if !backoff.wait(&shutdown).await {
+                    return Ok(());
+                }
+            }
+            Err(invalid) => return Err(invalid.into()),
+        }
+    };
+    let consumer = create_consumer(&settings, metrics.clone())?;
+    let writer = Writer::new(
+        client,
+        version,
+        settings.retry.clone(),
+        settings.clickhouse.request_timeout(),
+        metrics.clone(),
+        health.clone(),
+    );
+    let dlq = DeadLetterQueue::new(&settings.kafka, settings.retry.clone(), metrics, health.clone())?;
+    health.ready();
+    tracing::info!(server = %version, topic = %settings.kafka.topic, group = %settings.kafka.group_id, "consuming");
+    Pipeline::new(consumer, writer, dlq, settings).run(shutdown).await
+}
+
+async fn prepare_schema(client: &clickhouse::Client) -> Result<ServerVersion, Failure> {
+    let version = ServerVersion::detect(client).await?;
+    let all = migrations::embedded().map_err(Failure::Invalid)?;
+    for applied in migrations::apply(client, version, &all).await? {
+        tracing::info!(id = applied.id, file = applied.file, "migration applied");
+    }
+    Ok(version)
+}
+
+fn create_consumer(settings: &Settings, metrics: Metrics) -> anyhow::Result<StreamConsumer<SinkContext>> {
+    let kafka = &settings.kafka;
+    let context = SinkContext::new(metrics, kafka.topic.clone());
+    let consumer: StreamConsumer<SinkContext> = ClientConfig::new()
+        .set("bootstrap.servers", &kafka.brokers)
+        .set("group.id", &kafka.group_id)
+        .set("auto.offset.reset", &kafka.auto_offset_reset)
+        .set("session.timeout.ms", kafka.session_timeout_ms.to_string())
+        // Commit periodically, but only offsets we stored after a successful write.
+        .set("enable.auto.commit", "true")
+        .set("auto.commit.interval.ms", kafka.auto_commit_interval_ms.to_string())
+        .set("enable.auto.offset.store", "false")
+        .set("enable.partition.eof", "false")
+        // Bound what librdkafka prefetches per partition (memory stays bounded).
+        .set("queued.max.messages.kbytes", "16384")
+        .set("statistics.interval.ms", "5000")
+        .create_with_context(context)?;
+    consumer.subscribe(&[&kafka.topic])?;
+    Ok(consumer)
+}
+
+/// Apply pending migrations once (no retry) and report what was applied.
+pub async fn migrate(settings: &ClickHouseSettings) -> anyhow::Result<(ServerVersion, Vec<Applied>)> {
+    let client = vero_clickhouse::client::build(settings);
+    let version = ServerVersion::detect(&client).await?;
+    let all = migrations::embedded().map_err(anyhow::Error::msg)?;
+    let applied = tokio::time::timeout(Duration::from_secs(300), migrations::apply(&client, version, &all)).await??;
+    Ok((version, applied))
+}

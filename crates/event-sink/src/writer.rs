@@ -1,0 +1,141 @@
+//! Writing rows to `vero.events`: retry while ClickHouse is unavailable, isolate rows
+//! it refuses.
+//!
+//! * A retryable failure (unreachable, timeout, overload) is retried with backoff,
+//!   forever, until it succeeds or shutdown gives up on the batch; the caller keeps
+//!   consumption paused meanwhile, so memory stays bounded by one batch.
+//! * A non-retryable failure means ClickHouse refuses something in the batch. The batch
+//!   is split in halves and each half retried, down to single rows, so the good rows
+//!   land and only the refused ones are returned (they go to the DLQ).
+//! * On servers with insert deduplication (22.2+), each INSERT carries a token derived
+//!   from its rows' Kafka partition/offsets: re-sending a batch whose first attempt did
+//!   land (e.g. the response was lost) is dropped by the server.
+
+use std::time::Instant;
+
+use clickhouse::Client;
+use tokio_util::sync::CancellationToken;
+use vero_clickhouse::{Failure, ServerVersion};
+
+use crate::backoff::Backoff;
+use crate::config::RetrySettings;
+use crate::health::Health;
+use crate::metrics::Metrics;
+use crate::row::EventRow;
+
+pub const TABLE: &str = "vero.events";
+
+/// The batch was given up because shutdown came first; nothing about it is stored.
+#[derive(Debug, thiserror::Error)]
+#[error("shutdown interrupted the write; the batch will be redelivered")]
+pub struct Abandoned;
+
+pub struct Writer {
+    client: Client,
+    version: ServerVersion,
+    retry: RetrySettings,
+    timeout: std::time::Duration,
+    metrics: Metrics,
+    health: Health,
+}
+
+impl Writer {
+    pub fn new(
+        client: Client,
+        version: ServerVersion,
+        retry: RetrySettings,
+        timeout: std::time::Duration,
+        metrics: Metrics,
+        health: Health,
+    ) -> Self {
+        Self { client, version, retry, timeout, metrics, health }
+    }
+
+    /// Write `rows`; returns `(index, reason)` of every row ClickHouse refused.
+    pub async fn write(
+        &self,
+        rows: &[EventRow],
+        cancel: &CancellationToken,
+    ) -> Result<Vec<(usize, String)>, Abandoned> {
+        let mut refused = Vec::new();
+        // Ranges still to write, processed front to back.
+        let mut pending = vec![(0, rows.len())];
+        while let Some((start, end)) = pending.pop() {
+            if start == end {
+                continue;
+            }
+            match self.write_with_retry(&rows[start..end], cancel).await? {
+                Ok(()) => {}
+                Err(reason) if end - start == 1 => refused.push((start, reason)),
+                Err(reason) => {
+                    tracing::warn!(rows = end - start, %reason, "ClickHouse refused a batch; splitting it to find the bad rows");
+                    let middle = start + (end - start) / 2;
+                    pending.push((middle, end));
+                    pending.push((start, middle));
+                }
+            }
+        }
+        Ok(refused)
+    }
+
+    /// One INSERT, retried while the failure is retryable. `Ok(Err(reason))` is a
+    /// refusal.
+    async fn write_with_retry(
+        &self,
+        rows: &[EventRow],
+        cancel: &CancellationToken,
+    ) -> Result<Result<(), String>, Abandoned> {
+        let mut backoff = Backoff::new(&self.retry);
+        loop {
+            let started = Instant::now();
+            match self.insert(rows).await {
+                Ok(()) => {
+                    self.metrics.insert_seconds.observe(started.elapsed().as_secs_f64());
+                    self.metrics.batches_inserted.inc();
+                    self.metrics.rows_inserted.inc_by(rows.len() as u64);
+                    self.health.ready();
+                    return Ok(Ok(()));
+                }
+                Err(Failure::Invalid(reason)) => return Ok(Err(reason)),
+                Err(Failure::Retryable(reason)) => {
+                    tracing::warn!(rows = rows.len(), %reason, "INSERT failed, retrying");
+                    self.health.not_ready(format!("ClickHouse INSERT failing: {reason}"));
+                    self.metrics.insert_retries.inc();
+                    if !backoff.wait(cancel).await {
+                        return Err(Abandoned);
+                    }
+                }
+            }
+        }
+    }
+
+    async fn insert(&self, rows: &[EventRow]) -> Result<(), Failure> {
+        let mut insert = self
+            .client
+            .insert_unescaped::<EventRow>(TABLE)
+            .await?
+            .with_timeouts(Some(self.timeout), Some(self.timeout));
+        if self.version.supports_insert_deduplication_token() {
+            insert = insert.with_setting("insert_deduplication_token", deduplication_token(rows));
+        }
+        for row in rows {
+            insert.write(row).await?;
+        }
+        insert.end().await?;
+        Ok(())
+    }
+}
+
+/// Same rows (by Kafka position) => same token. A batch holds contiguous offset ranges
+/// per partition, so `partition:first-last` pairs identify it.
+pub fn deduplication_token(rows: &[EventRow]) -> String {
+    let mut ranges: std::collections::BTreeMap<i32, (i64, i64, usize)> = Default::default();
+    for row in rows {
+        let range = ranges.entry(row.kafka_partition).or_insert((row.kafka_offset, row.kafka_offset, 0));
+        range.0 = range.0.min(row.kafka_offset);
+        range.1 = range.1.max(row.kafka_offset);
+        range.2 += 1;
+    }
+    let parts: Vec<String> = ranges.iter().map(|(p, (first, last, n))| format!("{p}:{first}-{last}x{n}")).collect();
+    format!("vero-events:{}", parts.join(","))
+}

@@ -1,0 +1,321 @@
+//! The gateway's settings, loaded with [`vero_service::settings`] from
+//! `config/gateway/default.toml` (+ `$VERO_ENV.toml`, + `VERO__…` variables).
+//!
+//! Guarantees: unknown keys are rejected by serde, and [`Settings::validate`] rejects
+//! values that would make the gateway misbehave (no projects, zero limits, duplicate
+//! tokens, …) with an error that names the offending key. Token values are never
+//! part of any error message or `Debug` output.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{bail, ensure};
+use serde::{Deserialize, Deserializer};
+
+/// The folder under `config/` holding the gateway's files.
+pub const SERVICE: &str = "gateway";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub http: HttpSettings,
+    pub kafka: KafkaSettings,
+    pub rate_limit: RateLimitSettings,
+    pub projects: Vec<Project>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSettings {
+    #[serde(deserialize_with = "string_or_list")]
+    pub listen: String,
+    pub max_body_bytes: usize,
+    pub max_decompressed_bytes: usize,
+    pub max_connections: usize,
+    pub header_read_timeout_ms: u64,
+    pub body_read_timeout_ms: u64,
+    pub retry_after_secs: u64,
+    pub shutdown_grace_ms: u64,
+    pub cors: CorsSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CorsSettings {
+    pub allowed_origins: Vec<String>,
+    pub max_age_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSettings {
+    #[serde(deserialize_with = "string_or_list")]
+    pub brokers: String,
+    #[serde(deserialize_with = "string_or_list")]
+    pub topic: String,
+    pub linger_ms: u64,
+    pub queue_max_messages: u64,
+    pub queue_max_kbytes: u64,
+    pub delivery_timeout_ms: u64,
+    pub message_max_bytes: u64,
+    pub flush_timeout_ms: u64,
+    pub readiness_cache_ms: u64,
+    /// Extra librdkafka properties; values may be secrets, so `Debug` hides them.
+    pub properties: Properties,
+}
+
+/// Pass-through librdkafka properties. `Debug` prints the keys only.
+#[derive(Clone, Default, Deserialize)]
+#[serde(transparent)]
+pub struct Properties(pub BTreeMap<String, PropertyValue>);
+
+impl fmt::Debug for Properties {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_set().entries(self.0.keys()).finish()
+    }
+}
+
+/// A librdkafka property value as TOML or the environment layer may type it.
+#[derive(Clone, Deserialize)]
+#[serde(untagged)]
+pub enum PropertyValue {
+    Text(String),
+    Integer(i64),
+    Float(f64),
+    Flag(bool),
+    List(Vec<String>),
+}
+
+impl PropertyValue {
+    pub fn to_librdkafka(&self) -> String {
+        match self {
+            Self::Text(s) => s.clone(),
+            Self::Integer(i) => i.to_string(),
+            Self::Float(x) => x.to_string(),
+            Self::Flag(b) => b.to_string(),
+            Self::List(items) => items.join(","),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitSettings {
+    pub enabled: bool,
+    pub requests_per_second: u32,
+    pub burst: u32,
+}
+
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Project {
+    pub name: String,
+    pub tokens: Vec<String>,
+}
+
+impl fmt::Debug for Project {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Project").field("name", &self.name).field("tokens", &self.tokens.len()).finish()
+    }
+}
+
+impl Settings {
+    /// Load from `dir` with the process environment, then validate.
+    pub fn load(dir: &Path) -> anyhow::Result<Self> {
+        let settings: Self = vero_service::settings::load(dir)?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Load with an explicit environment (for tests), then validate.
+    pub fn load_with_env(
+        dir: &Path,
+        vero_env: Option<&str>,
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> anyhow::Result<Self> {
+        let settings: Self = vero_service::settings::load_with_env(dir, vero_env, vars)?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Reject settings the gateway cannot run with, naming the key.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let h = &self.http;
+        h.listen.parse::<SocketAddr>().map_err(|e| anyhow::anyhow!("http.listen = {:?}: {e}", h.listen))?;
+        positive("http.max_body_bytes", h.max_body_bytes as u64)?;
+        positive("http.max_decompressed_bytes", h.max_decompressed_bytes as u64)?;
+        positive("http.max_connections", h.max_connections as u64)?;
+        positive("http.header_read_timeout_ms", h.header_read_timeout_ms)?;
+        positive("http.body_read_timeout_ms", h.body_read_timeout_ms)?;
+        positive("http.retry_after_secs", h.retry_after_secs)?;
+        for origin in &h.cors.allowed_origins {
+            ensure!(
+                origin == "*" || origin.starts_with("http://") || origin.starts_with("https://"),
+                "http.cors.allowed_origins: {origin:?} is neither \"*\" nor an http(s):// origin"
+            );
+            http::HeaderValue::from_str(origin)
+                .map_err(|_| anyhow::anyhow!("http.cors.allowed_origins: {origin:?} is not a valid header value"))?;
+        }
+        let k = &self.kafka;
+        ensure!(!k.brokers.trim().is_empty(), "kafka.brokers must not be empty");
+        ensure!(!k.topic.trim().is_empty(), "kafka.topic must not be empty");
+        positive("kafka.queue_max_messages", k.queue_max_messages)?;
+        positive("kafka.queue_max_kbytes", k.queue_max_kbytes)?;
+        positive("kafka.delivery_timeout_ms", k.delivery_timeout_ms)?;
+        positive("kafka.message_max_bytes", k.message_max_bytes)?;
+        ensure!(
+            k.delivery_timeout_ms > k.linger_ms,
+            "kafka.delivery_timeout_ms ({}) must be larger than kafka.linger_ms ({})",
+            k.delivery_timeout_ms,
+            k.linger_ms
+        );
+        if self.rate_limit.enabled {
+            positive("rate_limit.requests_per_second", u64::from(self.rate_limit.requests_per_second))?;
+            positive("rate_limit.burst", u64::from(self.rate_limit.burst))?;
+        }
+        self.validate_projects()
+    }
+
+    fn validate_projects(&self) -> anyhow::Result<()> {
+        if self.projects.is_empty() {
+            bail!(
+                "projects: no project is configured, so no token could ever be accepted. Add one to a config \
+                 file, e.g. config/gateway/$VERO_ENV.toml:\n  [[projects]]\n  name = \"shop\"\n  tokens = \
+                 [\"<a long random secret>\"]"
+            );
+        }
+        let mut seen_names = std::collections::HashSet::new();
+        let mut seen_tokens = std::collections::HashSet::new();
+        for (i, project) in self.projects.iter().enumerate() {
+            ensure!(!project.name.trim().is_empty(), "projects[{i}].name must not be empty");
+            ensure!(seen_names.insert(&project.name), "projects[{i}].name {:?} is used twice", project.name);
+            ensure!(!project.tokens.is_empty(), "projects[{i}].tokens ({:?}) must list at least one token", project.name);
+            for (j, token) in project.tokens.iter().enumerate() {
+                // Messages name the position, never the token.
+                ensure!(!token.is_empty(), "projects[{i}].tokens[{j}] ({:?}) must not be empty", project.name);
+                ensure!(
+                    seen_tokens.insert(token.as_str()),
+                    "projects[{i}].tokens[{j}] ({:?}) is also configured earlier; tokens must be unique",
+                    project.name
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+impl HttpSettings {
+    pub fn header_read_timeout(&self) -> Duration {
+        Duration::from_millis(self.header_read_timeout_ms)
+    }
+
+    pub fn body_read_timeout(&self) -> Duration {
+        Duration::from_millis(self.body_read_timeout_ms)
+    }
+
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_millis(self.shutdown_grace_ms)
+    }
+}
+
+fn positive(key: &str, value: u64) -> anyhow::Result<()> {
+    ensure!(value > 0, "{key} must be greater than 0");
+    Ok(())
+}
+
+/// The environment layer splits every non-numeric value on "," into a list, so a
+/// plain string setting (`VERO__KAFKA__BROKERS=a:9092,b:9092`) may arrive as a list:
+/// join it back.
+fn string_or_list<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(deserializer)? {
+        OneOrMany::One(s) => s,
+        OneOrMany::Many(items) => items.join(","),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn repo_config() -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/gateway")
+    }
+
+    fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn defaults_refuse_to_start_without_projects_and_say_how_to_add_one() {
+        let err = Settings::load_with_env(&repo_config(), None, []).unwrap_err().to_string();
+        assert!(err.contains("projects") && err.contains("[[projects]]"), "{err}");
+    }
+
+    #[test]
+    fn local_overlay_accepts_the_documented_token() {
+        let s = Settings::load_with_env(&repo_config(), Some("local"), []).unwrap();
+        assert_eq!(s.http.listen, "127.0.0.1:8080");
+        assert_eq!(s.projects[0].name, "local");
+        assert_eq!(s.projects[0].tokens, ["your_auth_token"]);
+        assert_eq!(s.kafka.topic, vero_model::topics::EVENTS);
+        assert!(!s.rate_limit.enabled, "rate limiting is off by default");
+    }
+
+    #[test]
+    fn environment_overrides_apply_including_comma_lists() {
+        let env = vars(&[
+            ("VERO__KAFKA__BROKERS", "k1:9092,k2:9092"),
+            ("VERO__KAFKA__LINGER_MS", "20"),
+            ("VERO__HTTP__LISTEN", "127.0.0.1:9999"),
+            ("VERO__HTTP__CORS__ALLOWED_ORIGINS", "https://a.example,https://b.example"),
+        ]);
+        let s = Settings::load_with_env(&repo_config(), Some("local"), env).unwrap();
+        assert_eq!(s.kafka.brokers, "k1:9092,k2:9092");
+        assert_eq!(s.kafka.linger_ms, 20);
+        assert_eq!(s.http.listen, "127.0.0.1:9999");
+        assert_eq!(s.http.cors.allowed_origins, ["https://a.example", "https://b.example"]);
+    }
+
+    #[test]
+    fn wrong_values_name_their_key() {
+        let cases = [
+            ("VERO__HTTP__LISTEN", "not-an-address", "http.listen"),
+            ("VERO__HTTP__MAX_BODY_BYTES", "0", "http.max_body_bytes"),
+            ("VERO__KAFKA__LINGER_MS", "fast", "linger_ms"),
+            ("VERO__KAFKA__DELIVERY_TIMEOUT_MS", "1", "kafka.delivery_timeout_ms"),
+            ("VERO__KAFKA__BROKRES", "x", "brokres"),
+            ("VERO__HTTP__CORS__ALLOWED_ORIGINS", "ftp://x", "http.cors.allowed_origins"),
+        ];
+        for (key, value, expected) in cases {
+            let err = Settings::load_with_env(&repo_config(), Some("local"), vars(&[(key, value)]))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(expected), "{key}={value}: {err}");
+        }
+    }
+
+    #[test]
+    fn duplicate_tokens_are_rejected_without_printing_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let defaults = std::fs::read_to_string(repo_config().join("default.toml")).unwrap();
+        std::fs::write(dir.path().join("default.toml"), defaults).unwrap();
+        std::fs::write(
+            dir.path().join("dup.toml"),
+            "[[projects]]\nname = \"a\"\ntokens = [\"s3cret\"]\n[[projects]]\nname = \"b\"\ntokens = [\"s3cret\"]\n",
+        )
+        .unwrap();
+        let err = Settings::load_with_env(dir.path(), Some("dup"), []).unwrap_err().to_string();
+        assert!(err.contains("projects[1].tokens[0]") && !err.contains("s3cret"), "{err}");
+        let s: Settings = vero_service::settings::load_with_env(dir.path(), Some("dup"), []).unwrap();
+        assert!(!format!("{s:?}").contains("s3cret"), "Debug must not print tokens");
+    }
+}

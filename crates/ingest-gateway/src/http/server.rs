@@ -1,0 +1,77 @@
+//! The connection loop.
+//!
+//! Guarantees:
+//! * At most `http.max_connections` connections are served at once: the loop stops
+//!   accepting while at the cap (further clients wait in the kernel backlog).
+//! * A client must send a complete request head within `http.header_read_timeout_ms`;
+//!   hyper runs the same timer while a keep-alive connection idles, so idle and slow
+//!   connections are closed. Body time is bounded in [`super::body`].
+//! * Shutdown: stop accepting, let in-flight requests finish (up to
+//!   `http.shutdown_grace_ms`), close idle keep-alive connections.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::HttpSettings;
+use crate::service::Gateway;
+
+/// Pause after a failed `accept` (e.g. out of file descriptors) before trying again,
+/// so the loop does not spin.
+const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(50);
+
+pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>, settings: &HttpSettings, shutdown: CancellationToken) {
+    let permits = Arc::new(Semaphore::new(settings.max_connections));
+    let graceful = GracefulShutdown::new();
+    let mut builder = http1::Builder::new();
+    builder.timer(TokioTimer::new()).header_read_timeout(settings.header_read_timeout()).keep_alive(true);
+    loop {
+        let permit = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            permit = permits.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+        };
+        let stream = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _peer)) => stream,
+                Err(e) => {
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(ACCEPT_ERROR_BACKOFF).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let handler = gateway.clone();
+        let service = hyper::service::service_fn(move |request| {
+            let handler = handler.clone();
+            async move { Ok::<_, Infallible>(handler.handle(request).await) }
+        });
+        let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+        let metrics_gateway = gateway.clone();
+        metrics_gateway.metrics.connections_total.inc();
+        metrics_gateway.metrics.connections_open.inc();
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!("connection ended with an error: {e}");
+            }
+            metrics_gateway.metrics.connections_open.dec();
+            drop(permit);
+        });
+    }
+    drop(listener);
+    tracing::info!("stopped accepting; waiting for {} open connections", graceful.count());
+    tokio::select! {
+        _ = graceful.shutdown() => tracing::info!("all connections finished"),
+        _ = tokio::time::sleep(settings.shutdown_grace()) => {
+            tracing::warn!("shutdown grace period over; closing the remaining connections");
+        }
+    }
+}

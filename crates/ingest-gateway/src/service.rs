@@ -1,0 +1,156 @@
+//! The request handler: route, then per endpoint read → authenticate → validate →
+//! encode → produce, and the answer.
+//!
+//! Guarantees: 200 is sent only after the sink acknowledged the record; every failure
+//! goes through [`ApiError`] (one mapping to status and body); every answer is counted
+//! in `vero_gateway_http_requests_total` and API answers get CORS headers.
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::header::{CONTENT_TYPE, ORIGIN, USER_AGENT};
+use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::Full;
+
+use crate::auth::Authenticator;
+use crate::config::Settings;
+use crate::error::{self, ApiError, Body};
+use crate::fields;
+use crate::http::body::{self as request_body, BodyLimits};
+use crate::http::cors::Cors;
+use crate::http::router::Route;
+use crate::metrics::Metrics;
+use crate::sink::EventSink;
+use crate::track;
+
+pub struct Gateway {
+    auth: Authenticator,
+    sink: Arc<dyn EventSink>,
+    cors: Cors,
+    limits: BodyLimits,
+    retry_after_secs: u64,
+    pub metrics: Metrics,
+}
+
+impl Gateway {
+    pub fn new(settings: &Settings, sink: Arc<dyn EventSink>) -> Self {
+        let http = &settings.http;
+        Self {
+            auth: Authenticator::new(&settings.projects, &settings.rate_limit),
+            sink,
+            cors: Cors::new(&http.cors),
+            limits: BodyLimits {
+                max_body_bytes: http.max_body_bytes,
+                max_decompressed_bytes: http.max_decompressed_bytes,
+                read_timeout: http.body_read_timeout(),
+            },
+            retry_after_secs: http.retry_after_secs,
+            metrics: Metrics::new(),
+        }
+    }
+
+    pub fn sink(&self) -> &Arc<dyn EventSink> {
+        &self.sink
+    }
+
+    pub async fn handle<B>(&self, request: Request<B>) -> Response<Body>
+    where
+        B: hyper::body::Body,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let Some(route) = Route::resolve(request.uri().path()) else {
+            let response = ApiError::NotFound(truncated_path(request.uri().path())).into_response();
+            self.metrics.requests.with_label_values(&["unknown", response.status().as_str()]).inc();
+            return response;
+        };
+        let origin = if route.is_api() { request.headers().get(ORIGIN).cloned() } else { None };
+        let mut response = if request.method() == Method::OPTIONS && route.is_api() {
+            self.cors.preflight(route, request.headers())
+        } else if !route.allows(request.method()) {
+            let error = ApiError::MethodNotAllowed { method: request.method().to_string(), allow: route.allow() };
+            self.count_rejection(route, &error);
+            error.into_response()
+        } else {
+            match route {
+                Route::EventsTrack => match self.track(request).await {
+                    Ok(response) => response,
+                    Err(error) => {
+                        self.count_rejection(route, &error);
+                        error.into_response()
+                    }
+                },
+                Route::Heartbeat => error::success(),
+                Route::Metrics => self.metrics_response(),
+                Route::Healthz => text(StatusCode::OK, "ok\n"),
+                Route::Readyz => match self.sink.readiness().await {
+                    Ok(()) => text(StatusCode::OK, "ready\n"),
+                    Err(reason) => text(StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {reason}\n")),
+                },
+            }
+        };
+        if route.is_api() {
+            self.cors.decorate(origin.as_ref(), &mut response);
+        }
+        self.metrics.requests.with_label_values(&[route.label(), response.status().as_str()]).inc();
+        response
+    }
+
+    async fn track<B>(&self, request: Request<B>) -> Result<Response<Body>, ApiError>
+    where
+        B: hyper::body::Body,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let (parts, body) = request.into_parts();
+        let format = fields::body_format(parts.headers.get(CONTENT_TYPE))?;
+        let bytes = request_body::read(body, &parts.headers, self.limits).await?;
+        let mut fields = fields::parse(format, &bytes, track::OBJECT_FIELDS)?;
+        let token = fields::take_token(&mut fields, parts.uri.query());
+        let caller = self.auth.authenticate(token.as_deref())?;
+        drop(token);
+        self.auth.check_rate(&caller)?;
+        let stamp = track::Stamp {
+            project: caller.project.as_ref(),
+            received_at: now_millis(),
+            user_agent: parts.headers.get(USER_AGENT).and_then(|v| v.to_str().ok()),
+        };
+        let event = track::build_event(fields, stamp)?;
+        let payload = vero_model::encode_event(&event);
+        let started = Instant::now();
+        let stored = self.sink.produce(event.key(), &payload).await;
+        self.metrics.produce_latency.observe(started.elapsed().as_secs_f64());
+        stored.map_err(|e| ApiError::from_sink(e, self.retry_after_secs))?;
+        self.metrics.events_accepted.with_label_values(&[caller.project.as_ref()]).inc();
+        Ok(error::success())
+    }
+
+    fn count_rejection(&self, route: Route, error: &ApiError) {
+        if route == Route::EventsTrack {
+            self.metrics.events_rejected.with_label_values(&[error.reason()]).inc();
+        }
+        if let ApiError::Internal(reason) = error {
+            tracing::error!(reason, "event could not be stored: operator action needed");
+        }
+    }
+
+    fn metrics_response(&self) -> Response<Body> {
+        self.metrics.producer_queue_depth.set(self.sink.queue_depth());
+        let mut response = text(StatusCode::OK, self.metrics.render());
+        response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
+        response
+    }
+}
+
+fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
+    let mut response = Response::new(Full::new(body.into()));
+    *response.status_mut() = status;
+    response
+}
+
+fn truncated_path(path: &str) -> String {
+    path.chars().take(200).collect()
+}
+
+fn now_millis() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or_default()
+}

@@ -1,0 +1,190 @@
+//! The Kafka [`EventSink`]: an rdkafka `FutureProducer` whose delivery report decides
+//! the HTTP answer.
+//!
+//! Guarantees:
+//! * `acks=all` + `enable.idempotence=true`: a record is acknowledged only once every
+//!   in-sync replica has it, and librdkafka's internal retries cannot duplicate or
+//!   reorder it within a partition.
+//! * `partitioner=murmur2_random`: a keyed record lands on the partition a Java client
+//!   would choose (`vero_model::partition::partition_for_key`).
+//! * Bounded: the producer queue has a message and byte cap; a full queue fails the
+//!   produce immediately (`QueueFull`) instead of blocking the request, and every
+//!   record either gets its delivery report within `message.timeout.ms` or fails.
+//! * `/readyz` fetches the topic's metadata on a blocking thread, one check at a time,
+//!   and reuses the answer for `readiness_cache_ms`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::ClientConfig;
+
+use super::{CheckFuture, EventSink, ProduceFuture, SinkError};
+use crate::config::KafkaSettings;
+
+/// Extra time on top of `message.timeout.ms` before we stop waiting for a delivery
+/// report ourselves: librdkafka always reports within its timeout, this only guards
+/// against a report that never comes.
+const DELIVERY_REPORT_GRACE: Duration = Duration::from_secs(5);
+
+pub struct KafkaSink {
+    producer: FutureProducer,
+    topic: Arc<str>,
+    delivery_timeout: Duration,
+    readiness_cache: Duration,
+    last_readiness: tokio::sync::Mutex<Option<(Instant, Result<(), String>)>>,
+}
+
+/// The librdkafka configuration the gateway produces with (see `docs/gateway.md`).
+pub fn producer_config(settings: &KafkaSettings) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", &settings.brokers)
+        .set("client.id", "vero-ingest-gateway")
+        .set("acks", "all")
+        .set("enable.idempotence", "true")
+        .set("compression.type", "lz4")
+        .set("partitioner", "murmur2_random")
+        .set("linger.ms", settings.linger_ms.to_string())
+        .set("queue.buffering.max.messages", settings.queue_max_messages.to_string())
+        .set("queue.buffering.max.kbytes", settings.queue_max_kbytes.to_string())
+        .set("message.timeout.ms", settings.delivery_timeout_ms.to_string())
+        .set("message.max.bytes", settings.message_max_bytes.to_string());
+    for (key, value) in &settings.properties.0 {
+        config.set(key, value.to_librdkafka());
+    }
+    config
+}
+
+impl KafkaSink {
+    pub fn new(settings: &KafkaSettings) -> anyhow::Result<Self> {
+        let producer: FutureProducer = producer_config(settings)
+            .create()
+            .context("creating the Kafka producer (check kafka.* settings and kafka.properties)")?;
+        Ok(Self {
+            producer,
+            topic: Arc::from(settings.topic.as_str()),
+            delivery_timeout: Duration::from_millis(settings.delivery_timeout_ms),
+            readiness_cache: Duration::from_millis(settings.readiness_cache_ms),
+            last_readiness: tokio::sync::Mutex::new(None),
+        })
+    }
+
+    fn check_topic(producer: &FutureProducer, topic: &str, timeout: Duration) -> Result<(), String> {
+        if let Some((code, reason)) = producer.client().fatal_error() {
+            return Err(format!("producer is in a fatal state ({code:?}): {reason}"));
+        }
+        let metadata = producer
+            .client()
+            .fetch_metadata(Some(topic), timeout)
+            .map_err(|e| format!("cannot fetch metadata for topic {topic}: {e}"))?;
+        match metadata.topics().iter().find(|t| t.name() == topic) {
+            Some(t) if t.error().is_none() && !t.partitions().is_empty() => Ok(()),
+            Some(t) => Err(format!("topic {topic} is not available: {:?}", t.error())),
+            None => Err(format!("topic {topic} is not in the cluster metadata")),
+        }
+    }
+}
+
+/// Map an rdkafka error (at enqueue or in the delivery report) to what it means for
+/// the client.
+fn classify(error: &KafkaError) -> SinkError {
+    let code = match error {
+        KafkaError::MessageProduction(code) => *code,
+        other => other.rdkafka_error_code().unwrap_or(RDKafkaErrorCode::Unknown),
+    };
+    match code {
+        RDKafkaErrorCode::QueueFull => SinkError::QueueFull,
+        RDKafkaErrorCode::MessageTimedOut => SinkError::Timeout,
+        RDKafkaErrorCode::MessageSizeTooLarge | RDKafkaErrorCode::InvalidMessageSize => SinkError::TooLarge,
+        RDKafkaErrorCode::TopicAuthorizationFailed | RDKafkaErrorCode::ClusterAuthorizationFailed => {
+            SinkError::Rejected("not authorized to write the topic")
+        }
+        RDKafkaErrorCode::UnknownTopic | RDKafkaErrorCode::UnknownTopicOrPartition => {
+            SinkError::Rejected("the topic does not exist")
+        }
+        RDKafkaErrorCode::InvalidRecord | RDKafkaErrorCode::InvalidMessage => {
+            SinkError::Rejected("the broker rejected the record as invalid")
+        }
+        RDKafkaErrorCode::Fatal => SinkError::Rejected("the producer is in a fatal state"),
+        _ => SinkError::Unavailable,
+    }
+}
+
+impl EventSink for KafkaSink {
+    fn produce(&self, key: &[u8], payload: &[u8]) -> ProduceFuture {
+        let record = FutureRecord::to(&self.topic).key(key).payload(payload);
+        match self.producer.send_result(record) {
+            Err((error, _)) => {
+                let error = classify(&error);
+                Box::pin(std::future::ready(Err(error)))
+            }
+            Ok(delivery) => {
+                let wait = self.delivery_timeout + DELIVERY_REPORT_GRACE;
+                Box::pin(async move {
+                    match tokio::time::timeout(wait, delivery).await {
+                        Ok(Ok(Ok(_delivered))) => Ok(()),
+                        Ok(Ok(Err((error, _message)))) => {
+                            let classified = classify(&error);
+                            tracing::debug!("delivery failed: {error} -> {classified}");
+                            Err(classified)
+                        }
+                        // The producer dropped the report: the record's fate is unknown.
+                        Ok(Err(_canceled)) => Err(SinkError::Unavailable),
+                        Err(_elapsed) => Err(SinkError::Timeout),
+                    }
+                })
+            }
+        }
+    }
+
+    fn readiness(&self) -> CheckFuture<'_> {
+        Box::pin(async move {
+            // One check at a time; concurrent callers wait and reuse its answer.
+            let mut last = self.last_readiness.lock().await;
+            if let Some((at, answer)) = last.as_ref() {
+                if at.elapsed() < self.readiness_cache {
+                    return answer.clone();
+                }
+            }
+            let (producer, topic, timeout) = (self.producer.clone(), self.topic.clone(), self.delivery_timeout);
+            let answer = tokio::task::spawn_blocking(move || Self::check_topic(&producer, &topic, timeout))
+                .await
+                .unwrap_or_else(|e| Err(format!("readiness check panicked: {e}")));
+            *last = Some((Instant::now(), answer.clone()));
+            answer
+        })
+    }
+
+    fn queue_depth(&self) -> i64 {
+        i64::from(self.producer.in_flight_count())
+    }
+
+    fn flush(&self, timeout: Duration) -> CheckFuture<'_> {
+        let producer = self.producer.clone();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || producer.flush(timeout))
+                .await
+                .map_err(|e| format!("flush panicked: {e}"))?
+                .map_err(|e| format!("{} records not flushed: {e}", self.queue_depth()))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_are_classified_by_what_the_client_can_do() {
+        let produce = |code| classify(&KafkaError::MessageProduction(code));
+        assert_eq!(produce(RDKafkaErrorCode::QueueFull), SinkError::QueueFull);
+        assert_eq!(produce(RDKafkaErrorCode::MessageTimedOut), SinkError::Timeout);
+        assert_eq!(produce(RDKafkaErrorCode::MessageSizeTooLarge), SinkError::TooLarge);
+        assert_eq!(produce(RDKafkaErrorCode::BrokerTransportFailure), SinkError::Unavailable);
+        assert_eq!(produce(RDKafkaErrorCode::NotEnoughReplicas), SinkError::Unavailable);
+        assert!(matches!(produce(RDKafkaErrorCode::TopicAuthorizationFailed), SinkError::Rejected(_)));
+    }
+}

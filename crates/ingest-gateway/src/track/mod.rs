@@ -1,0 +1,12 @@
+//! `POST /api/v2/events/track`: from the request's fields to a validated
+//! [`vero_model::TrackEvent`].
+//!
+//! Guarantees: every invalid input is a 400 whose message names the field
+//! (`identity.id`, `extras.created_at`, …); JSON types inside `identity` attributes,
+//! `data` and `extras` are kept as sent.
+
+mod created_at;
+mod event;
+
+pub use created_at::parse_created_at;
+pub use event::{build_event, Stamp, OBJECT_FIELDS};

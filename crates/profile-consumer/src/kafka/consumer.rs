@@ -1,0 +1,85 @@
+//! The group consumer of the events and handoff topics.
+//!
+//! At-least-once as in rust-rdkafka's `at_least_once` example: auto-commit on, but
+//! `enable.auto.offset.store=false` — an offset is stored only after the profiles its
+//! record touched were written, and librdkafka commits stored offsets periodically, on
+//! revoke (we also commit explicitly there) and on close. The `range` assignor gives
+//! one instance events partition `p` and handoff partition `p` together, so the
+//! instance holding a user's profile also receives the profiles moved to that user.
+//! Rebalances are recorded for the service loop, which drops the state and in-flight
+//! records of revoked partitions.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::{ClientConfig, ClientContext};
+
+use crate::config::KafkaSettings;
+
+/// What changed since the service loop last looked.
+#[derive(Debug, Default)]
+pub struct Changes {
+    pub revoked: BTreeSet<(String, i32)>,
+    pub assigned: BTreeSet<(String, i32)>,
+}
+
+pub struct RebalanceContext {
+    changes: Arc<Mutex<Changes>>,
+}
+
+impl ClientContext for RebalanceContext {}
+
+impl ConsumerContext for RebalanceContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(list) = rebalance {
+            // Every record handed out before this point was written and its offset
+            // stored (the loop only polls between batches or drops what it holds), so
+            // committing now hands the partitions over without redelivery.
+            if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
+                tracing::debug!("commit on revoke: {e}");
+            }
+            let mut changes = self.changes.lock().expect("changes lock");
+            for element in list.elements() {
+                let tp = (element.topic().to_owned(), element.partition());
+                changes.assigned.remove(&tp);
+                changes.revoked.insert(tp);
+            }
+            tracing::info!(partitions = list.count(), "partitions revoked");
+        }
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(list) => {
+                let mut changes = self.changes.lock().expect("changes lock");
+                for element in list.elements() {
+                    changes.assigned.insert((element.topic().to_owned(), element.partition()));
+                }
+                tracing::info!(partitions = list.count(), "partitions assigned");
+            }
+            Rebalance::Error(e) => tracing::warn!("rebalance error: {e}"),
+            Rebalance::Revoke(_) => {}
+        }
+    }
+}
+
+pub type GroupConsumer = StreamConsumer<RebalanceContext>;
+
+/// Create the consumer, subscribed to the events and handoff topics.
+pub fn subscribe(settings: &KafkaSettings) -> anyhow::Result<(GroupConsumer, Arc<Mutex<Changes>>)> {
+    let changes = Arc::new(Mutex::new(Changes::default()));
+    let consumer: GroupConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &settings.brokers)
+        .set("group.id", &settings.group_id)
+        .set("enable.auto.commit", "true")
+        .set("auto.commit.interval.ms", "1000")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("partition.assignment.strategy", "range")
+        .set("session.timeout.ms", settings.session_timeout_ms.to_string())
+        .set("enable.partition.eof", "false")
+        .create_with_context(RebalanceContext { changes: changes.clone() })?;
+    consumer.subscribe(&[&settings.events_topic, &settings.handoff_topic])?;
+    Ok((consumer, changes))
+}

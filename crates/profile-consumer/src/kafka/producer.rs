@@ -1,0 +1,62 @@
+//! The one idempotent producer for everything this service writes to Kafka: profiles
+//! (with tombstones), handoffs and dead letters. Each send returns only once Kafka
+//! acknowledged the record (`acks=all`), so offsets are stored after durable writes.
+
+use rdkafka::message::OwnedHeaders;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::util::Timeout;
+use rdkafka::ClientConfig;
+
+use crate::config::KafkaSettings;
+use crate::error::WriteError;
+
+/// One record to produce to an explicit partition.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    pub topic: String,
+    pub partition: Option<i32>,
+    pub key: Vec<u8>,
+    /// `None` is a tombstone.
+    pub payload: Option<Vec<u8>>,
+    pub headers: Option<OwnedHeaders>,
+}
+
+#[derive(Clone)]
+pub struct Producer {
+    inner: FutureProducer,
+}
+
+impl Producer {
+    pub fn new(settings: &KafkaSettings) -> anyhow::Result<Self> {
+        let inner = ClientConfig::new()
+            .set("bootstrap.servers", &settings.brokers)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", "5")
+            .set("message.timeout.ms", settings.produce_timeout_ms.to_string())
+            .create()?;
+        Ok(Self { inner })
+    }
+
+    /// Send all records concurrently (order is kept per partition by the idempotent
+    /// producer) and wait for every acknowledgement.
+    pub async fn send_all(&self, records: &[Outgoing]) -> Result<(), WriteError> {
+        let sends = records.iter().map(|r| {
+            let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&r.topic).key(r.key.as_slice());
+            if let Some(partition) = r.partition {
+                record = record.partition(partition);
+            }
+            if let Some(payload) = &r.payload {
+                record = record.payload(payload.as_slice());
+            }
+            if let Some(headers) = &r.headers {
+                record = record.headers(headers.clone());
+            }
+            self.inner.send(record, Timeout::Never)
+        });
+        for result in futures::future::join_all(sends).await {
+            result.map_err(|(e, _)| WriteError::from(e))?;
+        }
+        Ok(())
+    }
+}

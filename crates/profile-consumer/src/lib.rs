@@ -1,0 +1,23 @@
+//! The profile consumer: consumes `vero.events` in its own consumer group and keeps one
+//! merged profile per (project, user id), stored in ClickHouse `vero.profiles` for
+//! analysts and on the compacted `vero.profiles` topic for other services.
+//!
+//! * [`profile`]: the profile and its merge rules (deterministic: a replay yields the
+//!   same profile; an already-applied record changes nothing).
+//! * [`kafka`]: topics, the at-least-once group consumer, state restore from the
+//!   profiles topic, the producer.
+//! * [`store`]: the ClickHouse tables.
+//! * [`service::run`]: the whole service, started by `main.rs` and by the tests.
+//!
+//! Merge rules, storage, queries and limits: `docs/profiles.md`.
+
+pub mod config;
+pub mod error;
+pub mod kafka;
+pub mod metrics;
+pub mod profile;
+pub mod service;
+pub mod store;
+
+pub use config::Settings;
+pub use service::run;

@@ -1,0 +1,89 @@
+//! Prometheus metrics of the profile consumer, all prefixed `vero_profiles_`, in one
+//! registry served on `/metrics`.
+
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+
+#[derive(Clone)]
+pub struct Metrics {
+    pub registry: Registry,
+    /// Records taken from Kafka (events and handoff topics), by outcome: `applied`,
+    /// `duplicate` (at or below the profile's last applied offset), `dead_lettered`.
+    pub records: IntCounterVec,
+    /// Profile rows written (ClickHouse and the profiles topic), deletions included.
+    pub profiles_written: IntCounter,
+    pub write_seconds: Histogram,
+    pub write_retries: IntCounter,
+    /// Profiles read back from the profiles topic on partition assignment.
+    pub profiles_restored: IntCounter,
+    /// Profiles topic records read while restoring (>= profiles restored: the topic
+    /// keeps older values until compaction).
+    pub restore_records_read: IntCounter,
+    pub restore_seconds: Histogram,
+    pub profiles_in_memory: IntGauge,
+    pub assigned_partitions: IntGauge,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let records = IntCounterVec::new(
+            Opts::new("vero_profiles_records_total", "Records consumed from the events and handoff topics"),
+            &["outcome"],
+        )
+        .unwrap();
+        let profiles_written =
+            IntCounter::new("vero_profiles_written_total", "Profile writes (upserts and deletions)").unwrap();
+        let buckets = vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+        let write_seconds = Histogram::with_opts(
+            HistogramOpts::new("vero_profiles_write_duration_seconds", "Writing one batch of profiles")
+                .buckets(buckets.clone()),
+        )
+        .unwrap();
+        let write_retries =
+            IntCounter::new("vero_profiles_write_retries_total", "Batch writes that failed and were retried").unwrap();
+        let profiles_restored =
+            IntCounter::new("vero_profiles_restored_total", "Profiles restored on partition assignment").unwrap();
+        let restore_records_read =
+            IntCounter::new("vero_profiles_restore_records_read_total", "Profiles topic records read to restore")
+                .unwrap();
+        let restore_seconds = Histogram::with_opts(
+            HistogramOpts::new("vero_profiles_restore_duration_seconds", "Restoring one partition").buckets(buckets),
+        )
+        .unwrap();
+        let profiles_in_memory =
+            IntGauge::new("vero_profiles_in_memory", "Profiles held for the assigned partitions").unwrap();
+        let assigned_partitions =
+            IntGauge::new("vero_profiles_assigned_partitions", "Events partitions assigned to this instance").unwrap();
+        for collector in [
+            Box::new(records.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(profiles_written.clone()),
+            Box::new(write_seconds.clone()),
+            Box::new(write_retries.clone()),
+            Box::new(profiles_restored.clone()),
+            Box::new(restore_records_read.clone()),
+            Box::new(restore_seconds.clone()),
+            Box::new(profiles_in_memory.clone()),
+            Box::new(assigned_partitions.clone()),
+        ] {
+            registry.register(collector).expect("metric names are unique");
+        }
+        Self {
+            registry,
+            records,
+            profiles_written,
+            write_seconds,
+            write_retries,
+            profiles_restored,
+            restore_records_read,
+            restore_seconds,
+            profiles_in_memory,
+            assigned_partitions,
+        }
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,267 @@
+//! Applying a batch of records to the in-memory profiles of the assigned partitions,
+//! collecting what must be written ([`Effects`]). Nothing is written here: the batch's
+//! offsets are stored only after [`super::write`] wrote every effect.
+//!
+//! * Events-topic records are applied to the profile of `(project, user_id)` held for
+//!   the record's partition, unless the profile already applied that offset.
+//! * `users/reidentify` takes the old profile out of this partition, sends it to the
+//!   new id's partition on the handoff topic, records an alias, and erases the old id.
+//! * `users/delete` erases the profile; a later record for that id starts a new one.
+//! * Handoff-topic records merge a moved profile into the new id's profile.
+//! * Records that cannot be decoded or carry bad JSON go to the dead-letter topic.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use rdkafka::message::{Header, OwnedHeaders, OwnedMessage};
+use rdkafka::Message;
+use vero_model::profile::{decode_profile, Profile};
+use vero_model::topics::dlq_headers;
+use vero_model::{decode_record, Record, TrackEvent, UserAction, UserCommand};
+
+use crate::kafka::producer::Outgoing;
+use crate::profile::merge::{validate_command, validate_event};
+use crate::profile::{ProfileKey, ProfileState};
+use crate::store::clickhouse::{AliasRow, Erasure};
+
+/// Value of the dead-letter consumer header.
+pub const CONSUMER_NAME: &str = "profile-consumer";
+
+/// Where the records come from and go to.
+#[derive(Debug, Clone)]
+pub struct Topics {
+    pub events: String,
+    pub handoff: String,
+    pub profiles: String,
+    pub dlq: String,
+    /// Partition count shared by the three co-partitioned topics.
+    pub partitions: i32,
+}
+
+/// The profiles of each assigned partition.
+#[derive(Debug, Default)]
+pub struct Profiles {
+    pub partitions: HashMap<i32, HashMap<ProfileKey, ProfileState>>,
+}
+
+impl Profiles {
+    pub fn len(&self) -> usize {
+        self.partitions.values().map(HashMap::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn get(&self, partition: i32, key: &ProfileKey) -> Option<&ProfileState> {
+        self.partitions.get(&partition).and_then(|p| p.get(key))
+    }
+}
+
+/// How one record was handled, for metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Applied,
+    Duplicate,
+    DeadLettered,
+}
+
+impl Outcome {
+    pub fn label(self) -> &'static str {
+        match self {
+            Outcome::Applied => "applied",
+            Outcome::Duplicate => "duplicate",
+            Outcome::DeadLettered => "dead_lettered",
+        }
+    }
+}
+
+/// Everything a batch must write before its offsets may be stored.
+#[derive(Debug, Default)]
+pub struct Effects {
+    /// Profiles whose current state (or absence) must be written.
+    pub touched: BTreeSet<(i32, ProfileKey)>,
+    /// Version of the deletion marker of each profile erased in this batch.
+    pub deleted_versions: BTreeMap<ProfileKey, i64>,
+    pub erasures: Vec<Erasure>,
+    pub aliases: Vec<AliasRow>,
+    /// Handoffs and dead letters, produced before the profiles.
+    pub messages: Vec<Outgoing>,
+    /// Next offset to store per (topic, partition).
+    pub positions: BTreeMap<(String, i32), i64>,
+}
+
+impl Effects {
+    pub fn is_empty(&self) -> bool {
+        self.touched.is_empty() && self.messages.is_empty() && self.aliases.is_empty()
+    }
+}
+
+/// Applies records; `now_micros` gives write versions (see `ProfileState::bump_version`).
+pub struct Applier<'a> {
+    pub topics: &'a Topics,
+    pub profiles: &'a mut Profiles,
+    pub effects: &'a mut Effects,
+    pub now_micros: i64,
+}
+
+impl Applier<'_> {
+    pub fn apply(&mut self, message: &OwnedMessage) -> Outcome {
+        let (topic, partition, offset) = (message.topic().to_owned(), message.partition(), message.offset());
+        self.effects.positions.insert((topic.clone(), partition), offset + 1);
+        let outcome = if topic == self.topics.handoff {
+            self.apply_handoff(message)
+        } else {
+            self.apply_event_record(message)
+        };
+        match outcome {
+            Ok(outcome) => outcome,
+            Err(reason) => {
+                self.dead_letter(message, &reason);
+                Outcome::DeadLettered
+            }
+        }
+    }
+
+    fn apply_event_record(&mut self, message: &OwnedMessage) -> Result<Outcome, String> {
+        let bytes = message.payload().ok_or("record has no value")?;
+        let record = decode_record(bytes).map_err(|e| format!("decode: {e}"))?;
+        let (partition, offset) = (message.partition(), message.offset());
+        match record {
+            Record::Event(event) => self.apply_event(&event, partition, offset),
+            Record::Command(command) => match command.action {
+                UserAction::Reidentify => self.reidentify(&command, partition, offset),
+                UserAction::Delete => Ok(self.delete(&command, partition)),
+                _ => self.apply_command(&command, partition, offset),
+            },
+        }
+    }
+
+    fn profile(&mut self, partition: i32, key: ProfileKey) -> &mut ProfileState {
+        // A profile re-created after an erasure in this batch starts above the
+        // deletion marker's version, so ClickHouse keeps the new profile.
+        let erased_at = self.effects.deleted_versions.get(&key).copied().unwrap_or(0);
+        self.profiles.partitions.entry(partition).or_default().entry(key.clone()).or_insert_with(|| {
+            let mut fresh = ProfileState::new(key);
+            fresh.version = erased_at;
+            fresh
+        })
+    }
+
+    fn changed(&mut self, partition: i32, key: ProfileKey) {
+        let now = self.now_micros;
+        self.profile(partition, key.clone()).bump_version(now);
+        self.effects.touched.insert((partition, key));
+    }
+
+    fn apply_event(&mut self, event: &TrackEvent, partition: i32, offset: i64) -> Result<Outcome, String> {
+        let identity = validate_event(event).map_err(|e| e.to_string())?;
+        let key = ProfileKey::new(event.project.clone(), event.user_id.clone());
+        let profile = self.profile(partition, key.clone());
+        if profile.has_applied(partition, offset) {
+            return Ok(Outcome::Duplicate);
+        }
+        profile.apply_event(event, identity, partition, offset);
+        self.changed(partition, key);
+        Ok(Outcome::Applied)
+    }
+
+    fn apply_command(&mut self, command: &UserCommand, partition: i32, offset: i64) -> Result<Outcome, String> {
+        let attributes = validate_command(command).map_err(|e| e.to_string())?;
+        let key = ProfileKey::new(command.project.clone(), command.user_id.clone());
+        let profile = self.profile(partition, key.clone());
+        if profile.has_applied(partition, offset) {
+            return Ok(Outcome::Duplicate);
+        }
+        profile.apply_command(command, attributes, partition, offset);
+        self.changed(partition, key);
+        Ok(Outcome::Applied)
+    }
+
+    /// Remove the profile from this partition and record its erasure.
+    fn erase(&mut self, partition: i32, key: &ProfileKey) -> Option<ProfileState> {
+        let removed = self.profiles.partitions.get_mut(&partition).and_then(|p| p.remove(key));
+        let erased_before = self.effects.deleted_versions.get(key).copied().unwrap_or(0);
+        let previous = removed.as_ref().map_or(erased_before, |p| p.version.max(erased_before));
+        let version = self.now_micros.max(previous + 1);
+        self.effects.deleted_versions.insert(key.clone(), version);
+        self.effects.erasures.push(Erasure { key: key.clone(), version });
+        self.effects.touched.insert((partition, key.clone()));
+        removed
+    }
+
+    fn delete(&mut self, command: &UserCommand, partition: i32) -> Outcome {
+        let key = ProfileKey::new(command.project.clone(), command.user_id.clone());
+        self.erase(partition, &key);
+        Outcome::Applied
+    }
+
+    fn reidentify(&mut self, command: &UserCommand, partition: i32, offset: i64) -> Result<Outcome, String> {
+        let new_id = command.new_id.clone().filter(|id| !id.is_empty()).ok_or("reidentify without new_id")?;
+        let key = ProfileKey::new(command.project.clone(), command.user_id.clone());
+        if new_id == command.user_id {
+            return self.apply_command(command, partition, offset);
+        }
+        if self.profiles.get(partition, &key).is_some_and(|p| p.has_applied(partition, offset)) {
+            return Ok(Outcome::Duplicate);
+        }
+        // The moved profile records this reidentify as applied, so the move itself is
+        // recognised if the handoff is redelivered.
+        let mut moved = self.erase(partition, &key).unwrap_or_else(|| ProfileState::new(key.clone()));
+        moved.apply_command(command, serde_json::Map::new(), partition, offset);
+        moved.bump_version(self.now_micros);
+        let target = vero_model::partition::partition_for_key(new_id.as_bytes(), self.topics.partitions);
+        self.effects.messages.push(Outgoing {
+            topic: self.topics.handoff.clone(),
+            partition: Some(target),
+            key: Profile::key_for(&command.project, &new_id),
+            payload: Some(vero_model::encode(&moved.to_record())),
+            headers: None,
+        });
+        self.effects.aliases.push(AliasRow {
+            project: command.project.clone(),
+            old_id: command.user_id.clone(),
+            new_id,
+            at_ms: command.received_at,
+            kafka_partition: partition,
+            kafka_offset: offset,
+        });
+        Ok(Outcome::Applied)
+    }
+
+    fn apply_handoff(&mut self, message: &OwnedMessage) -> Result<Outcome, String> {
+        let (project, user_id) = message.key().and_then(Profile::split_key).ok_or("handoff without a profile key")?;
+        let bytes = message.payload().ok_or("handoff without a value")?;
+        let moved = decode_profile(bytes).map_err(|e| format!("decode handoff: {e}"))?;
+        let moved = ProfileState::from_record(moved).map_err(|e| e.to_string())?;
+        let (partition, offset) = (message.partition(), message.offset());
+        let key = ProfileKey::new(project, user_id);
+        let profile = self.profile(partition, key.clone());
+        if offset <= profile.handoff_offset {
+            return Ok(Outcome::Duplicate);
+        }
+        if !profile.merge_moved(moved, offset) {
+            self.effects.touched.insert((partition, key));
+            return Ok(Outcome::Duplicate);
+        }
+        self.changed(partition, key);
+        Ok(Outcome::Applied)
+    }
+
+    fn dead_letter(&mut self, message: &OwnedMessage, reason: &str) {
+        tracing::warn!(topic = message.topic(), partition = message.partition(), offset = message.offset(), reason, "dead-lettering record");
+        let (partition, offset) = (message.partition().to_string(), message.offset().to_string());
+        let headers = OwnedHeaders::new()
+            .insert(Header { key: dlq_headers::REASON, value: Some(reason) })
+            .insert(Header { key: dlq_headers::SOURCE_TOPIC, value: Some(message.topic()) })
+            .insert(Header { key: dlq_headers::SOURCE_PARTITION, value: Some(partition.as_str()) })
+            .insert(Header { key: dlq_headers::SOURCE_OFFSET, value: Some(offset.as_str()) })
+            .insert(Header { key: dlq_headers::CONSUMER, value: Some(CONSUMER_NAME) });
+        self.effects.messages.push(Outgoing {
+            topic: self.topics.dlq.clone(),
+            partition: None,
+            key: message.key().map(<[u8]>::to_vec).unwrap_or_default(),
+            payload: message.payload().map(<[u8]>::to_vec),
+            headers: Some(headers),
+        });
+    }
+}

@@ -1,0 +1,11 @@
+//! Baselines the pipeline's figures are divided by, and the `make bench` suite.
+//!
+//! * [`trivial_server`]: the least an HTTP server can do for a track request: parse
+//!   the same JSON with the same checks and answer 200. The gateway's requests/s and
+//!   latency are reported as ratios against it.
+
+pub mod trivial_server;
+pub mod procs;
+pub mod produce;
+pub mod records;
+pub mod topic_scan;

@@ -1,0 +1,231 @@
+//! Ordered, idempotent schema migrations.
+//!
+//! Files in `schemas/clickhouse/` (embedded at build time, see `build.rs`) are named
+//! `NNNN_name.sql`, the variant for current ClickHouse, optionally with
+//! `NNNN_name.vMAJOR.sql` variants for servers whose major version is at most
+//! `MAJOR` (the smallest fitting variant wins). A file holds one or more statements
+//! separated by `;`; every statement must be idempotent (`IF NOT EXISTS`) because a
+//! crash between applying and recording a migration re-applies it, and two services
+//! starting at once may both apply it.
+//!
+//! Applied migrations are recorded in `vero.schema_migrations` (id, name, variant file,
+//! time); [`apply`] runs the ones not recorded yet, in id order, and returns what it
+//! did. Any service (or `event-sink migrate`) calls the same [`apply`].
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use clickhouse::Client;
+
+use crate::error::Failure;
+use crate::version::ServerVersion;
+use crate::DATABASE;
+
+mod embedded {
+    include!(concat!(env!("OUT_DIR"), "/embedded_migrations.rs"));
+}
+
+/// One migration with its variants.
+#[derive(Debug, Clone)]
+pub struct Migration {
+    pub id: u32,
+    pub name: String,
+    /// `(max major version, file, sql)`, `None` = current ClickHouse (the default file).
+    variants: Vec<(Option<u32>, &'static str, &'static str)>,
+}
+
+impl Migration {
+    /// The file and SQL to run on `version`.
+    pub fn variant_for(&self, version: ServerVersion) -> (&'static str, &'static str) {
+        let fitting = self
+            .variants
+            .iter()
+            .filter_map(|(max, file, sql)| max.filter(|max| version.major <= *max).map(|max| (max, file, sql)))
+            .min_by_key(|(max, _, _)| *max);
+        match fitting {
+            Some((_, file, sql)) => (file, sql),
+            None => {
+                let (_, file, sql) =
+                    self.variants.iter().find(|(max, _, _)| max.is_none()).expect("checked in parse_files");
+                (file, sql)
+            }
+        }
+    }
+}
+
+/// All migrations embedded in this build, in id order.
+pub fn embedded() -> Result<Vec<Migration>, String> {
+    parse_files(embedded::EMBEDDED)
+}
+
+/// Group `(file name, sql)` pairs into migrations; names that do not follow the
+/// convention, and migrations without a default variant, are errors.
+pub fn parse_files(files: &[(&'static str, &'static str)]) -> Result<Vec<Migration>, String> {
+    let mut by_id: BTreeMap<u32, Migration> = BTreeMap::new();
+    for (file, sql) in files {
+        let stem = file.strip_suffix(".sql").ok_or_else(|| format!("{file}: not a .sql file"))?;
+        let (stem, max_major) = match stem.rsplit_once(".v") {
+            Some((base, major)) => {
+                (base, Some(major.parse::<u32>().map_err(|_| format!("{file}: variant suffix must be .vMAJOR.sql"))?))
+            }
+            None => (stem, None),
+        };
+        let (id, name) = stem.split_once('_').ok_or_else(|| format!("{file}: expected NNNN_name.sql"))?;
+        let id: u32 = id.parse().map_err(|_| format!("{file}: expected a numeric prefix"))?;
+        let migration =
+            by_id.entry(id).or_insert_with(|| Migration { id, name: name.to_owned(), variants: Vec::new() });
+        if migration.name != name {
+            return Err(format!("{file}: migration {id} is already named {}", migration.name));
+        }
+        migration.variants.push((max_major, file, sql));
+    }
+    for migration in by_id.values() {
+        if !migration.variants.iter().any(|(max, _, _)| max.is_none()) {
+            return Err(format!(
+                "migration {:04}_{} has no default (current ClickHouse) file",
+                migration.id, migration.name
+            ));
+        }
+    }
+    Ok(by_id.into_values().collect())
+}
+
+/// Split a file into statements at `;`, ignoring `;` inside quotes and `--` comments;
+/// comment-only pieces are dropped.
+pub fn statements(sql: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut current = String::new();
+    let mut chars = sql.chars().peekable();
+    let mut quote: Option<char> = None;
+    while let Some(c) = chars.next() {
+        match quote {
+            Some(q) => {
+                current.push(c);
+                if c == '\\' {
+                    if let Some(next) = chars.next() {
+                        current.push(next);
+                    }
+                } else if c == q {
+                    quote = None;
+                }
+            }
+            None if c == '-' && chars.peek() == Some(&'-') => {
+                // Skip the comment up to the end of the line.
+                for c in chars.by_ref() {
+                    if c == '\n' {
+                        current.push('\n');
+                        break;
+                    }
+                }
+            }
+            None if c == ';' => out.push(std::mem::take(&mut current)),
+            None => {
+                if matches!(c, '\'' | '"' | '`') {
+                    quote = Some(c);
+                }
+                current.push(c);
+            }
+        }
+    }
+    out.push(current);
+    out.into_iter().map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect()
+}
+
+/// What [`apply`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    pub id: u32,
+    pub name: String,
+    pub file: &'static str,
+}
+
+const CREATE_DATABASE: &str = "CREATE DATABASE IF NOT EXISTS vero";
+// ReplacingMergeTree: two services recording the same migration at once leave one row.
+const CREATE_MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS vero.schema_migrations \
+     (id UInt32, name String, file String, applied_at DateTime('UTC') DEFAULT now()) \
+     ENGINE = ReplacingMergeTree ORDER BY id";
+
+#[derive(clickhouse::Row, serde::Serialize)]
+struct MigrationRecord<'a> {
+    id: u32,
+    name: &'a str,
+    file: &'a str,
+}
+
+/// Ids recorded in `vero.schema_migrations`.
+pub async fn applied_ids(client: &Client) -> Result<BTreeSet<u32>, Failure> {
+    let ids: Vec<u32> = client
+        .query("SELECT DISTINCT id FROM vero.schema_migrations ORDER BY id")
+        .fetch_all()
+        .await
+        .map_err(Failure::from)?;
+    Ok(ids.into_iter().collect())
+}
+
+/// Apply every migration in `migrations` not yet recorded, in order, choosing each
+/// one's variant for `version`. Stops at the first failing statement.
+pub async fn apply(client: &Client, version: ServerVersion, migrations: &[Migration]) -> Result<Vec<Applied>, Failure> {
+    debug_assert_eq!(DATABASE, "vero", "the statements above name the database");
+    client.query(CREATE_DATABASE).execute().await.map_err(Failure::from)?;
+    client.query(CREATE_MIGRATIONS_TABLE).execute().await.map_err(Failure::from)?;
+    let done = applied_ids(client).await?;
+    let mut applied = Vec::new();
+    for migration in migrations.iter().filter(|m| !done.contains(&m.id)) {
+        let (file, sql) = migration.variant_for(version);
+        tracing::info!(id = migration.id, file, server = %version, "applying ClickHouse migration");
+        for statement in statements(sql) {
+            // `query_raw`: the SQL is ours and may contain `?`, which `query` would bind.
+            client.query_raw(&statement).execute().await.map_err(|e| match Failure::from(e) {
+                Failure::Invalid(m) => Failure::Invalid(format!("{file}: {m}")),
+                retry => retry,
+            })?;
+        }
+        let mut insert =
+            client.insert_unescaped::<MigrationRecord<'_>>("vero.schema_migrations").await.map_err(Failure::from)?;
+        insert
+            .write(&MigrationRecord { id: migration.id, name: &migration.name, file })
+            .await
+            .map_err(Failure::from)?;
+        insert.end().await.map_err(Failure::from)?;
+        applied.push(Applied { id: migration.id, name: migration.name.clone(), file });
+    }
+    Ok(applied)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn variants_are_chosen_by_server_major_version() {
+        let files = [("0001_a.sql", "new"), ("0001_a.v18.sql", "v18"), ("0001_a.v21.sql", "v21"), ("0002_b.sql", "b")];
+        let migrations = parse_files(&files).unwrap();
+        assert_eq!(migrations.len(), 2);
+        let pick = |major| migrations[0].variant_for(ServerVersion { major, minor: 0 }).1;
+        assert_eq!((pick(18), pick(19), pick(21), pick(22), pick(25)), ("v18", "v21", "v21", "new", "new"));
+        assert_eq!(migrations[1].variant_for(ServerVersion { major: 18, minor: 16 }).1, "b");
+    }
+
+    #[test]
+    fn bad_names_are_rejected() {
+        assert!(parse_files(&[("a.sql", "")]).unwrap_err().contains("NNNN_name"));
+        assert!(parse_files(&[("0001_a.v18.sql", "")]).unwrap_err().contains("no default"));
+        assert!(parse_files(&[("0001_a.vx.sql", "")]).unwrap_err().contains("vMAJOR"));
+    }
+
+    #[test]
+    fn statements_split_on_semicolons_outside_quotes_and_comments() {
+        let sql = "-- a comment; with a semicolon\nCREATE TABLE t (s String DEFAULT 'a;b');\n\nSELECT 1;\n-- end\n";
+        assert_eq!(statements(sql), vec!["CREATE TABLE t (s String DEFAULT 'a;b')", "SELECT 1"]);
+    }
+
+    #[test]
+    fn embedded_schema_parses_and_every_migration_has_statements() {
+        let migrations = embedded().unwrap();
+        assert!(!migrations.is_empty());
+        for migration in &migrations {
+            for version in [ServerVersion { major: 18, minor: 16 }, ServerVersion { major: 25, minor: 1 }] {
+                assert!(!statements(migration.variant_for(version).1).is_empty(), "{migration:?}");
+            }
+        }
+    }
+}

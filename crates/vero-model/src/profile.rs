@@ -1,0 +1,188 @@
+//! The merged user profile record: the value of the compacted profiles topic
+//! (`schemas/avro/profile.v*.avsc`), written by `profile-consumer`.
+//!
+//! One profile per (project, user id). The Kafka key is [`Profile::key`]
+//! (`project`, a NUL byte, `user_id`): unique per profile so compaction keeps exactly
+//! the latest value of each, while the partition is chosen from the user id alone so
+//! the profiles topic stays co-partitioned with the events topic. A null value (a
+//! tombstone) means the profile was deleted. JSON-valued fields are JSON object text,
+//! like the event record's, so attribute types survive unchanged.
+
+use apache_avro::types::Value;
+
+use crate::avro_value::{optional_millis, optional_string, string_array, Fields};
+use crate::codec::{AvroRecord, DecodeError};
+use crate::schemas::{profile_versions, SchemaVersion};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Profile {
+    pub project: String,
+    pub user_id: String,
+    pub email: Option<String>,
+    /// JSON object text: attribute -> newest value (email included).
+    pub attributes: String,
+    /// JSON object text: attribute -> `[event_time, received_at, offset]`.
+    pub attribute_versions: String,
+    /// Sorted and distinct.
+    pub tags: Vec<String>,
+    pub subscribed: bool,
+    pub subscription_changed_at: Option<i64>,
+    pub first_seen: Option<i64>,
+    pub last_seen: Option<i64>,
+    pub event_count: i64,
+    pub last_event_name: Option<String>,
+    /// JSON `[event_time, received_at, offset]` of `last_event_name`'s event.
+    pub last_event_version: String,
+    pub previous_ids: Vec<String>,
+    /// JSON object text: moved-in profile id -> its version when it moved.
+    pub merged_from: String,
+    pub events_partition: i64,
+    pub events_offset: i64,
+    pub handoff_offset: i64,
+    pub version: i64,
+}
+
+impl Profile {
+    /// The compaction key of a profile: `project`, NUL, `user_id`.
+    pub fn key_for(project: &str, user_id: &str) -> Vec<u8> {
+        let mut key = Vec::with_capacity(project.len() + 1 + user_id.len());
+        key.extend_from_slice(project.as_bytes());
+        key.push(0);
+        key.extend_from_slice(user_id.as_bytes());
+        key
+    }
+
+    pub fn key(&self) -> Vec<u8> {
+        Self::key_for(&self.project, &self.user_id)
+    }
+
+    /// Split a profiles-topic key back into `(project, user_id)`.
+    pub fn split_key(key: &[u8]) -> Option<(String, String)> {
+        let at = key.iter().position(|b| *b == 0)?;
+        let project = std::str::from_utf8(&key[..at]).ok()?;
+        let user_id = std::str::from_utf8(&key[at + 1..]).ok()?;
+        Some((project.to_owned(), user_id.to_owned()))
+    }
+}
+
+impl AvroRecord for Profile {
+    fn versions() -> &'static [SchemaVersion] {
+        profile_versions()
+    }
+
+    fn to_fields(&self) -> Vec<(String, Value)> {
+        vec![
+            ("project".into(), Value::String(self.project.clone())),
+            ("user_id".into(), Value::String(self.user_id.clone())),
+            ("email".into(), optional_string(&self.email)),
+            ("attributes".into(), Value::String(self.attributes.clone())),
+            ("attribute_versions".into(), Value::String(self.attribute_versions.clone())),
+            ("tags".into(), string_array(&self.tags)),
+            ("subscribed".into(), Value::Boolean(self.subscribed)),
+            ("subscription_changed_at".into(), optional_millis(self.subscription_changed_at)),
+            ("first_seen".into(), optional_millis(self.first_seen)),
+            ("last_seen".into(), optional_millis(self.last_seen)),
+            ("event_count".into(), Value::Long(self.event_count)),
+            ("last_event_name".into(), optional_string(&self.last_event_name)),
+            ("last_event_version".into(), Value::String(self.last_event_version.clone())),
+            ("previous_ids".into(), string_array(&self.previous_ids)),
+            ("merged_from".into(), Value::String(self.merged_from.clone())),
+            ("events_partition".into(), Value::Long(self.events_partition)),
+            ("events_offset".into(), Value::Long(self.events_offset)),
+            ("handoff_offset".into(), Value::Long(self.handoff_offset)),
+            ("version".into(), Value::Long(self.version)),
+        ]
+    }
+
+    fn from_fields(mut f: Fields) -> Result<Self, DecodeError> {
+        // `millis` reads plain longs as well as timestamp-millis.
+        Ok(Self {
+            project: f.string("project")?,
+            user_id: f.string("user_id")?,
+            email: f.optional_string("email")?,
+            attributes: f.string("attributes")?,
+            attribute_versions: f.string("attribute_versions")?,
+            tags: f.string_array("tags")?,
+            subscribed: f.boolean("subscribed")?,
+            subscription_changed_at: f.optional_millis("subscription_changed_at")?,
+            first_seen: f.optional_millis("first_seen")?,
+            last_seen: f.optional_millis("last_seen")?,
+            event_count: f.millis("event_count")?,
+            last_event_name: f.optional_string("last_event_name")?,
+            last_event_version: f.string("last_event_version")?,
+            previous_ids: f.string_array("previous_ids")?,
+            merged_from: f.string("merged_from")?,
+            events_partition: f.millis("events_partition")?,
+            events_offset: f.millis("events_offset")?,
+            handoff_offset: f.millis("handoff_offset")?,
+            version: f.millis("version")?,
+        })
+    }
+}
+
+/// Decode a profiles-topic value written with any known profile schema version,
+/// resolved to the newest. (The events-topic `decode_record` does not accept profiles:
+/// they never travel there.)
+pub fn decode_profile(bytes: &[u8]) -> Result<Profile, DecodeError> {
+    const HEADER_LEN: usize = 10;
+    if bytes.len() < HEADER_LEN {
+        return Err(DecodeError::TooShort(bytes.len()));
+    }
+    if bytes[..2] != crate::codec::SINGLE_OBJECT_MAGIC {
+        return Err(DecodeError::NotSingleObject);
+    }
+    let fingerprint: [u8; 8] = bytes[2..HEADER_LEN].try_into().expect("slice of 8");
+    let writer = Profile::versions()
+        .iter()
+        .find(|v| v.fingerprint == fingerprint)
+        .ok_or(DecodeError::UnknownSchema(u64::from_le_bytes(fingerprint)))?;
+    let mut datum = &bytes[HEADER_LEN..];
+    let value = apache_avro::from_avro_datum(&writer.schema, &mut datum, Some(&Profile::current().schema))
+        .map_err(|e| DecodeError::Avro(e.to_string()))?;
+    Profile::from_fields(Fields::from_value(value)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::encode;
+
+    fn sample() -> Profile {
+        Profile {
+            project: "shop".into(),
+            user_id: "42".into(),
+            email: Some("jane@example.com".into()),
+            attributes: r#"{"email":"jane@example.com","plan":"pro","age":31}"#.into(),
+            attribute_versions: r#"{"email":[1,2,3],"plan":[1,2,3],"age":[1,2,3]}"#.into(),
+            tags: vec!["beta".into(), "vip".into()],
+            subscribed: false,
+            subscription_changed_at: Some(1_764_000_000_000),
+            first_seen: Some(1_763_000_000_000),
+            last_seen: Some(1_764_000_000_000),
+            event_count: 7,
+            last_event_name: Some("purchased".into()),
+            last_event_version: "[1,2,3]".into(),
+            previous_ids: vec!["anon-1".into()],
+            merged_from: r#"{"anon-1":17}"#.into(),
+            events_partition: 2,
+            events_offset: 3,
+            handoff_offset: -1,
+            version: 1_764_000_000_000_000,
+        }
+    }
+
+    #[test]
+    fn round_trips_every_field() {
+        let profile = sample();
+        assert_eq!(decode_profile(&encode(&profile)).unwrap(), profile);
+        let bare = Profile { email: None, first_seen: None, last_event_name: None, tags: vec![], ..sample() };
+        assert_eq!(decode_profile(&encode(&bare)).unwrap(), bare);
+    }
+
+    #[test]
+    fn events_are_not_profiles() {
+        assert!(matches!(decode_profile(b"garbage-garbage"), Err(DecodeError::NotSingleObject)));
+        let key = Profile::key_for("shop", "a\0b");
+        assert_eq!(Profile::split_key(&key), Some(("shop".into(), "a\0b".into())));
+    }
+}

@@ -1,0 +1,286 @@
+//! A real `clickhouse-server` process for tests, in a temp dir on free ports.
+//!
+//! [`ClickHouseServer::start`] writes a minimal `config.xml`/`users.xml` (loopback
+//! only, user `default` without password, UTC, small caches) into a fresh temp dir
+//! and starts the server binary found on `PATH` (or `/usr/sbin`, or
+//! `$VERO_CLICKHOUSE_SERVER`). The server keeps its ports and data dir for its whole
+//! life, so [`ClickHouseServer::stop`] / [`ClickHouseServer::kill`] followed by
+//! [`ClickHouseServer::restart`] brings the same database back where clients expect
+//! it. Dropping the handle kills the process and removes the directory.
+//!
+//! [`ClickHouseServer::query`] is a tiny blocking HTTP client (text in, text out) so
+//! tests can check what analysts would see without depending on the code under test.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+
+/// How long a (re)start may take on a loaded 2-core machine before we give up.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+pub struct ClickHouseServer {
+    dir: tempfile::TempDir,
+    binary: PathBuf,
+    http_port: u16,
+    tcp_port: u16,
+    child: Option<Child>,
+}
+
+impl ClickHouseServer {
+    /// Start a fresh server and wait until it answers `/ping`.
+    pub fn start() -> anyhow::Result<Self> {
+        let binary = find_binary()?;
+        let dir = tempfile::Builder::new().prefix("vero-clickhouse-").tempdir().context("creating temp dir")?;
+        let (http_port, tcp_port) = (free_port()?, free_port()?);
+        write_config(dir.path(), http_port, tcp_port)?;
+        let mut server = Self { dir, binary, http_port, tcp_port, child: None };
+        server.spawn_and_wait()?;
+        Ok(server)
+    }
+
+    /// `http://127.0.0.1:<port>`, the HTTP interface clients use.
+    pub fn http_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.http_port)
+    }
+
+    pub fn http_port(&self) -> u16 {
+        self.http_port
+    }
+
+    /// The native protocol port (for `clickhouse-client --port`).
+    pub fn tcp_port(&self) -> u16 {
+        self.tcp_port
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.as_mut().map(Child::try_wait), Some(Ok(None)))
+    }
+
+    /// Graceful stop (SIGTERM), waiting for the process to exit.
+    pub fn stop(&mut self) -> anyhow::Result<()> {
+        if let Some(mut child) = self.child.take() {
+            let status = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+            if !matches!(status, Ok(s) if s.success()) {
+                let _ = child.kill();
+            }
+            wait_with_deadline(&mut child, Duration::from_secs(30))?;
+        }
+        Ok(())
+    }
+
+    /// Hard stop (SIGKILL): what a crash or OOM kill looks like to clients.
+    pub fn kill(&mut self) -> anyhow::Result<()> {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        Ok(())
+    }
+
+    /// Start again on the same ports with the same data directory.
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.kill()?;
+        self.spawn_and_wait()
+    }
+
+    /// Run one statement over HTTP; the response body on 200, an error with the
+    /// server's message otherwise.
+    pub fn query(&self, sql: &str) -> anyhow::Result<String> {
+        http_post(self.http_port, sql, Duration::from_secs(60))
+    }
+
+    fn spawn_and_wait(&mut self) -> anyhow::Result<()> {
+        let config = self.dir.path().join("config.xml");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("stdout.log"))
+            .context("opening server stdout log")?;
+        let child = Command::new(&self.binary)
+            .arg(format!("--config-file={}", config.display()))
+            .current_dir(self.dir.path())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting {}", self.binary.display()))?;
+        self.child = Some(child);
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if let Ok(body) = http_get_ping(self.http_port) {
+                if body.starts_with("Ok.") {
+                    return Ok(());
+                }
+            }
+            if !self.is_running() {
+                bail!("clickhouse-server exited during start; logs:\n{}", self.logs_tail());
+            }
+            if Instant::now() > deadline {
+                bail!("clickhouse-server did not answer /ping within {START_TIMEOUT:?}; logs:\n{}", self.logs_tail());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The end of the server's error log, for failure messages.
+    pub fn logs_tail(&self) -> String {
+        let mut out = String::new();
+        for name in ["stdout.log", "server.err.log"] {
+            let text = std::fs::read_to_string(self.dir.path().join(name)).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(20).collect();
+            out.push_str(&format!("--- {name}\n"));
+            for line in tail.into_iter().rev() {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+        out
+    }
+}
+
+impl Drop for ClickHouseServer {
+    fn drop(&mut self) {
+        let _ = self.kill();
+    }
+}
+
+fn find_binary() -> anyhow::Result<PathBuf> {
+    if let Some(path) = std::env::var_os("VERO_CLICKHOUSE_SERVER") {
+        return Ok(PathBuf::from(path));
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/usr/bin")])
+        .map(|dir| dir.join("clickhouse-server"))
+        .find(|candidate| candidate.is_file())
+        .context("clickhouse-server not found on PATH or in /usr/sbin (run scripts/install-deps.sh)")
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0").context("binding a free port")?.local_addr()?.port())
+}
+
+fn write_config(dir: &Path, http_port: u16, tcp_port: u16) -> anyhow::Result<()> {
+    let d = dir.display();
+    let config = format!(
+        r#"<?xml version="1.0"?>
+<yandex>
+    <logger>
+        <level>warning</level>
+        <log>{d}/server.log</log>
+        <errorlog>{d}/server.err.log</errorlog>
+        <console>0</console>
+    </logger>
+    <listen_host>127.0.0.1</listen_host>
+    <http_port>{http_port}</http_port>
+    <tcp_port>{tcp_port}</tcp_port>
+    <path>{d}/data/</path>
+    <tmp_path>{d}/tmp/</tmp_path>
+    <user_files_path>{d}/user_files/</user_files_path>
+    <format_schema_path>{d}/format_schemas/</format_schema_path>
+    <users_config>{d}/users.xml</users_config>
+    <default_profile>default</default_profile>
+    <default_database>default</default_database>
+    <timezone>UTC</timezone>
+    <mark_cache_size>268435456</mark_cache_size>
+    <uncompressed_cache_size>268435456</uncompressed_cache_size>
+    <max_concurrent_queries>100</max_concurrent_queries>
+    <mlock_executable>false</mlock_executable>
+</yandex>
+"#
+    );
+    let users = r#"<?xml version="1.0"?>
+<yandex>
+    <profiles><default><max_memory_usage>2000000000</max_memory_usage></default></profiles>
+    <users>
+        <default>
+            <password></password>
+            <networks><ip>127.0.0.1</ip><ip>::1</ip></networks>
+            <profile>default</profile>
+            <quota>default</quota>
+        </default>
+    </users>
+    <quotas><default><interval><duration>3600</duration><queries>0</queries><errors>0</errors><result_rows>0</result_rows><read_rows>0</read_rows><execution_time>0</execution_time></interval></default></quotas>
+</yandex>
+"#;
+    std::fs::write(dir.join("config.xml"), config).context("writing config.xml")?;
+    std::fs::write(dir.join("users.xml"), users).context("writing users.xml")?;
+    Ok(())
+}
+
+fn wait_with_deadline(child: &mut Child, timeout: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    while child.try_wait()?.is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
+fn http_get_ping(port: u16) -> anyhow::Result<String> {
+    let (status, body) = http_exchange(port, "GET /ping HTTP/1.0\r\n\r\n".as_bytes(), Duration::from_secs(2))?;
+    anyhow::ensure!(status == 200, "ping answered {status}");
+    Ok(body)
+}
+
+fn http_post(port: u16, sql: &str, timeout: Duration) -> anyhow::Result<String> {
+    let mut request =
+        format!("POST / HTTP/1.0\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n", sql.len()).into_bytes();
+    request.extend_from_slice(sql.as_bytes());
+    let (status, body) = http_exchange(port, &request, timeout)?;
+    if status != 200 {
+        bail!("ClickHouse answered {status}: {}", body.trim());
+    }
+    Ok(body)
+}
+
+/// One HTTP/1.0 exchange (the server closes the connection after the response, so
+/// no chunked decoding is needed).
+fn http_exchange(port: u16, request: &[u8], timeout: Duration) -> anyhow::Result<(u16, String)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    stream.write_all(request)?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response)?;
+    let text = String::from_utf8_lossy(&response);
+    let (head, body) = text.split_once("\r\n\r\n").context("HTTP response without header end")?;
+    let status =
+        head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).context("HTTP response without a status code")?;
+    Ok((status, body.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn starts_queries_and_restarts_on_the_same_port_with_its_data() {
+        let mut server = ClickHouseServer::start().unwrap();
+        assert!(server.query("SELECT version()").unwrap().trim().chars().next().unwrap().is_ascii_digit());
+        server.query("CREATE TABLE default.t (x UInt32) ENGINE = MergeTree ORDER BY x").unwrap();
+        server.query("INSERT INTO default.t VALUES (1), (2)").unwrap();
+        let port = server.http_port();
+        server.kill().unwrap();
+        assert!(server.query("SELECT 1").is_err(), "killed server must not answer");
+        server.restart().unwrap();
+        assert_eq!(server.http_port(), port);
+        assert_eq!(server.query("SELECT count() FROM default.t").unwrap().trim(), "2");
+        let err = server.query("SELECT nosuchfunction()").unwrap_err().to_string();
+        assert!(err.contains("500") || err.contains("404"), "{err}");
+        server.stop().unwrap();
+        assert!(!server.is_running());
+    }
+}
