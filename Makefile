@@ -21,3 +21,8 @@ lint:
 
 fmt:
 	cargo fmt --all
+
+# Release build, criterion microbenchmarks and the benchmark suite; writes docs/benchmarks.md.
+# Not part of `make test`. VERO_BENCH_OVERLOAD_SECS shortens the 5-minute overload run.
+bench:
+	scripts/bench.sh

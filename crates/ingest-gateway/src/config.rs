@@ -13,7 +13,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{bail, ensure};
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 
 /// The folder under `config/` holding the gateway's files.
 pub const SERVICE: &str = "gateway";
@@ -30,7 +30,6 @@ pub struct Settings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpSettings {
-    #[serde(deserialize_with = "string_or_list")]
     pub listen: String,
     pub max_body_bytes: usize,
     pub max_decompressed_bytes: usize,
@@ -45,6 +44,8 @@ pub struct HttpSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CorsSettings {
+    /// A TOML array, or a comma-separated string from the environment.
+    #[serde(deserialize_with = "vero_service::settings::comma_list")]
     pub allowed_origins: Vec<String>,
     pub max_age_secs: u64,
 }
@@ -52,9 +53,7 @@ pub struct CorsSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaSettings {
-    #[serde(deserialize_with = "string_or_list")]
     pub brokers: String,
-    #[serde(deserialize_with = "string_or_list")]
     pub topic: String,
     pub linger_ms: u64,
     pub queue_max_messages: u64,
@@ -192,7 +191,11 @@ impl Settings {
         for (i, project) in self.projects.iter().enumerate() {
             ensure!(!project.name.trim().is_empty(), "projects[{i}].name must not be empty");
             ensure!(seen_names.insert(&project.name), "projects[{i}].name {:?} is used twice", project.name);
-            ensure!(!project.tokens.is_empty(), "projects[{i}].tokens ({:?}) must list at least one token", project.name);
+            ensure!(
+                !project.tokens.is_empty(),
+                "projects[{i}].tokens ({:?}) must list at least one token",
+                project.name
+            );
             for (j, token) in project.tokens.iter().enumerate() {
                 // Messages name the position, never the token.
                 ensure!(!token.is_empty(), "projects[{i}].tokens[{j}] ({:?}) must not be empty", project.name);
@@ -224,22 +227,6 @@ impl HttpSettings {
 fn positive(key: &str, value: u64) -> anyhow::Result<()> {
     ensure!(value > 0, "{key} must be greater than 0");
     Ok(())
-}
-
-/// The environment layer splits every non-numeric value on "," into a list, so a
-/// plain string setting (`VERO__KAFKA__BROKERS=a:9092,b:9092`) may arrive as a list:
-/// join it back.
-fn string_or_list<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum OneOrMany {
-        One(String),
-        Many(Vec<String>),
-    }
-    Ok(match OneOrMany::deserialize(deserializer)? {
-        OneOrMany::One(s) => s,
-        OneOrMany::Many(items) => items.join(","),
-    })
 }
 
 #[cfg(test)]
@@ -296,9 +283,8 @@ mod tests {
             ("VERO__HTTP__CORS__ALLOWED_ORIGINS", "ftp://x", "http.cors.allowed_origins"),
         ];
         for (key, value, expected) in cases {
-            let err = Settings::load_with_env(&repo_config(), Some("local"), vars(&[(key, value)]))
-                .unwrap_err()
-                .to_string();
+            let err =
+                Settings::load_with_env(&repo_config(), Some("local"), vars(&[(key, value)])).unwrap_err().to_string();
             assert!(err.contains(expected), "{key}={value}: {err}");
         }
     }

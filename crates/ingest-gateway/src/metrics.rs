@@ -35,14 +35,18 @@ impl Metrics {
         )
         .expect("valid metric");
         let produce_latency = Histogram::with_opts(
-            HistogramOpts::new("produce_latency_seconds", "Time from handing a record to the producer to its delivery report.")
-                .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+            HistogramOpts::new(
+                "produce_latency_seconds",
+                "Time from handing a record to the producer to its delivery report.",
+            )
+            .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
         )
         .expect("valid metric");
         let producer_queue_depth =
             IntGauge::new("producer_queue_depth", "Records handed to the producer and not yet acknowledged.")
                 .expect("valid metric");
-        let connections_open = IntGauge::new("http_connections_open", "HTTP connections being served.").expect("valid metric");
+        let connections_open =
+            IntGauge::new("http_connections_open", "HTTP connections being served.").expect("valid metric");
         let connections_total =
             IntCounter::new("http_connections_total", "HTTP connections accepted.").expect("valid metric");
         for collector in [

@@ -128,6 +128,7 @@ impl Gateway {
         if route == Route::EventsTrack {
             self.metrics.events_rejected.with_label_values(&[error.reason()]).inc();
         }
+        tracing::debug!(route = route.label(), status = error.status().as_u16(), reason = error.reason(), "rejected");
         if let ApiError::Internal(reason) = error {
             tracing::error!(reason, "event could not be stored: operator action needed");
         }

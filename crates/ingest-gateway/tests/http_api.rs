@@ -52,12 +52,15 @@ async fn json_track_is_stored_with_every_field() {
     gw.stop().await.unwrap();
 }
 
+/// URL, headers, body.
+type Case<'a> = (String, Vec<(&'a str, &'a str)>, String);
+
 #[tokio::test]
 async fn every_body_and_token_form_is_accepted() {
     let (gw, sink) = start_memory(test_settings()).await;
     let url = gw.url(TRACK);
     let json_url = gw.url("/api/v2/events/track.json");
-    let cases: Vec<(String, Vec<(&str, &str)>, String)> = vec![
+    let cases: Vec<Case<'_>> = vec![
         (json_url.clone(), vec![JSON], track_body(TOKEN, "u1", "json_suffix").to_string()),
         (url.clone(), vec![JSON], json!({"tracking_api_key": TOKEN, "identity": {"id": "u2"}, "event_name": "tracking_api_key"}).to_string()),
         (format!("{url}?auth_token={TOKEN}"), vec![JSON], json!({"identity": {"id": "u3"}, "event_name": "query_token"}).to_string()),
@@ -75,11 +78,23 @@ async fn every_body_and_token_form_is_accepted() {
     let names: Vec<_> = events.iter().map(|e| e.event_name.as_str()).collect();
     assert_eq!(
         names,
-        ["json_suffix", "tracking_api_key", "query_token", "query_key", "form_brackets", "form_json", "no_content_type", "beacon"]
+        [
+            "json_suffix",
+            "tracking_api_key",
+            "query_token",
+            "query_key",
+            "form_brackets",
+            "form_json",
+            "no_content_type",
+            "beacon"
+        ]
     );
     let brackets = &events[4];
     assert_eq!((brackets.user_id.as_str(), brackets.email.as_deref()), ("u5", Some("a@b.c")));
-    assert_eq!((brackets.identity_attributes.as_str(), brackets.data.as_str()), (r#"{"plan":"pro"}"#, r#"{"price":"40"}"#));
+    assert_eq!(
+        (brackets.identity_attributes.as_str(), brackets.data.as_str()),
+        (r#"{"plan":"pro"}"#, r#"{"price":"40"}"#)
+    );
     assert!(brackets.development_mode);
     assert_eq!((events[5].user_id.as_str(), events[5].data.as_str()), ("6", r#"{"price":40.5}"#));
     assert!(events.iter().all(|e| e.project == "shop"));
@@ -116,19 +131,36 @@ async fn every_bad_input_is_a_400_naming_the_field() {
         (json!({"auth_token": TOKEN, "identity": id}), "event_name is required."),
         (json!({"auth_token": TOKEN, "identity": id, "event_name": ""}), "event_name must not be empty."),
         (json!({"auth_token": TOKEN, "identity": id, "event_name": 1}), "event_name must be a string."),
-        (json!({"auth_token": TOKEN, "identity": id, "event_name": "e".repeat(256)}), "event_name must be at most 255 characters."),
+        (
+            json!({"auth_token": TOKEN, "identity": id, "event_name": "e".repeat(256)}),
+            "event_name must be at most 255 characters.",
+        ),
         (json!({"auth_token": TOKEN, "event_name": "x"}), "identity is required (an object with an id)."),
         (json!({"auth_token": TOKEN, "event_name": "x", "identity": ["1"]}), "identity must be an object."),
         (json!({"auth_token": TOKEN, "event_name": "x", "identity": {"email": "a@b.c"}}), "identity.id is required."),
         (json!({"auth_token": TOKEN, "event_name": "x", "identity": {"id": " "}}), "identity.id must not be empty."),
-        (json!({"auth_token": TOKEN, "event_name": "x", "identity": {"id": true}}), "identity.id must be a string or an integer."),
-        (json!({"auth_token": TOKEN, "event_name": "x", "identity": {"id": "1", "email": ["a"]}}), "identity.email must be a string or null."),
+        (
+            json!({"auth_token": TOKEN, "event_name": "x", "identity": {"id": true}}),
+            "identity.id must be a string or an integer.",
+        ),
+        (
+            json!({"auth_token": TOKEN, "event_name": "x", "identity": {"id": "1", "email": ["a"]}}),
+            "identity.email must be a string or null.",
+        ),
         (json!({"auth_token": TOKEN, "event_name": "x", "identity": id, "data": "price=1"}), "data must be an object."),
-        (json!({"auth_token": TOKEN, "event_name": "x", "identity": id, "development_mode": "maybe"}), "development_mode must be a boolean."),
+        (
+            json!({"auth_token": TOKEN, "event_name": "x", "identity": id, "development_mode": "maybe"}),
+            "development_mode must be a boolean.",
+        ),
         (json!({"auth_token": TOKEN, "event_name": "x", "identity": id, "extras": [1]}), "extras must be an object."),
-        (json!({"auth_token": TOKEN, "event_name": "x", "identity": id, "extras": {"source": {}}}), "extras.source must be a string."),
-        (json!({"auth_token": TOKEN, "event_name": "x", "identity": id, "extras": {"created_at": "last tuesday"}}),
-            "extras.created_at must be an RFC 3339 time or a Unix timestamp in seconds or milliseconds."),
+        (
+            json!({"auth_token": TOKEN, "event_name": "x", "identity": id, "extras": {"source": {}}}),
+            "extras.source must be a string.",
+        ),
+        (
+            json!({"auth_token": TOKEN, "event_name": "x", "identity": id, "extras": {"created_at": "last tuesday"}}),
+            "extras.created_at must be an RFC 3339 time or a Unix timestamp in seconds or milliseconds.",
+        ),
     ];
     for (body, expected) in cases {
         let reply = post_json(&url, &body).await;
@@ -220,7 +252,10 @@ async fn routing_heartbeat_404_and_405() {
     assert_eq!(wrong_method.expect_error(405), "Method GET is not allowed here; use POST, OPTIONS.");
     assert_eq!(wrong_method.header("allow"), Some("POST, OPTIONS"));
     let put = send("PUT", &gw.url("/api/v2/heartbeat"), &[], Bytes::new()).await;
-    assert_eq!((put.expect_error(405), put.header("allow")), ("Method PUT is not allowed here; use GET, HEAD, OPTIONS.".into(), Some("GET, HEAD, OPTIONS")));
+    assert_eq!(
+        (put.expect_error(405), put.header("allow")),
+        ("Method PUT is not allowed here; use GET, HEAD, OPTIONS.".into(), Some("GET, HEAD, OPTIONS"))
+    );
     gw.stop().await.unwrap();
 }
 
@@ -248,7 +283,13 @@ async fn cors_preflight_and_headers_for_allowed_origins_only() {
     assert_eq!(preflight.header("access-control-max-age"), Some("600"));
     assert_eq!(preflight.header("vary"), Some("Origin"));
 
-    let foreign = send("OPTIONS", &url, &[("origin", "https://evil.example"), ("access-control-request-method", "POST")], Bytes::new()).await;
+    let foreign = send(
+        "OPTIONS",
+        &url,
+        &[("origin", "https://evil.example"), ("access-control-request-method", "POST")],
+        Bytes::new(),
+    )
+    .await;
     assert_eq!((foreign.status, foreign.header("access-control-allow-origin")), (204, None));
 
     let body = track_body(TOKEN, "1", "cors").to_string();
@@ -263,7 +304,13 @@ async fn cors_preflight_and_headers_for_allowed_origins_only() {
     gw.stop().await.unwrap();
 
     let (gw, _sink) = start_memory(test_settings()).await;
-    let any = send("OPTIONS", &gw.url(TRACK), &[("origin", "https://x.example"), ("access-control-request-method", "POST")], Bytes::new()).await;
+    let any = send(
+        "OPTIONS",
+        &gw.url(TRACK),
+        &[("origin", "https://x.example"), ("access-control-request-method", "POST")],
+        Bytes::new(),
+    )
+    .await;
     assert_eq!(any.header("access-control-allow-origin"), Some("*"), "default config allows every origin");
     gw.stop().await.unwrap();
 }

@@ -9,3 +9,4 @@ pub mod procs;
 pub mod produce;
 pub mod records;
 pub mod topic_scan;
+pub mod suite;

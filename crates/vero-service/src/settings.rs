@@ -49,12 +49,30 @@ pub fn load_with_env<T: DeserializeOwned>(
         config::Environment::with_prefix("VERO")
             .prefix_separator("__")
             .separator("__")
-            .list_separator(",")
+            // No list_separator: with one, the config crate turns *every* variable into
+            // a list and string keys such as `kafka.brokers` ("a:9092,b:9092") fail.
+            // List-valued keys accept a comma-separated string via [`comma_list`].
             .try_parsing(true)
             .source(Some(vars)),
     );
     let merged = builder.build().context("reading configuration")?;
     merged.try_deserialize::<T>().map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))
+}
+
+/// Deserialize a list from either a TOML array or a comma-separated string (the form
+/// an environment variable gives), trimming items and dropping empty ones. Use with
+/// `#[serde(deserialize_with = "vero_service::settings::comma_list")]`.
+pub fn comma_list<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum Form {
+        List(Vec<String>),
+        Text(String),
+    }
+    Ok(match <Form as serde::Deserialize>::deserialize(deserializer)? {
+        Form::List(items) => items,
+        Form::Text(text) => text.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect(),
+    })
 }
 
 #[cfg(test)]
@@ -73,6 +91,8 @@ mod tests {
     struct Kafka {
         brokers: String,
         partitions: u32,
+        #[serde(default, deserialize_with = "comma_list")]
+        topics: Vec<String>,
     }
 
     fn dir_with(files: &[(&str, &str)]) -> tempfile::TempDir {
@@ -96,6 +116,20 @@ mod tests {
         let vars = [("VERO__KAFKA__PARTITIONS".to_string(), "12".to_string())];
         let s: Settings = load_with_env(dir.path(), Some("prod"), vars).unwrap();
         assert_eq!((s.kafka.brokers.as_str(), s.kafka.partitions), ("b:9092", 12));
+    }
+
+    #[test]
+    fn comma_separated_values_stay_strings_unless_the_key_is_a_list() {
+        let dir = dir_with(&[("default.toml", "[kafka]\nbrokers = \"a\"\npartitions = 3\ntopics = [\"x\"]\n")]);
+        let s: Settings = load_with_env(dir.path(), None, []).unwrap();
+        assert_eq!(s.kafka.topics, ["x"]);
+        let vars = [
+            ("VERO__KAFKA__BROKERS".to_string(), "a:9092,b:9092".to_string()),
+            ("VERO__KAFKA__TOPICS".to_string(), "one, two,".to_string()),
+        ];
+        let s: Settings = load_with_env(dir.path(), None, vars).unwrap();
+        assert_eq!(s.kafka.brokers, "a:9092,b:9092");
+        assert_eq!(s.kafka.topics, ["one", "two"]);
     }
 
     #[test]

@@ -23,7 +23,9 @@ use anyhow::{bail, Context};
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub struct ClickHouseServer {
-    dir: tempfile::TempDir,
+    dir: PathBuf,
+    /// Owns (and on drop removes) `dir` when it is a temp dir.
+    _temp: Option<tempfile::TempDir>,
     binary: PathBuf,
     http_port: u16,
     tcp_port: u16,
@@ -33,11 +35,23 @@ pub struct ClickHouseServer {
 impl ClickHouseServer {
     /// Start a fresh server and wait until it answers `/ping`.
     pub fn start() -> anyhow::Result<Self> {
-        let binary = find_binary()?;
-        let dir = tempfile::Builder::new().prefix("vero-clickhouse-").tempdir().context("creating temp dir")?;
+        let temp = tempfile::Builder::new().prefix("vero-clickhouse-").tempdir().context("creating temp dir")?;
         let (http_port, tcp_port) = (free_port()?, free_port()?);
-        write_config(dir.path(), http_port, tcp_port)?;
-        let mut server = Self { dir, binary, http_port, tcp_port, child: None };
+        Self::launch(temp.path().to_owned(), Some(temp), http_port, tcp_port)
+    }
+
+    /// Start a server that keeps its data in `dir` (created if missing) on the given
+    /// ports; the data outlives the process (`make run` uses this).
+    pub fn start_in(dir: &Path, http_port: u16, tcp_port: u16) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let dir = dir.canonicalize()?;
+        Self::launch(dir, None, http_port, tcp_port)
+    }
+
+    fn launch(dir: PathBuf, temp: Option<tempfile::TempDir>, http_port: u16, tcp_port: u16) -> anyhow::Result<Self> {
+        let binary = find_binary()?;
+        write_config(&dir, http_port, tcp_port)?;
+        let mut server = Self { dir, _temp: temp, binary, http_port, tcp_port, child: None };
         server.spawn_and_wait()?;
         Ok(server)
     }
@@ -57,7 +71,7 @@ impl ClickHouseServer {
     }
 
     pub fn data_dir(&self) -> &Path {
-        self.dir.path()
+        self.dir.as_path()
     }
 
     pub fn is_running(&mut self) -> bool {
@@ -98,15 +112,15 @@ impl ClickHouseServer {
     }
 
     fn spawn_and_wait(&mut self) -> anyhow::Result<()> {
-        let config = self.dir.path().join("config.xml");
+        let config = self.dir.as_path().join("config.xml");
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(self.dir.path().join("stdout.log"))
+            .open(self.dir.as_path().join("stdout.log"))
             .context("opening server stdout log")?;
         let child = Command::new(&self.binary)
             .arg(format!("--config-file={}", config.display()))
-            .current_dir(self.dir.path())
+            .current_dir(self.dir.as_path())
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -134,7 +148,7 @@ impl ClickHouseServer {
     pub fn logs_tail(&self) -> String {
         let mut out = String::new();
         for name in ["stdout.log", "server.err.log"] {
-            let text = std::fs::read_to_string(self.dir.path().join(name)).unwrap_or_default();
+            let text = std::fs::read_to_string(self.dir.as_path().join(name)).unwrap_or_default();
             let tail: Vec<&str> = text.lines().rev().take(20).collect();
             out.push_str(&format!("--- {name}\n"));
             for line in tail.into_iter().rev() {

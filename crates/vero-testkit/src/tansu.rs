@@ -28,7 +28,9 @@ pub struct Tansu {
 /// Where the tansu binary is, or an error saying how to get it.
 pub fn binary() -> anyhow::Result<PathBuf> {
     if let Some(path) = std::env::var_os("TANSU_BIN") {
-        return Ok(PathBuf::from(path));
+        let path = PathBuf::from(path);
+        anyhow::ensure!(path.is_file(), "TANSU_BIN={} is not a file", path.display());
+        return Ok(path);
     }
     if let Some(home) = std::env::var_os("HOME") {
         let cargo_bin = PathBuf::from(home).join(".cargo/bin/tansu");

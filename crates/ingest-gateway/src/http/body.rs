@@ -101,7 +101,10 @@ mod tests {
         let bomb = gzip(&vec![b'a'; 1 << 20]);
         assert!(bomb.len() < 5000, "a megabyte of one letter compresses to a few KB");
         let err = gunzip(&bomb, 1000).unwrap_err();
-        assert_eq!((err.status().as_u16(), err.to_string()), (413, "Decompressed request body exceeds 1000 bytes.".into()));
+        assert_eq!(
+            (err.status().as_u16(), err.to_string()),
+            (413, "Decompressed request body exceeds 1000 bytes.".into())
+        );
         assert_eq!(gunzip(b"not gzip", 1000).unwrap_err().status(), 400);
     }
 
@@ -113,6 +116,9 @@ mod tests {
         assert_eq!(encoding(&headers).unwrap(), Encoding::Gzip);
         headers.insert(CONTENT_ENCODING, "br".parse().unwrap());
         let err = encoding(&headers).unwrap_err();
-        assert_eq!((err.status().as_u16(), err.to_string()), (415, "Content-Encoding \"br\" is not supported; send gzip or no encoding.".into()));
+        assert_eq!(
+            (err.status().as_u16(), err.to_string()),
+            (415, "Content-Encoding \"br\" is not supported; send gzip or no encoding.".into())
+        );
     }
 }

@@ -13,32 +13,35 @@ const MILLIS_THRESHOLD: f64 = 100_000_000_000.0;
 /// Avro timestamp-millis and a valid ClickHouse DateTime64.
 const MAX_MILLIS: f64 = 253_402_300_799_999.0;
 
-/// `Ok(None)` for null; `Err(())` when the value is not a time (the caller names the
-/// field in its message).
-pub fn parse_created_at(value: &Value) -> Result<Option<i64>, ()> {
+/// The value is not a time in any accepted form (the caller names the field).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotATime;
+
+/// `Ok(None)` for null, else the time in ms since the Unix epoch.
+pub fn parse_created_at(value: &Value) -> Result<Option<i64>, NotATime> {
     match value {
         Value::Null => Ok(None),
-        Value::Number(n) => n.as_f64().map(from_unix).ok_or(())?.map(Some),
+        Value::Number(n) => n.as_f64().map(from_unix).ok_or(NotATime)?.map(Some),
         Value::String(s) => {
             let s = s.trim();
             if let Ok(number) = s.parse::<f64>() {
                 return from_unix(number).map(Some);
             }
-            let time = OffsetDateTime::parse(s, &Rfc3339).map_err(|_| ())?;
+            let time = OffsetDateTime::parse(s, &Rfc3339).map_err(|_| NotATime)?;
             let millis = time.unix_timestamp_nanos() / 1_000_000;
-            i64::try_from(millis).ok().filter(|ms| (0.0..=MAX_MILLIS).contains(&(*ms as f64))).map(Some).ok_or(())
+            i64::try_from(millis).ok().filter(|ms| (0.0..=MAX_MILLIS).contains(&(*ms as f64))).map(Some).ok_or(NotATime)
         }
-        _ => Err(()),
+        _ => Err(NotATime),
     }
 }
 
-fn from_unix(number: f64) -> Result<i64, ()> {
+fn from_unix(number: f64) -> Result<i64, NotATime> {
     if !number.is_finite() || number < 0.0 {
-        return Err(());
+        return Err(NotATime);
     }
     let millis = if number >= MILLIS_THRESHOLD { number } else { number * 1000.0 };
     if millis > MAX_MILLIS {
-        return Err(());
+        return Err(NotATime);
     }
     Ok(millis.round() as i64)
 }
@@ -80,7 +83,7 @@ mod tests {
             json!("NaN"),
             json!("1969-12-31T23:59:59Z"),
         ] {
-            assert_eq!(parse_created_at(&value), Err(()), "{value}");
+            assert_eq!(parse_created_at(&value), Err(NotATime), "{value}");
         }
     }
 }

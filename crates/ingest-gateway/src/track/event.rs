@@ -38,7 +38,7 @@ pub fn build_event(mut fields: Map<String, Value>, stamp: Stamp<'_>) -> Result<T
     let extras = optional_object(fields.remove("extras"), "extras must be an object.")?;
     let created_at = match extras.as_ref().and_then(|e| e.get("created_at")) {
         None => None,
-        Some(value) => parse_created_at(value).map_err(|()| {
+        Some(value) => parse_created_at(value).map_err(|_| {
             ApiError::invalid(
                 "extras.created_at must be an RFC 3339 time or a Unix timestamp in seconds or milliseconds.",
             )
@@ -160,7 +160,10 @@ mod tests {
     fn optional_parts_default_and_ids_may_be_numbers() {
         let event = build(json!({"identity": {"id": 42, "email": null}, "event_name": "x"})).unwrap();
         assert_eq!((event.user_id.as_str(), event.email.clone()), ("42", None));
-        assert_eq!((event.data.as_str(), event.extras.as_str(), event.identity_attributes.as_str()), ("{}", "{}", "{}"));
+        assert_eq!(
+            (event.data.as_str(), event.extras.as_str(), event.identity_attributes.as_str()),
+            ("{}", "{}", "{}")
+        );
         assert!(!event.development_mode && event.created_at.is_none() && event.source.is_none());
         let big = build(json!({"identity": {"id": 18_446_744_073_709_551_615_u64}, "event_name": "x"})).unwrap();
         assert_eq!(big.user_id, "18446744073709551615");
@@ -182,9 +185,15 @@ mod tests {
             (json!({"event_name": "x", "identity": {"id": ""}}), "identity.id must not be empty."),
             (json!({"event_name": "x", "identity": {"id": 1.5}}), "identity.id must be a string or an integer."),
             (json!({"event_name": "x", "identity": {"id": [1]}}), "identity.id must be a string or an integer."),
-            (json!({"event_name": "x", "identity": {"id": "1", "email": 3}}), "identity.email must be a string or null."),
+            (
+                json!({"event_name": "x", "identity": {"id": "1", "email": 3}}),
+                "identity.email must be a string or null.",
+            ),
             (json!({"event_name": "x", "identity": id, "data": [1]}), "data must be an object."),
-            (json!({"event_name": "x", "identity": id, "development_mode": "yes"}), "development_mode must be a boolean."),
+            (
+                json!({"event_name": "x", "identity": id, "development_mode": "yes"}),
+                "development_mode must be a boolean.",
+            ),
             (json!({"event_name": "x", "identity": id, "extras": "ios"}), "extras must be an object."),
             (json!({"event_name": "x", "identity": id, "extras": {"source": 1}}), "extras.source must be a string."),
         ];

@@ -1,0 +1,214 @@
+//! Every metric the Grafana dashboard and the Prometheus alert rules query is
+//! exported by a running service: the three services are started in-process (their
+//! library `run` functions) against librdkafka's mock cluster and a real ClickHouse
+//! server, driven so that every labelled series exists (accepted, rejected and
+//! dead-lettered records), and their `/metrics` pages are scraped until every
+//! queried series appears — or the deadline names the ones that never did.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use deploy_check::exposition::Exposition;
+use deploy_check::grafana::{dashboard_queries, rule_queries, Query};
+use deploy_check::promql::{selectors, Selector};
+use deploy_check::repo::root;
+use deploy_check::services::Service;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::ClientConfig;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use vero_model::topics;
+use vero_testkit::clickhouse::ClickHouseServer;
+use vero_testkit::mock_kafka::MockKafka;
+
+/// Series Prometheus makes itself for every target; no service exports them.
+const PROMETHEUS_OWN: [&str; 1] = ["up"];
+/// Generous: ClickHouse start, migrations and consumer-group joins on a busy 2-core box.
+const DEADLINE: Duration = Duration::from_secs(180);
+
+fn queries() -> Vec<Query> {
+    let dashboards = root().join("deploy/grafana/dashboards");
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(&dashboards).unwrap() {
+        let path = entry.unwrap().path();
+        let dashboard: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        out.extend(dashboard_queries(&dashboard));
+    }
+    let rules_text = std::fs::read_to_string(root().join("deploy/prometheus/alerts.yml")).unwrap();
+    let rules: serde_json::Value = serde_norway::from_str(&rules_text).unwrap();
+    out.extend(rule_queries(&rules).unwrap());
+    out
+}
+
+/// Selectors of all queries, each with the queries that use it.
+fn queried() -> BTreeMap<Selector, Vec<String>> {
+    let mut out: BTreeMap<Selector, Vec<String>> = BTreeMap::new();
+    for query in queries() {
+        for selector in selectors(&query.expr).unwrap_or_else(|e| panic!("{}: {e}", query.origin)) {
+            if !PROMETHEUS_OWN.contains(&selector.metric.as_str()) {
+                out.entry(selector).or_default().push(query.origin.clone());
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn dashboard_and_rules_parse_and_cover_every_required_panel() {
+    let queries = queries();
+    assert!(queries.len() >= 20, "only {} queries found", queries.len());
+    let all: String = queries.iter().map(|q| q.expr.as_str()).collect::<Vec<_>>().join("\n");
+    // The issue's list: ingest rate, 4xx/5xx by reason, produce latency, consumer
+    // lag, insert rate, DLQ.
+    for needle in [
+        "vero_gateway_events_accepted_total",
+        "vero_gateway_events_rejected_total",
+        "vero_gateway_produce_latency_seconds_bucket",
+        "vero_sink_consumer_lag",
+        "vero_sink_rows_inserted_total",
+        "vero_sink_dlq_records_total",
+    ] {
+        assert!(all.contains(needle), "no query reads {needle}");
+    }
+    assert!(queried().len() >= 10);
+}
+
+async fn get(addr: SocketAddr, path: &str) -> String {
+    http(addr, &format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")).await
+}
+
+async fn http(addr: SocketAddr, request: &str) -> String {
+    let Ok(mut stream) = tokio::net::TcpStream::connect(addr).await else { return String::new() };
+    if stream.write_all(request.as_bytes()).await.is_err() {
+        return String::new();
+    }
+    let mut out = String::new();
+    let _ = tokio::time::timeout(Duration::from_secs(30), stream.read_to_string(&mut out)).await;
+    out
+}
+
+async fn post_track(addr: SocketAddr, body: &str) -> String {
+    http(
+        addr,
+        &format!(
+            "POST /api/v2/events/track HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
+             content-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+    )
+    .await
+}
+
+async fn bind() -> (TcpListener, SocketAddr) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    (listener, addr)
+}
+
+fn vars(pairs: &[(&str, String)]) -> Vec<(String, String)> {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_queried_metric_is_exported_by_a_running_service() {
+    let wanted = queried();
+    let kafka = MockKafka::start(1).unwrap();
+    for topic in [topics::EVENTS, topics::EVENTS_DLQ, topics::PROFILES, "vero.profiles.handoff"] {
+        kafka.create_topic(topic, 3).unwrap();
+    }
+    let brokers = kafka.bootstrap_servers().to_owned();
+    let clickhouse = tokio::task::spawn_blocking(ClickHouseServer::start).await.unwrap().unwrap();
+    let shutdown = CancellationToken::new();
+
+    // The gateway, with the `make run` overlay's documented token.
+    let gateway = ingest_gateway::config::Settings::load_with_env(
+        &Service::Gateway.repo_config_dir(),
+        Some("local"),
+        vars(&[("VERO__KAFKA__BROKERS", brokers.clone()), ("VERO__HTTP__LISTEN", "127.0.0.1:0".into())]),
+    )
+    .unwrap();
+    let (listener, gateway_addr) = bind().await;
+    let gateway_task = tokio::spawn(ingest_gateway::run(gateway, listener, shutdown.clone()));
+
+    let sink = event_sink::Settings::load_with_env(
+        &Service::EventSink.repo_config_dir(),
+        None,
+        vars(&[
+            ("VERO__KAFKA__BROKERS", brokers.clone()),
+            ("VERO__KAFKA__GROUP_ID", vero_testkit::unique_name("deploy_check_sink")),
+            ("VERO__CLICKHOUSE__URL", clickhouse.http_url()),
+            ("VERO__OPS__LISTEN", "127.0.0.1:0".into()),
+        ]),
+    )
+    .unwrap();
+    let (listener, sink_addr) = bind().await;
+    let sink_task = tokio::spawn(event_sink::run(sink, listener, shutdown.clone()));
+
+    let profiles = profile_consumer::Settings::for_tests(
+        &brokers,
+        &clickhouse.http_url(),
+        &vero_testkit::unique_name("deploy_check_profiles"),
+    );
+    let (listener, profiles_addr) = bind().await;
+    let profiles_task = tokio::spawn(profile_consumer::run(profiles, listener, shutdown.clone()));
+
+    // Traffic that makes every labelled series exist: accepted, rejected (400, 401)
+    // and a record no consumer can decode (dead-lettered by both).
+    let producer: FutureProducer = ClientConfig::new().set("bootstrap.servers", &brokers).create().unwrap();
+    let started = Instant::now();
+    let mut accepted = false;
+    while !accepted {
+        assert!(started.elapsed() < DEADLINE, "the gateway never accepted an event");
+        let answer = post_track(
+            gateway_addr,
+            r#"{"auth_token":"your_auth_token","identity":{"id":"1","email":"a@b.c"},"event_name":"signed_up"}"#,
+        )
+        .await;
+        accepted = answer.starts_with("HTTP/1.1 200");
+        if !accepted {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+    assert!(post_track(gateway_addr, r#"{"auth_token":"your_auth_token","identity":{}}"#).await.contains(" 400 "));
+    assert!(post_track(gateway_addr, r#"{"auth_token":"nope","identity":{"id":"1"},"event_name":"x"}"#)
+        .await
+        .contains(" 401 "));
+    producer
+        .send(FutureRecord::to(topics::EVENTS).key("1").payload(&b"not avro"[..]), Duration::from_secs(30))
+        .await
+        .map_err(|(e, _)| e)
+        .unwrap();
+
+    // Scrape until every queried series (with the labels its matchers use) exists.
+    let mut missing: Vec<String>;
+    loop {
+        let mut exported = Exposition::default();
+        for addr in [gateway_addr, sink_addr, profiles_addr] {
+            let page = get(addr, "/metrics").await;
+            exported.extend(Exposition::parse(page.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or_default()));
+        }
+        missing = wanted
+            .iter()
+            .filter_map(|(selector, origins)| {
+                let Some(labels) = exported.series.get(&selector.metric) else {
+                    return Some(format!("{} (used by {})", selector.metric, origins.join(", ")));
+                };
+                let unknown: BTreeSet<&String> = selector.labels.difference(labels).collect();
+                (!unknown.is_empty())
+                    .then(|| format!("{} has no label {unknown:?} (used by {})", selector.metric, origins.join(", ")))
+            })
+            .collect();
+        if missing.is_empty() || started.elapsed() > DEADLINE {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    shutdown.cancel();
+    for task in [gateway_task, sink_task, profiles_task] {
+        let _ = tokio::time::timeout(Duration::from_secs(60), task).await;
+    }
+    assert!(missing.is_empty(), "queried but not exported:\n{}", missing.join("\n"));
+    drop(clickhouse);
+}

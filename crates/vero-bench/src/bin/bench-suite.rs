@@ -1,0 +1,34 @@
+//! `bench-suite OUT.md [CRITERION_DIR]`: run every benchmark step (see
+//! `vero_bench::suite`) and write the report. Started by `scripts/bench.sh`, from the
+//! workspace root, after `cargo build --release` and `cargo bench`.
+
+use std::path::PathBuf;
+
+use vero_bench::suite::{self, markdown, Bench, Results, SuiteConfig};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    vero_service::telemetry::init("bench-suite");
+    let mut args = std::env::args().skip(1);
+    let out = PathBuf::from(args.next().unwrap_or_else(|| "docs/benchmarks.md".into()));
+    let criterion_dir = PathBuf::from(args.next().unwrap_or_else(|| "target/criterion".into()));
+    let work = PathBuf::from("target/bench");
+    let mut results = Results {
+        machine: suite::machine(),
+        command: std::env::var("VERO_BENCH_COMMAND").unwrap_or_else(|_| "make bench".into()),
+        criterion: suite::read_criterion(&criterion_dir),
+        ..Results::default()
+    };
+    let bench = Bench::start(SuiteConfig::from_env(), work.clone())?;
+    suite::run_all(&bench, &mut results).await;
+    drop(bench);
+    std::fs::write(work.join("results.json"), serde_json::to_vec_pretty(&results)?)?;
+    let notes = std::fs::read_to_string("crates/vero-bench/benchmarks-notes.md").unwrap_or_default();
+    std::fs::write(&out, markdown::render(&results, &notes))?;
+    println!("wrote {} (raw figures in {})", out.display(), work.join("results.json").display());
+    if results.failures.is_empty() {
+        Ok(())
+    } else {
+        anyhow::bail!("{} bench step(s) failed: {:?}", results.failures.len(), results.failures)
+    }
+}

@@ -1,0 +1,147 @@
+//! A whole pipeline in one test process, on real components: librdkafka's mock
+//! cluster, a real ClickHouse server process, the gateway serving HTTP on port 0 and
+//! producing to Kafka, and the consumers consuming from it. Every name (topics, groups)
+//! is unique per pipeline and every ClickHouse server is the test's own.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use vero_testkit::clickhouse::ClickHouseServer;
+use vero_testkit::mock_kafka::MockKafka;
+use vero_testkit::unique_name;
+
+/// The token every e2e pipeline's gateway accepts, for project `e2e`.
+pub const TOKEN: &str = "e2e-token";
+
+fn config_dir(service: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config").join(service)
+}
+
+fn vars(pairs: &[(&str, String)]) -> Vec<(String, String)> {
+    pairs.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect()
+}
+
+/// A running service task and the token that stops it.
+pub struct Running {
+    pub shutdown: CancellationToken,
+    pub task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl Running {
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(60), self.task).await??
+    }
+}
+
+pub struct Pipeline {
+    pub kafka: MockKafka,
+    pub clickhouse: ClickHouseServer,
+    pub topic: String,
+    pub dlq: String,
+    pub partitions: i32,
+    pub gateway_addr: SocketAddr,
+    pub gateway: Running,
+    pub sink: Running,
+    http: Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
+}
+
+impl Pipeline {
+    /// Start Kafka, ClickHouse, the gateway and the event sink.
+    pub async fn start(partitions: i32) -> anyhow::Result<Self> {
+        let kafka = MockKafka::start(1)?;
+        let (topic, dlq) = (unique_name("e2e_events"), unique_name("e2e_dlq"));
+        kafka.create_topic(&topic, partitions)?;
+        kafka.create_topic(&dlq, 1)?;
+        let clickhouse = tokio::task::spawn_blocking(ClickHouseServer::start).await??;
+
+        let gateway_settings = ingest_gateway::Settings::load_with_env(
+            &config_dir("gateway"),
+            Some("local"),
+            vars(&[
+                ("VERO__KAFKA__BROKERS", kafka.bootstrap_servers().to_owned()),
+                ("VERO__KAFKA__TOPIC", topic.clone()),
+                ("VERO__HTTP__LISTEN", "127.0.0.1:0".to_owned()),
+            ]),
+        )
+        .map(|mut s| {
+            s.projects = vec![ingest_gateway::config::Project { name: "e2e".into(), tokens: vec![TOKEN.into()] }];
+            s
+        })?;
+        gateway_settings.validate()?;
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let gateway_addr = listener.local_addr()?;
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(ingest_gateway::run(gateway_settings, listener, shutdown.clone()));
+        let gateway = Running { shutdown, task };
+
+        let sink_settings = event_sink::Settings::load_with_env(
+            &config_dir("event-sink"),
+            None,
+            vars(&[
+                ("VERO__KAFKA__BROKERS", kafka.bootstrap_servers().to_owned()),
+                ("VERO__KAFKA__TOPIC", topic.clone()),
+                ("VERO__KAFKA__DLQ_TOPIC", dlq.clone()),
+                ("VERO__KAFKA__GROUP_ID", unique_name("e2e_sink")),
+                ("VERO__CLICKHOUSE__URL", clickhouse.http_url()),
+                ("VERO__BATCH__MAX_AGE_MS", "200".to_owned()),
+                ("VERO__OPS__LISTEN", "127.0.0.1:0".to_owned()),
+            ]),
+        )?;
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(event_sink::run(sink_settings, listener, shutdown.clone()));
+        let sink = Running { shutdown, task };
+
+        let http = Client::builder(TokioExecutor::new()).build_http();
+        Ok(Self { kafka, clickhouse, topic, dlq, partitions, gateway_addr, gateway, sink, http })
+    }
+
+    /// POST `body` to the gateway; returns status and body text.
+    pub async fn post(&self, path: &str, content_type: &str, body: impl Into<Bytes>) -> anyhow::Result<(u16, String)> {
+        let request = hyper::Request::post(format!("http://{}{path}", self.gateway_addr))
+            .header("content-type", content_type)
+            .header("user-agent", "vero-e2e/1.0")
+            .body(Full::new(body.into()))?;
+        let response = self.http.request(request).await?;
+        let status = response.status().as_u16();
+        let body = response.into_body().collect().await?.to_bytes();
+        Ok((status, String::from_utf8_lossy(&body).into_owned()))
+    }
+
+    /// POST a JSON value to the gateway.
+    pub async fn post_json(&self, path: &str, body: &serde_json::Value) -> anyhow::Result<(u16, String)> {
+        self.post(path, "application/json", body.to_string()).await
+    }
+
+    /// Run a query on ClickHouse (text in, text out). Needs the multi-thread runtime.
+    pub async fn query(&self, sql: &str) -> anyhow::Result<String> {
+        tokio::task::block_in_place(|| self.clickhouse.query(sql))
+    }
+
+    /// Poll `sql` until its trimmed output equals `expected` or the deadline passes;
+    /// returns the last output.
+    pub async fn wait_for(&self, sql: &str, expected: &str, deadline: Duration) -> String {
+        let until = Instant::now() + deadline;
+        loop {
+            let got = self.query(sql).await.unwrap_or_else(|e| format!("error: {e}"));
+            if got.trim() == expected || Instant::now() > until {
+                return got.trim().to_owned();
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.gateway.stop().await?;
+        self.sink.stop().await
+    }
+}
