@@ -79,14 +79,35 @@ async fn get(addr: SocketAddr, path: &str) -> String {
     http(addr, &format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")).await
 }
 
+/// A minimal HTTP/1.1 exchange: the response as text, read until the server closes
+/// or `Content-Length` bytes of body arrived (whichever first), "" on failure.
 async fn http(addr: SocketAddr, request: &str) -> String {
     let Ok(mut stream) = tokio::net::TcpStream::connect(addr).await else { return String::new() };
     if stream.write_all(request.as_bytes()).await.is_err() {
         return String::new();
     }
-    let mut out = String::new();
-    let _ = tokio::time::timeout(Duration::from_secs(30), stream.read_to_string(&mut out)).await;
-    out
+    let mut buffer = Vec::new();
+    let mut chunk = [0u8; 16 * 1024];
+    loop {
+        match tokio::time::timeout(Duration::from_secs(30), stream.read(&mut chunk)).await {
+            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
+            Ok(Ok(n)) => buffer.extend_from_slice(&chunk[..n]),
+        }
+        if response_complete(&buffer) {
+            break;
+        }
+    }
+    String::from_utf8_lossy(&buffer).into_owned()
+}
+
+fn response_complete(buffer: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(buffer);
+    let Some((head, body)) = text.split_once("\r\n\r\n") else { return false };
+    let length = head.lines().find_map(|line| {
+        let (name, value) = line.split_once(':')?;
+        name.eq_ignore_ascii_case("content-length").then(|| value.trim().parse::<usize>().ok()).flatten()
+    });
+    length.is_some_and(|length| body.len() >= length)
 }
 
 async fn post_track(addr: SocketAddr, body: &str) -> String {
@@ -183,10 +204,13 @@ async fn every_queried_metric_is_exported_by_a_running_service() {
 
     // Scrape until every queried series (with the labels its matchers use) exists.
     let mut missing: Vec<String>;
+    let mut heads = Vec::new();
     loop {
         let mut exported = Exposition::default();
+        heads.clear();
         for addr in [gateway_addr, sink_addr, profiles_addr] {
             let page = get(addr, "/metrics").await;
+            heads.push(format!("{addr}: {:?}", page.chars().take(300).collect::<String>()));
             exported.extend(Exposition::parse(page.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or_default()));
         }
         missing = wanted
@@ -206,9 +230,17 @@ async fn every_queried_metric_is_exported_by_a_running_service() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     shutdown.cancel();
-    for task in [gateway_task, sink_task, profiles_task] {
-        let _ = tokio::time::timeout(Duration::from_secs(60), task).await;
+    let mut ended = Vec::new();
+    for (name, task) in [("gateway", gateway_task), ("event-sink", sink_task), ("profile-consumer", profiles_task)] {
+        let result = tokio::time::timeout(Duration::from_secs(60), task).await;
+        ended.push(format!("{name}: {result:?}"));
     }
-    assert!(missing.is_empty(), "queried but not exported:\n{}", missing.join("\n"));
+    assert!(
+        missing.is_empty(),
+        "queried but not exported:\n{}\n\nlast scrape:\n{}\n\nservices ended with:\n{}",
+        missing.join("\n"),
+        heads.join("\n"),
+        ended.join("\n")
+    );
     drop(clickhouse);
 }

@@ -1,6 +1,7 @@
-//! The batch being assembled: rows for ClickHouse, records for the dead-letter topic,
-//! and the last offset seen per partition, flushed when any limit (rows, bytes, age)
-//! is reached.
+//! The batch being assembled: rows for ClickHouse, user deletes (GDPR erasures),
+//! records for the dead-letter topic, and the last offset seen per partition, flushed
+//! when any limit (records, bytes, age) is reached. Commands the sink does not act on
+//! only advance the offsets.
 //!
 //! A batch holds, per partition, a contiguous offset range that follows the previous
 //! batch's, so "this batch is written" means "every offset up to the batch's last one
@@ -10,6 +11,7 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use crate::config::BatchSettings;
+use crate::erase::UserDelete;
 use crate::row::EventRow;
 
 /// A record that cannot be written, with everything the DLQ needs.
@@ -19,7 +21,7 @@ pub struct DeadLetter {
     pub offset: i64,
     pub key: Option<Vec<u8>>,
     pub payload: Option<Vec<u8>>,
-    /// Machine-friendly kind for metrics: `decode`, `invalid_row`, `rejected`.
+    /// Machine-friendly kind for metrics: `decode`, `invalid_row`, `rejected`, `rejected_delete`.
     pub kind: &'static str,
     pub reason: String,
 }
@@ -29,6 +31,10 @@ pub struct Batch {
     limits: BatchSettings,
     pub rows: Vec<EventRow>,
     pub dead: Vec<DeadLetter>,
+    /// `Delete` commands, applied after `rows` are written.
+    pub deletes: Vec<UserDelete>,
+    /// Commands skipped (not the sink's business); only their offsets matter.
+    skipped: usize,
     /// partition -> last offset in this batch.
     pub last_offsets: BTreeMap<i32, i64>,
     bytes: usize,
@@ -37,7 +43,16 @@ pub struct Batch {
 
 impl Batch {
     pub fn new(limits: BatchSettings) -> Self {
-        Self { limits, rows: Vec::new(), dead: Vec::new(), last_offsets: BTreeMap::new(), bytes: 0, opened: None }
+        Self {
+            limits,
+            rows: Vec::new(),
+            dead: Vec::new(),
+            deletes: Vec::new(),
+            skipped: 0,
+            last_offsets: BTreeMap::new(),
+            bytes: 0,
+            opened: None,
+        }
     }
 
     pub fn push_row(&mut self, row: EventRow) {
@@ -49,6 +64,18 @@ impl Batch {
         let size = 64 + dead.payload.as_ref().map_or(0, Vec::len) + dead.reason.len();
         self.note(dead.partition, dead.offset, size);
         self.dead.push(dead);
+    }
+
+    pub fn push_delete(&mut self, delete: UserDelete) {
+        let size = 64 + delete.command.project.len() + delete.command.user_id.len();
+        self.note(delete.partition, delete.offset, size);
+        self.deletes.push(delete);
+    }
+
+    /// A record that needs no write: storing the batch's offsets covers it.
+    pub fn push_skipped(&mut self, partition: i32, offset: i64) {
+        self.note(partition, offset, 0);
+        self.skipped += 1;
     }
 
     fn note(&mut self, partition: i32, offset: i64, bytes: usize) {
@@ -63,7 +90,7 @@ impl Batch {
     }
 
     pub fn len(&self) -> usize {
-        self.rows.len() + self.dead.len()
+        self.rows.len() + self.dead.len() + self.deletes.len() + self.skipped
     }
 
     pub fn is_full(&self) -> bool {
@@ -80,10 +107,13 @@ impl Batch {
     pub fn drop_partitions(&mut self, partitions: &[i32]) {
         self.rows.retain(|r| !partitions.contains(&r.kafka_partition));
         self.dead.retain(|d| !partitions.contains(&d.partition));
+        self.deletes.retain(|d| !partitions.contains(&d.partition));
         for p in partitions {
             self.last_offsets.remove(p);
         }
         if self.last_offsets.is_empty() {
+            // Skipped commands are not kept per partition; the count only sizes the batch.
+            self.skipped = 0;
             self.bytes = 0;
             self.opened = None;
         }
@@ -150,6 +180,22 @@ mod tests {
         assert!(!by_bytes.is_full());
         by_bytes.push_row(row(0, 2));
         assert!(by_bytes.is_full());
+    }
+
+    #[test]
+    fn deletes_and_skipped_commands_count_and_advance_offsets() {
+        let mut batch = Batch::new(limits(3, 1 << 20));
+        batch.push_skipped(0, 4);
+        assert!(!batch.is_empty(), "a batch of skipped commands still has offsets to store");
+        batch.push_delete(crate::erase::tests::delete("p", "a", 1, 7));
+        batch.push_row(row(0, 5));
+        assert!(batch.is_full());
+        assert_eq!(batch.last_offsets, BTreeMap::from([(0, 5), (1, 7)]));
+        batch.drop_partitions(&[1]);
+        assert!(batch.deletes.is_empty());
+        batch.drop_partitions(&[0]);
+        assert!(batch.is_empty());
+        assert_eq!(batch.len(), 0);
     }
 
     #[test]

@@ -1,15 +1,16 @@
 //! `event-sink`: a Kafka consumer group that writes `vero.events` into ClickHouse.
 //!
-//! Guarantees: every record of the topic ends up either as a row of `vero.events` or
+//! Guarantees: every event of the topic ends up either as a row of `vero.events` or
 //! as a record of the dead-letter topic (with the reason and source position in
-//! headers); offsets are stored only after that (at-least-once), and redelivered
+//! headers); a user `Delete` command erases that user's earlier events (a mutation,
+//! see [`erase`]) and spares later ones; other user commands are skipped. Offsets are stored only after that (at-least-once), and redelivered
 //! rows collapse into one (`SELECT ... FROM vero.events FINAL`, see
 //! docs/analytics.md). While ClickHouse fails, consumption pauses with one batch in
 //! memory and resumes when it is back.
 //!
 //! Modules: [`config`] (settings), [`service`] (start: schema, consumer; [`run`] and
 //! [`migrate`]), [`pipeline`] (the consume/flush loop), [`batch`], [`row`],
-//! [`writer`] (INSERT with retry and bisection), [`dlq`], [`context`] (rebalance and
+//! [`writer`] (INSERT with retry and bisection), [`erase`] (GDPR delete mutations), [`dlq`], [`context`] (rebalance and
 //! statistics callbacks), [`metrics`], [`health`], [`backoff`].
 
 pub mod backoff;
@@ -17,6 +18,7 @@ pub mod batch;
 pub mod config;
 pub mod context;
 pub mod dlq;
+pub mod erase;
 pub mod health;
 pub mod metrics;
 pub mod pipeline;

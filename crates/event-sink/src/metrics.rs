@@ -10,13 +10,21 @@ pub struct Metrics {
     pub batches_inserted: IntCounter,
     pub insert_seconds: Histogram,
     pub insert_retries: IntCounter,
-    /// Records sent to the DLQ, by reason kind (`decode`, `invalid_row`, `rejected`).
+    /// Records sent to the DLQ, by reason kind (`decode`, `invalid_row`, `rejected`,
+    /// `rejected_delete`).
     pub dlq_records: IntCounterVec,
     /// Messages between the stored (inserted) offset and the partition's end.
     pub consumer_lag: IntGaugeVec,
     pub assigned_partitions: IntGauge,
     /// 1 while consumption is paused because a flush is in progress or retrying.
     pub paused: IntGauge,
+    /// User commands the sink does not act on, by action (`track`, `edit`, ...).
+    pub commands_skipped: IntCounterVec,
+    /// `Delete` commands whose mutation ClickHouse accepted.
+    pub users_deleted: IntCounter,
+    /// Delete mutations ClickHouse accepted (one may cover several deletes).
+    pub delete_mutations: IntCounter,
+    pub delete_mutation_retries: IntCounter,
 }
 
 impl Metrics {
@@ -45,6 +53,23 @@ impl Metrics {
         let assigned_partitions =
             IntGauge::new("vero_sink_assigned_partitions", "Partitions assigned to this instance").unwrap();
         let paused = IntGauge::new("vero_sink_consumption_paused", "1 while consumption is paused").unwrap();
+        let commands_skipped = IntCounterVec::new(
+            Opts::new("vero_sink_commands_skipped_total", "User commands skipped (not the sink's business)"),
+            &["action"],
+        )
+        .unwrap();
+        let users_deleted = IntCounter::new(
+            "vero_sink_user_deletes_total",
+            "Delete commands whose erasing mutation ClickHouse accepted",
+        )
+        .unwrap();
+        let delete_mutations =
+            IntCounter::new("vero_sink_delete_mutations_total", "Delete mutations ClickHouse accepted").unwrap();
+        let delete_mutation_retries = IntCounter::new(
+            "vero_sink_delete_mutation_retries_total",
+            "Delete mutation attempts that failed and were retried",
+        )
+        .unwrap();
         for collector in [
             Box::new(rows_inserted.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(batches_inserted.clone()),
@@ -54,6 +79,10 @@ impl Metrics {
             Box::new(consumer_lag.clone()),
             Box::new(assigned_partitions.clone()),
             Box::new(paused.clone()),
+            Box::new(commands_skipped.clone()),
+            Box::new(users_deleted.clone()),
+            Box::new(delete_mutations.clone()),
+            Box::new(delete_mutation_retries.clone()),
         ] {
             registry.register(collector).expect("metric names are unique");
         }
@@ -67,6 +96,10 @@ impl Metrics {
             consumer_lag,
             assigned_partitions,
             paused,
+            commands_skipped,
+            users_deleted,
+            delete_mutations,
+            delete_mutation_retries,
         }
     }
 }

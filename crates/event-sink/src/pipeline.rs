@@ -7,6 +7,11 @@
 //! ReplacingMergeTree (and insert deduplication where the server has it) turns those
 //! into one visible row per event (see docs/analytics.md).
 //!
+//! The topic carries events and user commands. Events become rows; a `Delete` command
+//! becomes a mutation submitted after the batch's rows are written (see [`crate::erase`]
+//! for why the order and the offset bound make it exact and idempotent); other commands
+//! are skipped, and their offsets are stored with the batch like any other record.
+//!
 //! While a batch is being written (including retries while ClickHouse is down), the
 //! assigned partitions are paused and the consumer keeps being polled, so rebalances
 //! and the group session are served and at most one batch (plus whatever arrives
@@ -20,19 +25,24 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
+use vero_model::{Record, UserAction};
 
 use crate::batch::{Batch, DeadLetter};
 use crate::config::Settings;
 use crate::context::SinkContext;
 use crate::dlq::DeadLetterQueue;
+use crate::erase::{Eraser, UserDelete};
+use crate::metrics::Metrics;
 use crate::row::EventRow;
 use crate::writer::{Abandoned, Writer};
 
 pub struct Pipeline {
     pub consumer: StreamConsumer<SinkContext>,
     pub writer: Writer,
+    pub eraser: Eraser,
     pub dlq: DeadLetterQueue,
     pub settings: Settings,
+    pub metrics: Metrics,
     /// Offsets this instance stored (next offset to read), for the final commit.
     stored: BTreeMap<i32, i64>,
 }
@@ -41,10 +51,12 @@ impl Pipeline {
     pub fn new(
         consumer: StreamConsumer<SinkContext>,
         writer: Writer,
+        eraser: Eraser,
         dlq: DeadLetterQueue,
         settings: Settings,
+        metrics: Metrics,
     ) -> Self {
-        Self { consumer, writer, dlq, settings, stored: BTreeMap::new() }
+        Self { consumer, writer, eraser, dlq, settings, metrics, stored: BTreeMap::new() }
     }
 
     /// Consume until `shutdown`, then flush (giving up after the configured grace
@@ -81,7 +93,8 @@ impl Pipeline {
         Ok(())
     }
 
-    /// Add one received message to `batch` (as a row or a dead letter).
+    /// Add one received message to `batch` (as a row, a delete, a skipped command or a
+    /// dead letter).
     async fn accept(&self, received: Result<BorrowedMessage<'_>, KafkaError>, batch: &mut Batch) {
         // Revoked partitions first: a message returned after a revoke belongs to the
         // new assignment and must not be dropped with the old rows.
@@ -111,12 +124,20 @@ impl Pipeline {
             batch.push_dead(dead("decode", "message has no payload".into()));
             return;
         };
-        match vero_model::decode_event(payload) {
-            Err(e) => batch.push_dead(dead("decode", format!("not a TrackEvent: {e}"))),
-            Ok(event) => match EventRow::from_event(event, partition, offset) {
+        match vero_model::decode_record(payload) {
+            Err(e) => batch.push_dead(dead("decode", format!("not a TrackEvent or UserCommand: {e}"))),
+            Ok(Record::Event(event)) => match EventRow::from_event(event, partition, offset) {
                 Ok(row) => batch.push_row(row),
                 Err(reason) => batch.push_dead(dead("invalid_row", reason)),
             },
+            Ok(Record::Command(command)) if command.action == UserAction::Delete => {
+                batch.push_delete(UserDelete { command, partition, offset })
+            }
+            Ok(Record::Command(command)) => {
+                let action = command.action.symbol().to_ascii_lowercase();
+                self.metrics.commands_skipped.with_label_values(&[&action]).inc();
+                batch.push_skipped(partition, offset);
+            }
         }
     }
 
@@ -129,7 +150,7 @@ impl Pipeline {
         let current = batch.take();
         self.set_paused(true);
         let result = {
-            let mut work = pin!(write_batch(&self.writer, &self.dlq, &current, give_up));
+            let mut work = pin!(write_batch(&self.writer, &self.eraser, &self.dlq, &current, give_up));
             loop {
                 tokio::select! {
                     result = &mut work => break result,
@@ -204,13 +225,17 @@ impl Pipeline {
     }
 }
 
+/// Rows first, then the deletes' mutations (a delete must see the rows before it),
+/// then the dead letters: everything the batch covers is handled when this returns Ok.
 async fn write_batch(
     writer: &Writer,
+    eraser: &Eraser,
     dlq: &DeadLetterQueue,
     batch: &Batch,
     give_up: &CancellationToken,
 ) -> Result<(), Abandoned> {
     let refused = writer.write(&batch.rows, give_up).await?;
+    let refused_deletes = eraser.erase(&batch.deletes, give_up).await?;
     let mut letters = batch.dead.clone();
     letters.extend(refused.into_iter().map(|(index, reason)| {
         let row = &batch.rows[index];
@@ -221,6 +246,17 @@ async fn write_batch(
             payload: Some(vero_model::encode_event(&row.to_event())),
             kind: "rejected",
             reason: format!("ClickHouse refused the row: {reason}"),
+        }
+    }));
+    letters.extend(refused_deletes.into_iter().map(|(index, reason)| {
+        let delete = &batch.deletes[index];
+        DeadLetter {
+            partition: delete.partition,
+            offset: delete.offset,
+            key: Some(delete.command.user_id.as_bytes().to_vec()),
+            payload: Some(vero_model::encode(&delete.command)),
+            kind: "rejected_delete",
+            reason: format!("ClickHouse refused the delete mutation: {reason}"),
         }
     }));
     dlq.send_all(&letters, give_up).await

@@ -18,6 +18,7 @@ use crate::backoff::Backoff;
 use crate::config::Settings;
 use crate::context::SinkContext;
 use crate::dlq::DeadLetterQueue;
+use crate::erase::Eraser;
 use crate::health::Health;
 use crate::metrics::Metrics;
 use crate::pipeline::Pipeline;
@@ -64,6 +65,13 @@ async fn start_and_consume(
         }
     };
     let consumer = create_consumer(&settings, metrics.clone())?;
+    let eraser = Eraser::new(
+        client.clone(),
+        settings.retry.clone(),
+        settings.clickhouse.request_timeout(),
+        metrics.clone(),
+        health.clone(),
+    );
     let writer = Writer::new(
         client,
         version,
@@ -72,10 +80,10 @@ async fn start_and_consume(
         metrics.clone(),
         health.clone(),
     );
-    let dlq = DeadLetterQueue::new(&settings.kafka, settings.retry.clone(), metrics, health.clone())?;
+    let dlq = DeadLetterQueue::new(&settings.kafka, settings.retry.clone(), metrics.clone(), health.clone())?;
     health.ready();
     tracing::info!(server = %version, topic = %settings.kafka.topic, group = %settings.kafka.group_id, "consuming");
-    Pipeline::new(consumer, writer, dlq, settings).run(shutdown).await
+    Pipeline::new(consumer, writer, eraser, dlq, settings, metrics).run(shutdown).await
 }
 
 async fn prepare_schema(client: &clickhouse::Client) -> Result<ServerVersion, Failure> {

@@ -290,6 +290,25 @@ mod tests {
     }
 
     #[test]
+    fn librdkafka_properties_pass_through_with_dotted_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let defaults = std::fs::read_to_string(repo_config().join("default.toml")).unwrap();
+        std::fs::write(dir.path().join("default.toml"), defaults).unwrap();
+        std::fs::write(
+            dir.path().join("props.toml"),
+            "[kafka.properties]\n\"security.protocol\" = \"plaintext\"\n\"batch.num.messages\" = 5000\n\
+             \"sasl.password\" = \"hunter2\"\n[[projects]]\nname = \"a\"\ntokens = [\"t\"]\n",
+        )
+        .unwrap();
+        let s = Settings::load_with_env(dir.path(), Some("props"), []).unwrap();
+        let config = crate::sink::kafka::producer_config(&s.kafka);
+        assert_eq!(config.get("security.protocol"), Some("plaintext"));
+        assert_eq!(config.get("batch.num.messages"), Some("5000"));
+        assert_eq!(config.get("acks"), Some("all"));
+        assert!(!format!("{s:?}").contains("hunter2"), "property values are not printed");
+    }
+
+    #[test]
     fn duplicate_tokens_are_rejected_without_printing_them() {
         let dir = tempfile::tempdir().unwrap();
         let defaults = std::fs::read_to_string(repo_config().join("default.toml")).unwrap();

@@ -227,3 +227,29 @@ async fn shutdown_finishes_in_flight_requests_and_flushes() {
         .collect();
     assert!(names.contains(&"in_flight".to_owned()), "{names:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn permanent_broker_rejections_are_413_or_500_and_the_producer_keeps_working() {
+    use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+    let (kafka, topic) = kafka_with_topic();
+    let gw = start_kafka(settings(kafka.bootstrap_servers(), &topic)).await;
+    assert_eq!(post_json(&gw.url(TRACK), &track_body(TOKEN, "u", "warm")).await.status, 200);
+    kafka.request_errors(RDKafkaApiKey::Produce, &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE]).unwrap();
+    let rejected = post_json(&gw.url(TRACK), &track_body(TOKEN, "u", "rejected")).await;
+    assert_eq!(rejected.expect_error(413), "The event is larger than the broker accepts.");
+    let after = post_json(&gw.url(TRACK), &track_body(TOKEN, "u", "after")).await;
+    assert_eq!(after.status, 200, "a permanent per-record error must not break the producer: {}", after.body);
+
+    kafka
+        .request_errors(RDKafkaApiKey::Produce, &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED])
+        .unwrap();
+    let denied = post_json(&gw.url(TRACK), &track_body(TOKEN, "u", "denied")).await;
+    assert!(denied.expect_error(500).contains("not authorized"), "{}", denied.body);
+    // librdkafka keeps failing the topic until its metadata is refreshed (normally
+    // every topic.metadata.refresh.interval.ms); /readyz's metadata fetch refreshes it.
+    // The producer itself is not in a fatal state.
+    assert_eq!(get(&gw.url("/readyz")).await.status, 200);
+    let again = post_json(&gw.url(TRACK), &track_body(TOKEN, "u", "again")).await;
+    assert_eq!(again.status, 200, "{}", again.body);
+    gw.stop().await.unwrap();
+}

@@ -25,8 +25,8 @@ async fn attributes_merge_over_many_events_in_any_arrival_order_and_redelivery_c
         }
     }
     let consumer = pipeline.start_consumer(pipeline.settings(&group, &outputs)).await;
-    let sql = "SELECT user_id, email, event_count, JSONExtractString(attributes, 'plan'), \
-               JSONExtractInt(attributes, 'round'), last_event_name, first_seen_ms, last_seen_ms \
+    let sql = "SELECT user_id, email, event_count, visitParamExtractString(attributes, 'plan'), \
+               visitParamExtractInt(attributes, 'round'), last_event_name, first_seen_ms, last_seen_ms \
                FROM vero.profiles FINAL WHERE deleted = 0 ORDER BY user_id FORMAT TSV";
     let answer = pipeline.wait_for_query(sql, |a| a.lines().count() == 5 && a.lines().all(|l| l.contains("\t40\t"))).await;
     // The newest client time is the round with (round * 7919) % 40 == 39.
@@ -72,7 +72,7 @@ async fn users_commands_merge_attributes_tags_and_subscription() {
     pipeline.send_command(&command("42", UserAction::Unsubscribe, 5_000)).await;
     pipeline.send_command(&command("42", UserAction::Resubscribe, 6_000)).await;
     pipeline.send_command(&command("42", UserAction::Unsubscribe, 7_000)).await;
-    let sql = "SELECT email, JSONExtractString(attributes, 'plan'), JSONExtractString(attributes, 'lang'), tags, \
+    let sql = "SELECT email, visitParamExtractString(attributes, 'plan'), visitParamExtractString(attributes, 'lang'), tags, \
                subscribed, subscription_changed_at_ms, event_count FROM vero.profiles FINAL \
                WHERE project = 'shop' AND user_id = '42' AND deleted = 0 FORMAT TSV";
     pipeline.wait_for_query(sql, |a| a.contains("7000")).await;

@@ -4,9 +4,9 @@
 //!   the same JSON with the same checks and answer 200. The gateway's requests/s and
 //!   latency are reported as ratios against it.
 
-pub mod trivial_server;
 pub mod procs;
 pub mod produce;
 pub mod records;
-pub mod topic_scan;
 pub mod suite;
+pub mod topic_scan;
+pub mod trivial_server;

@@ -155,7 +155,11 @@ impl fmt::Display for Report {
                 e2e.stored_without_ack,
                 e2e.waited_secs
             )?;
-            writeln!(f, "  ingest-to-queryable  {} (poll every {} ms)", e2e.ingest_to_queryable_ms, e2e.poll_interval_ms)?;
+            writeln!(
+                f,
+                "  ingest-to-queryable  {} (poll every {} ms)",
+                e2e.ingest_to_queryable_ms, e2e.poll_interval_ms
+            )?;
             if let Some(error) = &e2e.last_query_error {
                 writeln!(f, "  last ClickHouse query failed: {error}")?;
             }

@@ -231,7 +231,11 @@ pub async fn run(config: LoadConfig, shutdown: CancellationToken) -> anyhow::Res
                 let now = Instant::now();
                 let rps = (done - last.1) as f64 / now.duration_since(last.0).as_secs_f64().max(1e-3);
                 last = (now, done);
-                bar.set_position(if requests_mode { done } else { now.duration_since(schedule.start).as_millis() as u64 });
+                bar.set_position(if requests_mode {
+                    done
+                } else {
+                    now.duration_since(schedule.start).as_millis() as u64
+                });
                 bar.set_message(format!(
                     "{rps:.0} req/s  ok {}  failed {}",
                     schedule.ok.load(Ordering::Relaxed),

@@ -36,7 +36,11 @@ impl Workload {
     pub fn new(config: &LoadConfig, run_id: &str) -> Self {
         Self {
             prefix: format!(r#"{{"auth_token":{},"identity":{{"id":"#, json_string(&config.token)),
-            event_fields: config.event_names.iter().map(|name| format!(r#""event_name":{}"#, json_string(name))).collect(),
+            event_fields: config
+                .event_names
+                .iter()
+                .map(|name| format!(r#""event_name":{}"#, json_string(name)))
+                .collect(),
             run_json: json_string(run_id),
             users: config.users.max(1),
             sizes: if config.payload_bytes.is_empty() { vec![300] } else { config.payload_bytes.clone() },

@@ -37,6 +37,7 @@ pub struct Running {
 
 impl Pipeline {
     pub fn start() -> Self {
+        vero_service::telemetry::init("profile-consumer-test");
         let kafka = MockKafka::start(1).unwrap();
         let events_topic = vero_testkit::unique_name("events");
         kafka.create_topic(&events_topic, PARTITIONS).unwrap();

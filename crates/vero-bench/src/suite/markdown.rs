@@ -65,7 +65,13 @@ pub fn render(results: &Results, notes: &str) -> String {
         let _ = writeln!(
             md,
             "| {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {other} | {kafka} |",
-            run.connections, run.server, r.ok_rps, r.latency_ms.p50, r.latency_ms.p99, r.latency_ms.p999, run.server_cores
+            run.connections,
+            run.server,
+            r.ok_rps,
+            r.latency_ms.p50,
+            r.latency_ms.p99,
+            r.latency_ms.p999,
+            run.server_cores
         );
     }
     let _ = writeln!(md, "\n| connections | gateway/trivial req/s | gateway p99 ms | every 200 in Kafka | target (>= 0.60, p99 < 10 ms at 256) |");
@@ -123,7 +129,13 @@ pub fn render(results: &Results, notes: &str) -> String {
         let rate = |secs: f64| s.rows as f64 / secs.max(1e-9);
         let _ = writeln!(md, "| writer | rows | seconds | rows/s | ratio vs clickhouse-client | target (>= 0.80) |");
         let _ = writeln!(md, "|---|---|---|---|---|---|");
-        let _ = writeln!(md, "| clickhouse-client (JSONEachRow, one INSERT) | {} | {:.2} | {:.0} | 1.00 | |", s.rows, s.client_secs, rate(s.client_secs));
+        let _ = writeln!(
+            md,
+            "| clickhouse-client (JSONEachRow, one INSERT) | {} | {:.2} | {:.0} | 1.00 | |",
+            s.rows,
+            s.client_secs,
+            rate(s.client_secs)
+        );
         let _ = writeln!(
             md,
             "| event-sink, from process start | {} | {:.2} | {:.0} | {} | {} |",
@@ -162,7 +174,15 @@ pub fn render(results: &Results, notes: &str) -> String {
             let _ = writeln!(
                 md,
                 "| {} | {} | {} | {} | {} | {:.0} | {:.0} | {:.0} | {:.2} |",
-                e.acked, e.found, e.missing, e.duplicate_rows, e.duplicate_event_ids, q.p50, q.p99, q.max, r.latency_ms.p99
+                e.acked,
+                e.found,
+                e.missing,
+                e.duplicate_rows,
+                e.duplicate_event_ids,
+                q.p50,
+                q.p99,
+                q.max,
+                r.latency_ms.p99
             );
             let _ = writeln!(md, "\nBaseline: the sink's batch age limit (`batch.max_age_ms`, 1000 ms by default) is the floor a batching sink cannot beat; ratio p50 / 1000 ms = {}.", ratio(q.p50, 1000.0));
         }
@@ -207,7 +227,9 @@ pub fn render(results: &Results, notes: &str) -> String {
     let c = &results.criterion.mean_ns;
     let _ = writeln!(md, "| benchmark | mean µs | baseline | baseline mean µs | ratio |");
     let _ = writeln!(md, "|---|---|---|---|---|");
-    for (name, base) in [("gateway_parse_validate", "baseline_parse_and_check"), ("avro_encode_event", "json_encode_event")] {
+    for (name, base) in
+        [("gateway_parse_validate", "baseline_parse_and_check"), ("avro_encode_event", "json_encode_event")]
+    {
         if let (Some(a), Some(b)) = (c.get(name), c.get(base)) {
             let _ = writeln!(md, "| {name} | {:.2} | {base} | {:.2} | {} |", a / 1000.0, b / 1000.0, ratio(*a, *b));
         }

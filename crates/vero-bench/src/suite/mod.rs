@@ -148,12 +148,17 @@ impl Bench {
 pub async fn run_all(bench: &Bench, results: &mut Results) {
     results.config = Some(bench.config.clone());
     let mut failures = Vec::new();
+    // `VERO_BENCH_STEPS=sink,e2e` runs a subset (for a quick look; `make bench` runs all).
+    let only = std::env::var("VERO_BENCH_STEPS").unwrap_or_default();
+    let wanted = |name: &str| only.is_empty() || only.split(',').any(|s| s.trim() == name);
     macro_rules! step {
         ($name:expr, $call:expr) => {
-            tracing::info!("bench step: {}", $name);
-            if let Err(e) = $call.await {
-                tracing::error!("bench step {} failed: {e:#}", $name);
-                failures.push(format!("{}: {e:#}", $name));
+            if wanted($name) {
+                tracing::info!("bench step: {}", $name);
+                if let Err(e) = $call.await {
+                    tracing::error!("bench step {} failed: {e:#}", $name);
+                    failures.push(format!("{}: {e:#}", $name));
+                }
             }
         };
     }

@@ -70,7 +70,13 @@ pub async fn http(bench: &Bench, results: &mut Results) -> anyhow::Result<()> {
     for connections in [32, 256] {
         let (server, port) = start_trivial(bench)?;
         let (report, cores) = measured(&server, closed_loop(bench, port, connections)).await?;
-        results.http.push(HttpRun { server: "trivial".into(), connections, report, server_cores: cores, in_kafka: None });
+        results.http.push(HttpRun {
+            server: "trivial".into(),
+            connections,
+            report,
+            server_cores: cores,
+            in_kafka: None,
+        });
         drop(server);
 
         let topic = vero_model::topics::EVENTS;
@@ -114,8 +120,10 @@ pub async fn produce(bench: &Bench, results: &mut Results) -> anyhow::Result<()>
     results.produce.push(("bare rdkafka FutureProducer".into(), bare));
 
     let vars = [("VERO__KAFKA__BROKERS".to_string(), bench.brokers.clone())];
-    let settings = ingest_gateway::Settings::load_with_env(std::path::Path::new("config/gateway"), Some("local"), vars)?;
-    let sink: Arc<dyn ingest_gateway::sink::EventSink> = Arc::new(ingest_gateway::sink::KafkaSink::new(&settings.kafka)?);
+    let settings =
+        ingest_gateway::Settings::load_with_env(std::path::Path::new("config/gateway"), Some("local"), vars)?;
+    let sink: Arc<dyn ingest_gateway::sink::EventSink> =
+        Arc::new(ingest_gateway::sink::KafkaSink::new(&settings.kafka)?);
     let send = move |records: Arc<Vec<(Vec<u8>, Vec<u8>)>>, i: usize| {
         let sink = sink.clone();
         async move { sink.produce(&records[i].0, &records[i].1).await.is_ok() }
@@ -140,14 +148,14 @@ fn sink_command(bench: &Bench, clickhouse_url: &str, topic: &str, group: &str) -
     command
 }
 
+/// Make sure `topic` exists: the mock cluster creates a topic on its first produce
+/// (it does not serve the admin API's CreateTopics in time), so produce one record
+/// that belongs to no load run.
 async fn create_topic(brokers: &str, topic: &str) -> anyhow::Result<()> {
-    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-    let admin: AdminClient<_> = rdkafka::ClientConfig::new().set("bootstrap.servers", brokers).create()?;
-    let results =
-        admin.create_topics(&[NewTopic::new(topic, 6, TopicReplication::Fixed(1))], &AdminOptions::new()).await?;
-    for result in results {
-        result.map_err(|(t, e)| anyhow::anyhow!("creating topic {t}: {e}"))?;
-    }
+    let producer = bare_producer(brokers)?;
+    let event = records::track_events(1, "topic-setup").remove(0);
+    let (key, payload) = (event.key().to_vec(), vero_model::encode_event(&event));
+    anyhow::ensure!(bare_send(&producer, topic, &key, &payload).await, "cannot produce to {topic}");
     Ok(())
 }
 
@@ -175,6 +183,8 @@ pub async fn sink(bench: &Bench, results: &mut Results) -> anyhow::Result<()> {
 
     // Schema first (the sink's own migrations), so neither side pays for it.
     let status = sink_command(bench, &server.http_url(), &topic, "unused").arg("migrate").status()?;
+    // The topic holds one setup record besides the measured rows.
+    let rows_in_topic = rows + 1;
     anyhow::ensure!(status.success(), "event-sink migrate failed");
 
     // Baseline: the same rows through clickhouse-client into an identical table.
@@ -204,7 +214,7 @@ pub async fn sink(bench: &Bench, results: &mut Results) -> anyhow::Result<()> {
         if n > 0 && first_seen.is_none() {
             first_seen = Some((Instant::now(), n));
         }
-        if n >= rows {
+        if n >= rows_in_topic {
             break;
         }
         anyhow::ensure!(sink.is_running(), "event-sink exited:\n{}", sink.log_tail());
@@ -216,7 +226,8 @@ pub async fn sink(bench: &Bench, results: &mut Results) -> anyhow::Result<()> {
     let steady = first_at.elapsed().as_secs_f64();
     drop(sink);
     // Steady state: rows after the first visible batch over the time after it.
-    let sink_steady_secs = if rows > first_rows { steady * rows as f64 / (rows - first_rows) as f64 } else { sink_secs };
+    let sink_steady_secs =
+        if rows > first_rows { steady * rows as f64 / (rows - first_rows) as f64 } else { sink_secs };
     results.sink = Some(SinkRun { rows, sink_secs, sink_steady_secs, client_secs });
     Ok(())
 }
@@ -226,7 +237,8 @@ pub async fn e2e(bench: &Bench, results: &mut Results) -> anyhow::Result<()> {
     let topic = vero_testkit::unique_name("bench.e2e");
     create_topic(&bench.brokers, &topic).await?;
     let group = vero_testkit::unique_name("bench-e2e");
-    let mut sink = Guard::spawn("event-sink-e2e", sink_command(bench, &server.http_url(), &topic, &group), &bench.work)?;
+    let mut sink =
+        Guard::spawn("event-sink-e2e", sink_command(bench, &server.http_url(), &topic, &group), &bench.work)?;
     // Wait for the sink's migrations so the first poll finds the table.
     let deadline = Instant::now() + Duration::from_secs(120);
     while server.query("EXISTS TABLE vero.events").map(|s| s.trim() != "1").unwrap_or(true) {
@@ -248,13 +260,8 @@ pub async fn e2e(bench: &Bench, results: &mut Results) -> anyhow::Result<()> {
 
 pub async fn overload(bench: &Bench, results: &mut Results) -> anyhow::Result<()> {
     // Capacity measured above at 256 connections; the rate limit sheds half of it.
-    let capacity = results
-        .http
-        .iter()
-        .filter(|r| r.server == "gateway")
-        .map(|r| r.report.ok_rps)
-        .fold(0.0, f64::max)
-        .max(1000.0);
+    let capacity =
+        results.http.iter().filter(|r| r.server == "gateway").map(|r| r.report.ok_rps).fold(0.0, f64::max).max(1000.0);
     let limit = (capacity / 2.0) as u64;
     let extra = [
         ("VERO__RATE_LIMIT__ENABLED", "true".to_string()),

@@ -1,0 +1,250 @@
+//! GDPR deletes (`users/delete`): erasing a user's events from `vero.events` with a
+//! ClickHouse mutation (`ALTER TABLE vero.events DELETE WHERE ...`, 18.16 and current).
+//!
+//! What a delete at partition `p`, offset `o` erases: every row of that project and
+//! user id **except** the rows that come after it on its own partition:
+//! `project = ? AND user_id = ? AND (kafka_partition != p OR kafka_offset < o)`.
+//! Events after the delete belong to a new user with the same id and survive, however
+//! often the mutation runs and whenever it runs relative to their INSERT:
+//!
+//! * the rows before the delete are inserted before the mutation is submitted (the
+//!   pipeline writes a batch's rows first), and a mutation covers every part that
+//!   exists when it is submitted;
+//! * a redelivery re-inserts the earlier rows and re-submits the same mutation, which
+//!   erases them again and still spares the later rows (they keep their offsets), even
+//!   if those were inserted before the crash; so the end state is the same;
+//! * a late mutation from an instance that lost the partition in a rebalance cannot
+//!   touch the new owner's later rows either.
+//!
+//! Rows of the user on *other* partitions (only possible after the partition count
+//! changed, when keys move) have no order relative to the delete and are erased too:
+//! for a GDPR erasure, erasing more is the safe side.
+//!
+//! Submission is retried with backoff while ClickHouse is unavailable; a mutation
+//! ClickHouse refuses is retried per delete, and the refused deletes are returned (the
+//! caller sends them to the DLQ, so an operator sees the erasure did not happen).
+//! Values are bound with the client's `?` binding (escaped), never formatted in.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use clickhouse::query::Query;
+use clickhouse::Client;
+use tokio_util::sync::CancellationToken;
+use vero_clickhouse::Failure;
+use vero_model::UserCommand;
+
+use crate::backoff::Backoff;
+use crate::config::RetrySettings;
+use crate::health::Health;
+use crate::metrics::Metrics;
+use crate::writer::{Abandoned, TABLE};
+
+/// A `Delete` command and its position in the topic.
+#[derive(Debug, Clone)]
+pub struct UserDelete {
+    pub command: UserCommand,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+/// One delete's condition; `?`s bound in order: project, user id, partition, offset.
+const CONDITION: &str = "(project = ? AND user_id = ? AND (kafka_partition != ? OR kafka_offset < ?))";
+/// Bound on one statement's size, well under ClickHouse's default `max_query_size`
+/// (256 KiB), which also limits ALTER statements.
+const MAX_STATEMENT_BYTES: usize = 64 * 1024;
+
+/// The mutation erasing what every delete of `deletes` covers (`deletes` non-empty).
+pub fn mutation(client: &Client, deletes: &[&UserDelete]) -> Query {
+    let condition = vec![CONDITION; deletes.len()].join(" OR ");
+    let mut query = client.query(&format!("ALTER TABLE {TABLE} DELETE WHERE {condition}"));
+    for delete in deletes {
+        query = query
+            .bind(&delete.command.project)
+            .bind(&delete.command.user_id)
+            .bind(delete.partition)
+            .bind(delete.offset);
+    }
+    query
+}
+
+/// Deletes that need a mutation, grouped into statements of bounded size. A later
+/// delete of the same user on the same partition covers an earlier one (its offset
+/// bound is higher), so only the latest of those is kept. Items are indexes into
+/// `deletes`.
+pub fn statements(deletes: &[UserDelete]) -> Vec<Vec<usize>> {
+    let mut latest: BTreeMap<(&str, &str, i32), usize> = BTreeMap::new();
+    for (index, d) in deletes.iter().enumerate() {
+        let slot = latest.entry((&d.command.project, &d.command.user_id, d.partition)).or_insert(index);
+        if deletes[*slot].offset < d.offset {
+            *slot = index;
+        }
+    }
+    let mut kept: Vec<usize> = latest.into_values().collect();
+    kept.sort_unstable();
+    let mut statements: Vec<Vec<usize>> = Vec::new();
+    let mut bytes = 0;
+    for index in kept {
+        let command = &deletes[index].command;
+        // Escaping can at most double a value; the rest is the condition text.
+        let size = CONDITION.len() + 2 * (command.project.len() + command.user_id.len()) + 48;
+        match statements.last_mut() {
+            Some(current) if bytes + size <= MAX_STATEMENT_BYTES => {
+                current.push(index);
+                bytes += size;
+            }
+            _ => {
+                statements.push(vec![index]);
+                bytes = size;
+            }
+        }
+    }
+    statements
+}
+
+pub struct Eraser {
+    client: Client,
+    retry: RetrySettings,
+    timeout: Duration,
+    metrics: Metrics,
+    health: Health,
+}
+
+impl Eraser {
+    pub fn new(client: Client, retry: RetrySettings, timeout: Duration, metrics: Metrics, health: Health) -> Self {
+        Self { client, retry, timeout, metrics, health }
+    }
+
+    /// Submit the mutations for `deletes`; returns `(index, reason)` of every delete
+    /// ClickHouse refused. Once this returns, every other delete's mutation was
+    /// accepted by the server (it then runs in the background).
+    pub async fn erase(
+        &self,
+        deletes: &[UserDelete],
+        cancel: &CancellationToken,
+    ) -> Result<Vec<(usize, String)>, Abandoned> {
+        let mut refused = Vec::new();
+        for statement in statements(deletes) {
+            let group: Vec<&UserDelete> = statement.iter().map(|&i| &deletes[i]).collect();
+            let Err(reason) = self.submit_with_retry(&group, cancel).await? else { continue };
+            if statement.len() == 1 {
+                refused.push((statement[0], reason));
+                continue;
+            }
+            tracing::warn!(deletes = statement.len(), %reason, "ClickHouse refused a delete mutation; retrying each delete alone");
+            for index in statement {
+                if let Err(reason) = self.submit_with_retry(&[&deletes[index]], cancel).await? {
+                    refused.push((index, reason));
+                }
+            }
+        }
+        Ok(refused)
+    }
+
+    /// One mutation, retried while the failure is retryable. `Ok(Err(reason))` is a
+    /// refusal. Re-submitting after a lost response is harmless: the same mutation
+    /// erases the same rows.
+    async fn submit_with_retry(
+        &self,
+        deletes: &[&UserDelete],
+        cancel: &CancellationToken,
+    ) -> Result<Result<(), String>, Abandoned> {
+        let mut backoff = Backoff::new(&self.retry);
+        loop {
+            match self.submit(deletes).await {
+                Ok(()) => {
+                    self.metrics.delete_mutations.inc();
+                    self.metrics.users_deleted.inc_by(deletes.len() as u64);
+                    self.health.ready();
+                    for d in deletes {
+                        tracing::info!(
+                            project = %d.command.project,
+                            partition = d.partition,
+                            offset = d.offset,
+                            "user delete submitted: the user's earlier events are being erased"
+                        );
+                    }
+                    return Ok(Ok(()));
+                }
+                Err(Failure::Invalid(reason)) => return Ok(Err(reason)),
+                Err(Failure::Retryable(reason)) => {
+                    tracing::warn!(deletes = deletes.len(), %reason, "delete mutation failed, retrying");
+                    self.health.not_ready(format!("ClickHouse delete mutation failing: {reason}"));
+                    self.metrics.delete_mutation_retries.inc();
+                    if !backoff.wait(cancel).await {
+                        return Err(Abandoned);
+                    }
+                }
+            }
+        }
+    }
+
+    async fn submit(&self, deletes: &[&UserDelete]) -> Result<(), Failure> {
+        let execute = mutation(&self.client, deletes).execute();
+        match tokio::time::timeout(self.timeout, execute).await {
+            Ok(result) => result.map_err(Failure::from),
+            Err(_) => Err(Failure::Retryable(format!("no answer within {:?}", self.timeout))),
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use uuid::Uuid;
+    use vero_model::UserAction;
+
+    pub(crate) fn delete(project: &str, user_id: &str, partition: i32, offset: i64) -> UserDelete {
+        UserDelete {
+            command: UserCommand {
+                command_id: Uuid::now_v7(),
+                received_at: 1_700_000_000_000,
+                project: project.into(),
+                action: UserAction::Delete,
+                user_id: user_id.into(),
+                email: None,
+                attributes: "{}".into(),
+                tags_add: vec![],
+                tags_remove: vec![],
+                new_id: None,
+                user_agent: None,
+            },
+            partition,
+            offset,
+        }
+    }
+
+    #[test]
+    fn values_are_bound_and_escaped() {
+        let client = Client::default();
+        let d = delete("demo", "o'neil?\\", 3, 42);
+        let sql = mutation(&client, &[&d]).sql_display().to_string();
+        assert_eq!(
+            sql,
+            "ALTER TABLE vero.events DELETE WHERE (project = 'demo' AND user_id = 'o\\'neil?\\\\' \
+             AND (kafka_partition != 3 OR kafka_offset < 42))"
+        );
+        let two = mutation(&client, &[&d, &delete("p", "u", 0, 1)]).sql_display().to_string();
+        assert!(two.ends_with(" OR (project = 'p' AND user_id = 'u' AND (kafka_partition != 0 OR kafka_offset < 1))"));
+    }
+
+    #[test]
+    fn a_later_delete_of_the_same_user_covers_the_earlier_one() {
+        let deletes = [delete("p", "a", 0, 5), delete("p", "b", 0, 6), delete("p", "a", 0, 9), delete("p", "a", 1, 2)];
+        assert_eq!(statements(&deletes), vec![vec![1, 2, 3]]);
+    }
+
+    #[test]
+    fn statements_stay_under_the_query_size_limit() {
+        let long_id = "x".repeat(1000);
+        let deletes: Vec<UserDelete> = (0..200).map(|i| delete("p", &format!("{long_id}{i}"), 0, i)).collect();
+        let groups = statements(&deletes);
+        assert!(groups.len() > 1);
+        assert_eq!(groups.iter().map(Vec::len).sum::<usize>(), 200);
+        let client = Client::default();
+        for group in groups {
+            let refs: Vec<&UserDelete> = group.iter().map(|&i| &deletes[i]).collect();
+            assert!(mutation(&client, &refs).sql_display().to_string().len() <= MAX_STATEMENT_BYTES);
+        }
+    }
+}
