@@ -138,6 +138,8 @@ impl Eraser {
                 }
             }
         }
+        // Subsumed deletes (see [`statements`]) are applied by their successor's mutation.
+        self.metrics.users_deleted.inc_by((deletes.len() - refused.len()) as u64);
         Ok(refused)
     }
 
@@ -154,7 +156,6 @@ impl Eraser {
             match self.submit(deletes).await {
                 Ok(()) => {
                     self.metrics.delete_mutations.inc();
-                    self.metrics.users_deleted.inc_by(deletes.len() as u64);
                     self.health.ready();
                     for d in deletes {
                         tracing::info!(

@@ -141,7 +141,7 @@ impl Pipeline {
         }
     }
 
-    /// Write `batch` (rows, then dead letters), store its offsets, and leave the
+    /// Write `batch` (rows, then delete mutations, then dead letters), store its offsets, and leave the
     /// records that arrived meanwhile in `batch`. On give-up nothing is stored.
     async fn flush(&mut self, batch: &mut Batch, give_up: &CancellationToken) {
         if batch.is_empty() {

@@ -1,8 +1,10 @@
 //! The gateway's Prometheus metrics, served on `GET /metrics`.
 //!
 //! Labels are bounded: `route` and `status` come from fixed sets, `reason` from
-//! `ApiError::reason`, `project` from the configured projects. Tokens never appear.
+//! `ApiError::reason`, `action` from the seven users endpoints, `project` from the
+//! configured projects. Tokens never appear.
 
+use vero_model::UserAction;
 use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 
 pub struct Metrics {
@@ -10,6 +12,8 @@ pub struct Metrics {
     pub requests: IntCounterVec,
     pub events_accepted: IntCounterVec,
     pub events_rejected: IntCounterVec,
+    pub user_commands_accepted: IntCounterVec,
+    pub user_commands_rejected: IntCounterVec,
     pub produce_latency: Histogram,
     pub producer_queue_depth: IntGauge,
     pub connections_open: IntGauge,
@@ -34,6 +38,19 @@ impl Metrics {
             &["reason"],
         )
         .expect("valid metric");
+        let user_commands_accepted = IntCounterVec::new(
+            Opts::new(
+                "user_commands_accepted_total",
+                "Users endpoint requests acknowledged by Kafka and answered 200, by project and action.",
+            ),
+            &["project", "action"],
+        )
+        .expect("valid metric");
+        let user_commands_rejected = IntCounterVec::new(
+            Opts::new("user_commands_rejected_total", "Users endpoint requests not accepted, by action and reason."),
+            &["action", "reason"],
+        )
+        .expect("valid metric");
         let produce_latency = Histogram::with_opts(
             HistogramOpts::new(
                 "produce_latency_seconds",
@@ -53,6 +70,8 @@ impl Metrics {
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(events_accepted.clone()),
             Box::new(events_rejected.clone()),
+            Box::new(user_commands_accepted.clone()),
+            Box::new(user_commands_rejected.clone()),
             Box::new(produce_latency.clone()),
             Box::new(producer_queue_depth.clone()),
             Box::new(connections_open.clone()),
@@ -65,6 +84,8 @@ impl Metrics {
             requests,
             events_accepted,
             events_rejected,
+            user_commands_accepted,
+            user_commands_rejected,
             produce_latency,
             producer_queue_depth,
             connections_open,
@@ -74,6 +95,19 @@ impl Metrics {
 
     pub fn render(&self) -> String {
         vero_service::ops::render_metrics(&self.registry)
+    }
+}
+
+/// The `action` label of the user command metrics.
+pub fn action_label(action: UserAction) -> &'static str {
+    match action {
+        UserAction::Track => "track",
+        UserAction::Edit => "edit",
+        UserAction::Tags => "tags",
+        UserAction::Unsubscribe => "unsubscribe",
+        UserAction::Resubscribe => "resubscribe",
+        UserAction::Reidentify => "reidentify",
+        UserAction::Delete => "delete",
     }
 }
 

@@ -1,15 +1,17 @@
 //! Which endpoint a path is, and which methods it takes.
 //!
 //! Every API path also answers with a `.json` suffix. Unknown paths are 404, a known
-//! path with a method it does not take is 405 with `Allow`. The users endpoints slot
-//! in as further [`Route`] variants.
+//! path with a method it does not take is 405 with `Allow`.
 
 use http::Method;
+use vero_model::UserAction;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
     Heartbeat,
     EventsTrack,
+    /// One of the users endpoints, named by the command it produces.
+    Users(UserAction),
     Metrics,
     Healthz,
     Readyz,
@@ -24,6 +26,13 @@ impl Route {
             return match api {
                 "heartbeat" => Some(Self::Heartbeat),
                 "events/track" => Some(Self::EventsTrack),
+                "users/track" => Some(Self::Users(UserAction::Track)),
+                "users/edit" => Some(Self::Users(UserAction::Edit)),
+                "users/tags/edit" => Some(Self::Users(UserAction::Tags)),
+                "users/unsubscribe" => Some(Self::Users(UserAction::Unsubscribe)),
+                "users/resubscribe" => Some(Self::Users(UserAction::Resubscribe)),
+                "users/reidentify" => Some(Self::Users(UserAction::Reidentify)),
+                "users/delete" => Some(Self::Users(UserAction::Delete)),
                 _ => None,
             };
         }
@@ -39,21 +48,35 @@ impl Route {
     pub fn allow(self) -> &'static str {
         match self {
             Self::EventsTrack => "POST, OPTIONS",
+            Self::Users(action) => match action {
+                UserAction::Track | UserAction::Unsubscribe | UserAction::Resubscribe => "POST, OPTIONS",
+                UserAction::Edit | UserAction::Tags | UserAction::Reidentify => "PUT, OPTIONS",
+                UserAction::Delete => "POST, DELETE, OPTIONS",
+            },
             Self::Heartbeat => "GET, HEAD, OPTIONS",
             Self::Metrics | Self::Healthz | Self::Readyz => "GET, HEAD",
         }
     }
 
+    /// Whether `method` reaches the handler (`OPTIONS` on API routes is the CORS
+    /// preflight, answered before this check).
     pub fn allows(self, method: &Method) -> bool {
         match self {
             Self::EventsTrack => method == Method::POST,
-            _ => method == Method::GET || method == Method::HEAD,
+            Self::Users(action) => match action {
+                UserAction::Track | UserAction::Unsubscribe | UserAction::Resubscribe => method == Method::POST,
+                UserAction::Edit | UserAction::Tags | UserAction::Reidentify => method == Method::PUT,
+                UserAction::Delete => method == Method::POST || method == Method::DELETE,
+            },
+            Self::Heartbeat | Self::Metrics | Self::Healthz | Self::Readyz => {
+                method == Method::GET || method == Method::HEAD
+            }
         }
     }
 
     /// Browser-facing API routes get CORS headers; operator endpoints do not.
     pub fn is_api(self) -> bool {
-        matches!(self, Self::Heartbeat | Self::EventsTrack)
+        matches!(self, Self::Heartbeat | Self::EventsTrack | Self::Users(_))
     }
 
     /// The `route` metric label.
@@ -61,6 +84,15 @@ impl Route {
         match self {
             Self::Heartbeat => "heartbeat",
             Self::EventsTrack => "events_track",
+            Self::Users(action) => match action {
+                UserAction::Track => "users_track",
+                UserAction::Edit => "users_edit",
+                UserAction::Tags => "users_tags_edit",
+                UserAction::Unsubscribe => "users_unsubscribe",
+                UserAction::Resubscribe => "users_resubscribe",
+                UserAction::Reidentify => "users_reidentify",
+                UserAction::Delete => "users_delete",
+            },
             Self::Metrics => "metrics",
             Self::Healthz => "healthz",
             Self::Readyz => "readyz",
@@ -82,5 +114,32 @@ mod tests {
         assert_eq!(Route::resolve("/metrics.json"), None);
         assert_eq!(Route::resolve("/readyz"), Some(Route::Readyz));
         assert!(Route::EventsTrack.allows(&Method::POST) && !Route::EventsTrack.allows(&Method::GET));
+    }
+
+    #[test]
+    fn users_routes_and_their_methods() {
+        let cases = [
+            ("users/track", UserAction::Track, "POST, OPTIONS"),
+            ("users/edit", UserAction::Edit, "PUT, OPTIONS"),
+            ("users/tags/edit", UserAction::Tags, "PUT, OPTIONS"),
+            ("users/unsubscribe", UserAction::Unsubscribe, "POST, OPTIONS"),
+            ("users/resubscribe", UserAction::Resubscribe, "POST, OPTIONS"),
+            ("users/reidentify", UserAction::Reidentify, "PUT, OPTIONS"),
+            ("users/delete", UserAction::Delete, "POST, DELETE, OPTIONS"),
+        ];
+        for (path, action, allow) in cases {
+            for path in [format!("/api/v2/{path}"), format!("/api/v2/{path}.json")] {
+                assert_eq!(Route::resolve(&path), Some(Route::Users(action)), "{path}");
+            }
+            let route = Route::Users(action);
+            assert_eq!(route.allow(), allow);
+            // Allow lists exactly the methods `allows` takes, plus OPTIONS.
+            for method in [Method::GET, Method::HEAD, Method::POST, Method::PUT, Method::DELETE, Method::PATCH] {
+                assert_eq!(route.allows(&method), allow.split(", ").any(|m| m == method.as_str()), "{path} {method}");
+            }
+            assert!(route.is_api() && route.label().starts_with("users_"));
+        }
+        assert_eq!(Route::resolve("/api/v2/users"), None);
+        assert_eq!(Route::resolve("/api/v2/users/tags"), None);
     }
 }

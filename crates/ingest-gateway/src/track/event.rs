@@ -6,18 +6,12 @@ use vero_model::TrackEvent;
 
 use super::created_at::parse_created_at;
 use crate::error::ApiError;
+use crate::stamp::Stamp;
+use crate::user_id;
 
 /// Fields a form body may send as JSON-encoded objects.
 pub const OBJECT_FIELDS: &[&str] = &["identity", "data", "extras"];
 const EVENT_NAME_MAX_CHARS: usize = 255;
-
-/// Everything the gateway adds to what the client sent.
-#[derive(Debug, Clone, Copy)]
-pub struct Stamp<'a> {
-    pub project: &'a str,
-    pub received_at: i64,
-    pub user_agent: Option<&'a str>,
-}
 
 /// Validate `fields` (token already removed) and build the record.
 pub fn build_event(mut fields: Map<String, Value>, stamp: Stamp<'_>) -> Result<TrackEvent, ApiError> {
@@ -27,7 +21,8 @@ pub fn build_event(mut fields: Map<String, Value>, stamp: Stamp<'_>) -> Result<T
         None | Some(Value::Null) => return Err(ApiError::invalid("identity is required (an object with an id).")),
         Some(_) => return Err(ApiError::invalid("identity must be an object.")),
     };
-    let user_id = user_id(identity.shift_remove("id"))?;
+    let user_id = user_id::parse(identity.shift_remove("id"), "identity.id")?
+        .ok_or_else(|| ApiError::invalid("identity.id is required."))?;
     let email = match identity.shift_remove("email") {
         None | Some(Value::Null) => None,
         Some(Value::String(email)) => Some(email),
@@ -75,17 +70,6 @@ fn event_name(value: Option<Value>) -> Result<String, ApiError> {
         }
         Some(Value::String(name)) => Ok(name),
         Some(_) => Err(ApiError::invalid("event_name must be a string.")),
-    }
-}
-
-/// `identity.id`: a non-empty string, or an integer taken as its decimal string.
-fn user_id(value: Option<Value>) -> Result<String, ApiError> {
-    match value {
-        None | Some(Value::Null) => Err(ApiError::invalid("identity.id is required.")),
-        Some(Value::String(id)) if id.trim().is_empty() => Err(ApiError::invalid("identity.id must not be empty.")),
-        Some(Value::String(id)) => Ok(id),
-        Some(Value::Number(n)) if n.is_i64() || n.is_u64() => Ok(n.to_string()),
-        Some(_) => Err(ApiError::invalid("identity.id must be a string or an integer.")),
     }
 }
 

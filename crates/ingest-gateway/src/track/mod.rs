@@ -9,4 +9,5 @@ mod created_at;
 mod event;
 
 pub use created_at::parse_created_at;
-pub use event::{build_event, Stamp, OBJECT_FIELDS};
+pub use crate::stamp::Stamp;
+pub use event::{build_event, OBJECT_FIELDS};

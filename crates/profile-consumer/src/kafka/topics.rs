@@ -45,7 +45,9 @@ pub async fn ensure(settings: &KafkaSettings) -> anyhow::Result<i32> {
             if compacted {
                 new_topic = new_topic.set("cleanup.policy", "compact");
             }
-            let results = admin.create_topics([&new_topic], &AdminOptions::new()).await?;
+            let options = AdminOptions::new().request_timeout(Some(METADATA_TIMEOUT));
+            tracing::debug!(topic, partitions, "creating topic if missing");
+            let results = admin.create_topics([&new_topic], &options).await.context("CreateTopics request")?;
             for result in results {
                 match result {
                     Ok(_) => tracing::info!(topic, partitions, compacted, "created topic"),
