@@ -35,11 +35,11 @@ pub enum ApiError {
     UnsupportedMediaType(Cow<'static, str>),
     #[error("Rate limit exceeded for this token; retry after {retry_after_secs} s.")]
     RateLimited { retry_after_secs: u64 },
-    #[error("The event could not be stored right now ({reason}); retry after {retry_after_secs} s.")]
+    #[error("The request could not be stored right now ({reason}); retry after {retry_after_secs} s.")]
     Unavailable { reason: &'static str, retry_after_secs: u64 },
     /// A non-retryable downstream failure (e.g. topic authorization): a server bug or
     /// misconfiguration, not something the client can fix or retry away.
-    #[error("The event could not be stored: {0}.")]
+    #[error("The request could not be stored: {0}.")]
     Internal(&'static str),
 }
 
@@ -56,7 +56,7 @@ impl ApiError {
                 Self::Unavailable { reason: "Kafka did not acknowledge it in time", retry_after_secs }
             }
             SinkError::Unavailable => Self::Unavailable { reason: "Kafka is unavailable", retry_after_secs },
-            SinkError::TooLarge => Self::TooLarge("The event is larger than the broker accepts.".into()),
+            SinkError::TooLarge => Self::TooLarge("The record is larger than the broker accepts.".into()),
             SinkError::Rejected(reason) => Self::Internal(reason),
         }
     }

@@ -161,6 +161,15 @@ mod tests {
     }
 
     #[test]
+    fn form_lists_for_tags() {
+        let users = |body: &str| Value::Object(parse(BodyFormat::Form, body.as_bytes(), &["data", "changes"]).unwrap());
+        assert_eq!(users("id=1&add[]=a&add[]=b&remove[]=c"), json!({"id":"1","add":["a","b"],"remove":["c"]}));
+        assert_eq!(users("id=1&add%5B%5D=a"), json!({"id":"1","add":["a"]}));
+        assert_eq!(users("add[0]=a&add[1]=b"), json!({"add":["a","b"]}));
+        assert_eq!(users("add=solo&changes=%7B%22n%22%3A1%7D"), json!({"add":"solo","changes":{"n":1}}));
+    }
+
+    #[test]
     fn json_bodies_must_be_objects() {
         let err = parse(BodyFormat::Json, b"[1]", OBJECTS).unwrap_err();
         assert_eq!(err.to_string(), "Request body must be a JSON object.");

@@ -8,8 +8,9 @@
 //!
 //! Modules: [`config`] (settings), [`http`] (connections, routing, CORS, bodies),
 //! [`fields`] (body → fields, token), [`auth`] (tokens, rate limit), [`track`]
-//! (validation → `TrackEvent`), [`sink`] (Kafka / memory), [`service`] (the handler),
-//! [`metrics`], [`error`].
+//! (validation → `TrackEvent`), [`users`] (validation → `UserCommand`), [`user_id`],
+//! [`stamp`], [`sink`] (Kafka / memory), [`service`] (the handler), [`metrics`],
+//! [`error`].
 
 pub mod auth;
 pub mod config;
@@ -19,7 +20,10 @@ pub mod http;
 pub mod metrics;
 pub mod service;
 pub mod sink;
+pub mod stamp;
 pub mod track;
+pub mod user_id;
+pub mod users;
 
 use std::sync::Arc;
 use std::time::Duration;

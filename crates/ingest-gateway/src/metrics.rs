@@ -4,8 +4,8 @@
 //! `ApiError::reason`, `action` from the seven users endpoints, `project` from the
 //! configured projects. Tokens never appear.
 
-use vero_model::UserAction;
 use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use vero_model::UserAction;
 
 pub struct Metrics {
     registry: Registry,

@@ -1,5 +1,5 @@
-//! The request handler: route, then per endpoint read → authenticate → validate →
-//! encode → produce, and the answer.
+//! The request handler: route, then for events/track and the users endpoints read →
+//! authenticate → validate → encode → produce, and the answer.
 //!
 //! Guarantees: 200 is sent only after the sink acknowledged the record; every failure
 //! goes through [`ApiError`] (one mapping to status and body); every answer is counted
@@ -12,6 +12,8 @@ use bytes::Bytes;
 use http::header::{CONTENT_TYPE, ORIGIN, USER_AGENT};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::Full;
+use vero_model::topics::user_key;
+use vero_model::UserAction;
 
 use crate::auth::Authenticator;
 use crate::config::Settings;
@@ -20,9 +22,10 @@ use crate::fields;
 use crate::http::body::{self as request_body, BodyLimits};
 use crate::http::cors::Cors;
 use crate::http::router::Route;
-use crate::metrics::Metrics;
+use crate::metrics::{action_label, Metrics};
 use crate::sink::EventSink;
-use crate::track;
+use crate::stamp::Stamp;
+use crate::{track, users};
 
 pub struct Gateway {
     auth: Authenticator,
@@ -73,13 +76,8 @@ impl Gateway {
             error.into_response()
         } else {
             match route {
-                Route::EventsTrack => match self.track(request).await {
-                    Ok(response) => response,
-                    Err(error) => {
-                        self.count_rejection(route, &error);
-                        error.into_response()
-                    }
-                },
+                Route::EventsTrack => self.answer(route, self.accept(Producing::Event, request).await),
+                Route::Users(action) => self.answer(route, self.accept(Producing::Command(action), request).await),
                 Route::Heartbeat => error::success(),
                 Route::Metrics => self.metrics_response(),
                 Route::Healthz => text(StatusCode::OK, "ok\n"),
@@ -96,7 +94,9 @@ impl Gateway {
         response
     }
 
-    async fn track<B>(&self, request: Request<B>) -> Result<Response<Body>, ApiError>
+    /// The shared pipeline of every endpoint that produces a record: read → fields →
+    /// token → rate limit → validate → encode → produce; `Ok` only once stored.
+    async fn accept<B>(&self, producing: Producing, request: Request<B>) -> Result<Response<Body>, ApiError>
     where
         B: hyper::body::Body,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -104,33 +104,62 @@ impl Gateway {
         let (parts, body) = request.into_parts();
         let format = fields::body_format(parts.headers.get(CONTENT_TYPE))?;
         let bytes = request_body::read(body, &parts.headers, self.limits).await?;
-        let mut fields = fields::parse(format, &bytes, track::OBJECT_FIELDS)?;
+        let mut fields = fields::parse(format, &bytes, producing.object_fields())?;
         let token = fields::take_token(&mut fields, parts.uri.query());
         let caller = self.auth.authenticate(token.as_deref())?;
         drop(token);
         self.auth.check_rate(&caller)?;
-        let stamp = track::Stamp {
+        let stamp = Stamp {
             project: caller.project.as_ref(),
             received_at: now_millis(),
             user_agent: parts.headers.get(USER_AGENT).and_then(|v| v.to_str().ok()),
         };
-        let event = track::build_event(fields, stamp)?;
-        let payload = vero_model::encode_event(&event);
+        let (user_id, payload) = match producing {
+            Producing::Event => {
+                let event = track::build_event(fields, stamp)?;
+                let payload = vero_model::encode_event(&event);
+                (event.user_id, payload)
+            }
+            Producing::Command(action) => {
+                let command = users::build_command(action, fields, stamp)?;
+                let payload = vero_model::encode(&command);
+                (command.user_id, payload)
+            }
+        };
         let started = Instant::now();
-        let stored = self.sink.produce(event.key(), &payload).await;
+        // Events and commands share the topic and the key, so a user's records stay in
+        // order on one partition (docs/design.md).
+        let stored = self.sink.produce(user_key(&user_id), &payload).await;
         self.metrics.produce_latency.observe(started.elapsed().as_secs_f64());
         stored.map_err(|e| ApiError::from_sink(e, self.retry_after_secs))?;
-        self.metrics.events_accepted.with_label_values(&[caller.project.as_ref()]).inc();
+        let project = caller.project.as_ref();
+        match producing {
+            Producing::Event => self.metrics.events_accepted.with_label_values(&[project]).inc(),
+            Producing::Command(action) => {
+                self.metrics.user_commands_accepted.with_label_values(&[project, action_label(action)]).inc()
+            }
+        }
         Ok(error::success())
     }
 
+    fn answer(&self, route: Route, outcome: Result<Response<Body>, ApiError>) -> Response<Body> {
+        outcome.unwrap_or_else(|error| {
+            self.count_rejection(route, &error);
+            error.into_response()
+        })
+    }
+
     fn count_rejection(&self, route: Route, error: &ApiError) {
-        if route == Route::EventsTrack {
-            self.metrics.events_rejected.with_label_values(&[error.reason()]).inc();
+        match route {
+            Route::EventsTrack => self.metrics.events_rejected.with_label_values(&[error.reason()]).inc(),
+            Route::Users(action) => {
+                self.metrics.user_commands_rejected.with_label_values(&[action_label(action), error.reason()]).inc()
+            }
+            _ => {}
         }
         tracing::debug!(route = route.label(), status = error.status().as_u16(), reason = error.reason(), "rejected");
         if let ApiError::Internal(reason) = error {
-            tracing::error!(reason, "event could not be stored: operator action needed");
+            tracing::error!(reason, "record could not be stored: operator action needed");
         }
     }
 
@@ -139,6 +168,23 @@ impl Gateway {
         let mut response = text(StatusCode::OK, self.metrics.render());
         response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
         response
+    }
+}
+
+/// The endpoints that produce a record, and which record.
+#[derive(Debug, Clone, Copy)]
+enum Producing {
+    Event,
+    Command(UserAction),
+}
+
+impl Producing {
+    /// Fields a form body may send as JSON-encoded objects.
+    fn object_fields(self) -> &'static [&'static str] {
+        match self {
+            Producing::Event => track::OBJECT_FIELDS,
+            Producing::Command(_) => users::OBJECT_FIELDS,
+        }
     }
 }
 

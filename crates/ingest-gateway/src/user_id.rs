@@ -14,7 +14,9 @@ use crate::error::ApiError;
 pub fn parse(value: Option<Value>, field: &str) -> Result<Option<String>, ApiError> {
     match value {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::String(id)) if id.trim().is_empty() => Err(ApiError::invalid(format!("{field} must not be empty."))),
+        Some(Value::String(id)) if id.trim().is_empty() => {
+            Err(ApiError::invalid(format!("{field} must not be empty.")))
+        }
         Some(Value::String(id)) => Ok(Some(id)),
         Some(Value::Number(n)) if n.is_i64() || n.is_u64() => Ok(Some(n.to_string())),
         Some(_) => Err(ApiError::invalid(format!("{field} must be a string or an integer."))),
@@ -30,7 +32,10 @@ mod tests {
     fn strings_and_integers_are_ids() {
         assert_eq!(parse(Some(json!("u-1")), "id").unwrap().as_deref(), Some("u-1"));
         assert_eq!(parse(Some(json!(-7)), "id").unwrap().as_deref(), Some("-7"));
-        assert_eq!(parse(Some(json!(18_446_744_073_709_551_615_u64)), "id").unwrap().as_deref(), Some("18446744073709551615"));
+        assert_eq!(
+            parse(Some(json!(18_446_744_073_709_551_615_u64)), "id").unwrap().as_deref(),
+            Some("18446744073709551615")
+        );
         assert_eq!(parse(None, "id").unwrap(), None);
         assert_eq!(parse(Some(Value::Null), "id").unwrap(), None);
     }

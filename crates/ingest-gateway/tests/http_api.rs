@@ -355,7 +355,7 @@ async fn sink_failures_map_to_503_413_and_500_and_never_200() {
     let timeout = post_json(&url, &body).await;
     assert!(timeout.expect_error(503).contains("did not acknowledge"), "{}", timeout.body);
     sink.fail_with(SinkError::TooLarge);
-    assert_eq!(post_json(&url, &body).await.expect_error(413), "The event is larger than the broker accepts.");
+    assert_eq!(post_json(&url, &body).await.expect_error(413), "The record is larger than the broker accepts.");
     sink.fail_with(SinkError::Rejected("not authorized to write the topic"));
     let rejected = post_json(&url, &body).await;
     assert!(rejected.expect_error(500).contains("not authorized"), "{}", rejected.body);

@@ -196,7 +196,7 @@ async fn a_record_over_message_max_bytes_is_413_not_a_retry() {
     let mut body = track_body(TOKEN, "u", "big");
     body["data"]["padding"] = json!("p".repeat(5000));
     let reply = post_json(&gw.url(TRACK), &body).await;
-    assert_eq!(reply.expect_error(413), "The event is larger than the broker accepts.");
+    assert_eq!(reply.expect_error(413), "The record is larger than the broker accepts.");
     assert_eq!(post_json(&gw.url(TRACK), &track_body(TOKEN, "u", "small")).await.status, 200);
     gw.stop().await.unwrap();
 }
@@ -236,7 +236,7 @@ async fn permanent_broker_rejections_are_413_or_500_and_the_producer_keeps_worki
     assert_eq!(post_json(&gw.url(TRACK), &track_body(TOKEN, "u", "warm")).await.status, 200);
     kafka.request_errors(RDKafkaApiKey::Produce, &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE]).unwrap();
     let rejected = post_json(&gw.url(TRACK), &track_body(TOKEN, "u", "rejected")).await;
-    assert_eq!(rejected.expect_error(413), "The event is larger than the broker accepts.");
+    assert_eq!(rejected.expect_error(413), "The record is larger than the broker accepts.");
     let after = post_json(&gw.url(TRACK), &track_body(TOKEN, "u", "after")).await;
     assert_eq!(after.status, 200, "a permanent per-record error must not break the producer: {}", after.body);
 

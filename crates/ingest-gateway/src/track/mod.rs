@@ -8,6 +8,6 @@
 mod created_at;
 mod event;
 
-pub use created_at::parse_created_at;
 pub use crate::stamp::Stamp;
+pub use created_at::parse_created_at;
 pub use event::{build_event, OBJECT_FIELDS};

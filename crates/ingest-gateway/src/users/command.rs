@@ -20,7 +20,11 @@ pub fn allows_email_only(action: UserAction) -> bool {
 
 /// Validate `fields` (token already removed) for `action` and build the record.
 /// Fields an endpoint does not define are ignored, as on events/track.
-pub fn build_command(action: UserAction, mut fields: Map<String, Value>, stamp: Stamp<'_>) -> Result<UserCommand, ApiError> {
+pub fn build_command(
+    action: UserAction,
+    mut fields: Map<String, Value>,
+    stamp: Stamp<'_>,
+) -> Result<UserCommand, ApiError> {
     let id = user_id::parse(fields.remove("id"), "id")?;
     let email = email(fields.remove("email"))?;
     let user_id = match (id, &email) {
@@ -90,10 +94,14 @@ mod tests {
 
     #[test]
     fn users_track_carries_every_field() {
-        let c = build(UserAction::Track, json!({"id": 7, "email": "a@b.c", "data": {"plan": "pro", "age": 31}})).unwrap();
+        let c =
+            build(UserAction::Track, json!({"id": 7, "email": "a@b.c", "data": {"plan": "pro", "age": 31}})).unwrap();
         assert_eq!(c.command_id.get_version_num(), 7);
         assert_eq!((c.action, c.user_id.as_str(), c.email.as_deref()), (UserAction::Track, "7", Some("a@b.c")));
-        assert_eq!((c.project.as_str(), c.received_at, c.user_agent.as_deref()), ("shop", STAMP.received_at, Some("ua/1")));
+        assert_eq!(
+            (c.project.as_str(), c.received_at, c.user_agent.as_deref()),
+            ("shop", STAMP.received_at, Some("ua/1"))
+        );
         assert_eq!(c.attributes, r#"{"plan":"pro","age":31}"#);
         assert!(c.tags_add.is_empty() && c.tags_remove.is_empty() && c.new_id.is_none());
         assert_eq!(build(UserAction::Track, json!({"id": "1"})).unwrap().attributes, "{}");
@@ -141,7 +149,11 @@ mod tests {
             (Edit, json!({"id": "1", "changes": null}), "changes is required (an object of attribute changes)."),
             (Edit, json!({"id": "1", "changes": ["plan"]}), "changes must be an object."),
             (Tags, json!({"id": "1"}), "add or remove is required (a non-empty list of tags)."),
-            (Tags, json!({"id": "1", "add": [], "remove": []}), "add or remove is required (a non-empty list of tags)."),
+            (
+                Tags,
+                json!({"id": "1", "add": [], "remove": []}),
+                "add or remove is required (a non-empty list of tags).",
+            ),
             (Tags, json!({"id": "1", "add": [1]}), "add must be a list of strings."),
             (Tags, json!({"id": "1", "remove": {"a": 1}}), "remove must be a list of strings."),
             (Reidentify, json!({"id": "1"}), "new_id is required."),
