@@ -211,6 +211,7 @@ async fn every_queried_metric_is_exported_by_a_running_service() {
         for addr in [gateway_addr, sink_addr, profiles_addr] {
             let page = get(addr, "/metrics").await;
             heads.push(format!("{addr}: {:?}", page.chars().take(300).collect::<String>()));
+            eprintln!("DEBUG {:?} {addr} {}", started.elapsed(), page.len());
             exported.extend(Exposition::parse(page.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or_default()));
         }
         missing = wanted

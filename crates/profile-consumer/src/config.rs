@@ -78,12 +78,8 @@ impl Settings {
             self.retry.initial_backoff_ms > 0 && self.retry.initial_backoff_ms <= self.retry.max_backoff_ms,
             "retry.initial_backoff_ms must be positive and at most retry.max_backoff_ms"
         );
-        let topics = [
-            &self.kafka.events_topic,
-            &self.kafka.profiles_topic,
-            &self.kafka.handoff_topic,
-            &self.kafka.dlq_topic,
-        ];
+        let topics =
+            [&self.kafka.events_topic, &self.kafka.profiles_topic, &self.kafka.handoff_topic, &self.kafka.dlq_topic];
         for (i, a) in topics.iter().enumerate() {
             anyhow::ensure!(!a.is_empty(), "kafka topic names must not be empty");
             anyhow::ensure!(topics[i + 1..].iter().all(|b| a != b), "kafka topic `{a}` is configured twice");

@@ -18,7 +18,8 @@ async fn attributes_merge_over_many_events_in_any_arrival_order_and_redelivery_c
         for user in 0..5 {
             let client_time = 1_000_000 + ((round * 7919) % 40) * 1_000;
             let identity = format!(r#"{{"plan":"p{}","round":{round},"user_{user}":true}}"#, (round * 7919) % 40);
-            let mut e = event(&format!("user-{user}"), &format!("e{round}"), Some(client_time), 5_000_000 + round, &identity);
+            let mut e =
+                event(&format!("user-{user}"), &format!("e{round}"), Some(client_time), 5_000_000 + round, &identity);
             e.email = Some(format!("user{user}@example.com"));
             pipeline.send_event(&e).await;
             sent += 1;
@@ -28,13 +29,12 @@ async fn attributes_merge_over_many_events_in_any_arrival_order_and_redelivery_c
     let sql = "SELECT user_id, email, event_count, visitParamExtractString(attributes, 'plan'), \
                visitParamExtractInt(attributes, 'round'), last_event_name, first_seen_ms, last_seen_ms \
                FROM vero.profiles FINAL WHERE deleted = 0 ORDER BY user_id FORMAT TSV";
-    let answer = pipeline.wait_for_query(sql, |a| a.lines().count() == 5 && a.lines().all(|l| l.contains("\t40\t"))).await;
+    let answer =
+        pipeline.wait_for_query(sql, |a| a.lines().count() == 5 && a.lines().all(|l| l.contains("\t40\t"))).await;
     // The newest client time is the round with (round * 7919) % 40 == 39.
     let newest = (0..40).find(|r| (r * 7919) % 40 == 39).unwrap();
     for (user, line) in answer.lines().enumerate() {
-        let expected = format!(
-            "user-{user}\tuser{user}@example.com\t40\tp39\t{newest}\te{newest}\t1000000\t1039000"
-        );
+        let expected = format!("user-{user}\tuser{user}@example.com\t40\tp39\t{newest}\te{newest}\t1000000\t1039000");
         assert_eq!(line, expected);
     }
     assert_eq!(consumer.metric("vero_profiles_records_total").await, f64::from(sent));

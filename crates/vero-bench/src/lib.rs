@@ -3,7 +3,10 @@
 //! * [`trivial_server`]: the least an HTTP server can do for a track request: parse
 //!   the same JSON with the same checks and answer 200. The gateway's requests/s and
 //!   latency are reported as ratios against it.
+//! * [`consume`]: a bare rdkafka consumer reading the sink's topic: the broker's
+//!   ceiling for the sink.
 
+pub mod consume;
 pub mod procs;
 pub mod produce;
 pub mod records;

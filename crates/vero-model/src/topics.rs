@@ -8,8 +8,15 @@
 pub const EVENTS: &str = "vero.events";
 /// Records a consumer could not process, with the reason in headers.
 pub const EVENTS_DLQ: &str = "vero.events.dlq";
-/// Merged user profiles, compacted, keyed by user id.
+/// Merged user profiles, compacted, keyed by project and user id; co-partitioned
+/// with [`EVENTS`].
 pub const PROFILES: &str = "vero.profiles";
+/// Profiles moved by a reidentify, on their way to the new id's partition owner;
+/// co-partitioned with [`EVENTS`].
+pub const PROFILES_HANDOFF: &str = "vero.profiles.handoff";
+
+/// Every topic of the pipeline, for tools that create them (`vero-dev-broker`).
+pub const ALL: [&str; 4] = [EVENTS, EVENTS_DLQ, PROFILES, PROFILES_HANDOFF];
 
 /// Header names used on dead-lettered records.
 pub mod dlq_headers {

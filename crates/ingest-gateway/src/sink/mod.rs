@@ -2,8 +2,8 @@
 //! only once the record is durably stored (for Kafka: the delivery report says the
 //! broker acknowledged it with `acks=all`).
 //!
-//! The API is deliberately "produce(key, payload bytes)": track events today, the
-//! users endpoints' records later, all keyed by user id on the same topic.
+//! The API is deliberately "produce(key, payload bytes)": track events and the users
+//! endpoints' commands alike, all keyed by user id on the same topic.
 
 use std::future::Future;
 use std::pin::Pin;

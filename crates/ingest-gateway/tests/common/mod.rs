@@ -155,3 +155,16 @@ where
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Decode a payload that must be a `UserCommand`.
+pub fn decode_command(payload: &[u8]) -> vero_model::UserCommand {
+    match vero_model::decode_record(payload).expect("payload decodes") {
+        vero_model::Record::Command(command) => command,
+        other => panic!("expected a UserCommand, got a {}", other.kind()),
+    }
+}
+
+/// Milliseconds since the Unix epoch, for checking `received_at`.
+pub fn now_millis() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
+}

@@ -76,7 +76,9 @@ pub fn read_partition(brokers: &str, topic: &str, partition: i32, timeout: Durat
                         Ok(profile) => {
                             restored.profiles.insert(key, profile);
                         }
-                        Err(e) => tracing::error!(topic, partition, offset = message.offset(), "unreadable profile: {e}"),
+                        Err(e) => {
+                            tracing::error!(topic, partition, offset = message.offset(), "unreadable profile: {e}")
+                        }
                     },
                 }
             }

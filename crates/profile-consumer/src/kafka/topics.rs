@@ -38,8 +38,10 @@ pub async fn ensure(settings: &KafkaSettings) -> anyhow::Result<i32> {
         .with_context(|| format!("events topic `{}` does not exist", settings.events_topic))?;
     let wanted = [(&settings.profiles_topic, true), (&settings.handoff_topic, false)];
     if settings.create_topics {
-        let admin: AdminClient<DefaultClientContext> =
-            ClientConfig::new().set("bootstrap.servers", &settings.brokers).create().context("creating admin client")?;
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", &settings.brokers)
+            .create()
+            .context("creating admin client")?;
         for (topic, compacted) in wanted {
             let mut new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(settings.replication_factor));
             if compacted {
@@ -47,7 +49,11 @@ pub async fn ensure(settings: &KafkaSettings) -> anyhow::Result<i32> {
             }
             let options = AdminOptions::new().request_timeout(Some(METADATA_TIMEOUT));
             tracing::debug!(topic, partitions, "creating topic if missing");
-            let results = admin.create_topics([&new_topic], &options).await.context("CreateTopics request")?;
+            // librdkafka's mock cluster never answers CreateTopics: bound the wait.
+            let results = tokio::time::timeout(METADATA_TIMEOUT * 2, admin.create_topics([&new_topic], &options))
+                .await
+                .with_context(|| format!("creating topic `{topic}`: no answer (create it beforehand and set kafka.create_topics = false)"))?
+                .context("CreateTopics request")?;
             for result in results {
                 match result {
                     Ok(_) => tracing::info!(topic, partitions, compacted, "created topic"),

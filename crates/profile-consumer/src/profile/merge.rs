@@ -89,7 +89,13 @@ impl ProfileState {
 
     /// Apply a command that stays on this profile (every action but reidentify and
     /// delete, which the service handles because they move or erase the profile).
-    pub fn apply_command(&mut self, command: &UserCommand, attributes: Map<String, Value>, partition: i32, offset: i64) {
+    pub fn apply_command(
+        &mut self,
+        command: &UserCommand,
+        attributes: Map<String, Value>,
+        partition: i32,
+        offset: i64,
+    ) {
         let version = Version(command.received_at, command.received_at, offset);
         match command.action {
             UserAction::Track | UserAction::Edit => {

@@ -129,7 +129,8 @@ impl ProfileState {
 
     pub fn from_record(record: Profile) -> Result<Self, BadProfile> {
         let bad = |field: &'static str| move |e: serde_json::Error| BadProfile { field, reason: e.to_string() };
-        let mut values: BTreeMap<String, Value> = serde_json::from_str(&record.attributes).map_err(bad("attributes"))?;
+        let mut values: BTreeMap<String, Value> =
+            serde_json::from_str(&record.attributes).map_err(bad("attributes"))?;
         let versions: BTreeMap<String, Version> =
             serde_json::from_str(&record.attribute_versions).map_err(bad("attribute_versions"))?;
         let mut attributes = BTreeMap::new();

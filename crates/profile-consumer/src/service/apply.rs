@@ -108,11 +108,8 @@ impl Applier<'_> {
     pub fn apply(&mut self, message: &OwnedMessage) -> Outcome {
         let (topic, partition, offset) = (message.topic().to_owned(), message.partition(), message.offset());
         self.effects.positions.insert((topic.clone(), partition), offset + 1);
-        let outcome = if topic == self.topics.handoff {
-            self.apply_handoff(message)
-        } else {
-            self.apply_event_record(message)
-        };
+        let outcome =
+            if topic == self.topics.handoff { self.apply_handoff(message) } else { self.apply_event_record(message) };
         match outcome {
             Ok(outcome) => outcome,
             Err(reason) => {
@@ -248,7 +245,13 @@ impl Applier<'_> {
     }
 
     fn dead_letter(&mut self, message: &OwnedMessage, reason: &str) {
-        tracing::warn!(topic = message.topic(), partition = message.partition(), offset = message.offset(), reason, "dead-lettering record");
+        tracing::warn!(
+            topic = message.topic(),
+            partition = message.partition(),
+            offset = message.offset(),
+            reason,
+            "dead-lettering record"
+        );
         let (partition, offset) = (message.partition().to_string(), message.offset().to_string());
         let headers = OwnedHeaders::new()
             .insert(Header { key: dlq_headers::REASON, value: Some(reason) })

@@ -48,7 +48,12 @@ pub async fn run(settings: Settings, ops: TcpListener, shutdown: CancellationTok
     result
 }
 
-async fn serve(settings: Settings, metrics: Metrics, health: Health, shutdown: CancellationToken) -> anyhow::Result<()> {
+async fn serve(
+    settings: Settings,
+    metrics: Metrics,
+    health: Health,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let clickhouse = vero_clickhouse::client::build(&settings.clickhouse);
     if !migrate(&clickhouse, &settings, &health, &shutdown).await? {
         return Ok(());
@@ -216,9 +221,10 @@ impl LoopState<'_> {
         let started = std::time::Instant::now();
         let kafka = &self.settings.kafka;
         let (brokers, topic, timeout) = (kafka.brokers.clone(), kafka.profiles_topic.clone(), kafka.restore_timeout());
-        let restored = tokio::task::spawn_blocking(move || restore::read_partition(&brokers, &topic, partition, timeout))
-            .await?
-            .with_context(|| format!("restoring profiles of partition {partition}"))?;
+        let restored =
+            tokio::task::spawn_blocking(move || restore::read_partition(&brokers, &topic, partition, timeout))
+                .await?
+                .with_context(|| format!("restoring profiles of partition {partition}"))?;
         tracing::info!(
             partition,
             profiles = restored.profiles.len(),

@@ -42,7 +42,12 @@ pub struct Writer {
 }
 
 impl Writer {
-    pub async fn write(&self, effects: &Effects, profiles: &Profiles, cancel: &CancellationToken) -> Result<(), NotWritten> {
+    pub async fn write(
+        &self,
+        effects: &Effects,
+        profiles: &Profiles,
+        cancel: &CancellationToken,
+    ) -> Result<(), NotWritten> {
         if effects.is_empty() {
             return Ok(());
         }

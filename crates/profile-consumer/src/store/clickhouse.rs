@@ -135,7 +135,10 @@ pub async fn erase(client: &Client, erasures: &[Erasure]) -> Result<(), WriteErr
         .collect::<Vec<_>>()
         .join(" OR ");
     // query_raw: user ids may contain `?`, which `query` would treat as a bind marker.
-    client.query_raw(&format!("ALTER TABLE vero.profiles DELETE WHERE deleted = 0 AND ({condition})")).execute().await?;
+    client
+        .query_raw(&format!("ALTER TABLE vero.profiles DELETE WHERE deleted = 0 AND ({condition})"))
+        .execute()
+        .await?;
     Ok(())
 }
 

@@ -58,6 +58,13 @@ impl Pipeline {
         s.kafka.profiles_topic = format!("{outputs}.profiles");
         s.kafka.handoff_topic = format!("{outputs}.handoff");
         s.kafka.dlq_topic = format!("{outputs}.dlq");
+        // The mock cluster does not serve CreateTopics: create them here.
+        s.kafka.create_topics = false;
+        for topic in [&s.kafka.profiles_topic, &s.kafka.handoff_topic, &s.kafka.dlq_topic] {
+            if let Err(e) = self.kafka.create_topic(topic, PARTITIONS) {
+                assert!(e.to_string().contains("TopicAlreadyExists"), "{e}");
+            }
+        }
         s
     }
 
@@ -100,9 +107,13 @@ impl Pipeline {
 
     /// The latest value of every key of a profiles topic (tombstones remove).
     pub fn read_profiles(&self, topic: &str) -> BTreeMap<Vec<u8>, Profile> {
-        let records =
-            vero_testkit::kafka_probe::read_topic(self.kafka.bootstrap_servers(), topic, usize::MAX, Duration::from_secs(5))
-                .unwrap();
+        let records = vero_testkit::kafka_probe::read_topic(
+            self.kafka.bootstrap_servers(),
+            topic,
+            usize::MAX,
+            Duration::from_secs(5),
+        )
+        .unwrap();
         let mut latest = BTreeMap::new();
         for record in records {
             let key = record.key.clone().unwrap_or_default();
@@ -130,10 +141,7 @@ impl Running {
         stream.write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").await.unwrap();
         let mut body = String::new();
         stream.read_to_string(&mut body).await.unwrap();
-        body.lines()
-            .filter(|l| l.starts_with(name))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
+        body.lines().filter(|l| l.starts_with(name)).filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum()
     }
 
     pub async fn wait_for_metric(&self, name: &str, at_least: f64) {

@@ -154,6 +154,29 @@ pub fn render(results: &Results, notes: &str) -> String {
             ratio(s.client_secs, s.sink_steady_secs),
             verdict(s.client_secs / s.sink_steady_secs >= 0.8)
         );
+        if let Some(c) = &s.consume {
+            let _ = writeln!(md, "\nThe broker's ceiling: a bare rdkafka consumer (fresh group, default fetch settings, payloads untouched) reading the same topic.\n");
+            let _ = writeln!(md, "| reader | records | seconds | records/s | sink ratio vs bare consumer | target (>= 0.80) |");
+            let _ = writeln!(md, "|---|---|---|---|---|---|");
+            let _ = writeln!(
+                md,
+                "| bare consumer, from consumer creation (sink: from process start) | {} | {:.2} | {:.0} | {} | {} |",
+                c.records,
+                c.secs,
+                c.records as f64 / c.secs.max(1e-9),
+                ratio(c.secs, s.sink_secs),
+                verdict(c.secs / s.sink_secs >= 0.8)
+            );
+            let _ = writeln!(
+                md,
+                "| bare consumer, steady state (sink: after the first batch) | {} | {:.2} | {:.0} | {} | {} |",
+                c.records,
+                c.steady_secs,
+                c.records as f64 / c.steady_secs.max(1e-9),
+                ratio(c.steady_secs, s.sink_steady_secs),
+                verdict(c.steady_secs / s.sink_steady_secs >= 0.8)
+            );
+        }
     } else {
         let _ = writeln!(md, "Not measured in this run (see failures above).");
     }

@@ -79,6 +79,9 @@ pub struct SinkRun {
     pub sink_steady_secs: f64,
     /// `clickhouse-client`: process start to exit, same rows as JSONEachRow.
     pub client_secs: f64,
+    /// A bare rdkafka consumer reading the same topic (the broker's ceiling).
+    #[serde(default)]
+    pub consume: Option<crate::consume::ConsumeResult>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -204,6 +204,14 @@ pub async fn sink(bench: &Bench, results: &mut Results) -> anyhow::Result<()> {
     anyhow::ensure!(status.success(), "clickhouse-client insert failed");
     anyhow::ensure!(count(&server, "vero.events_baseline") == rows, "baseline row count");
 
+    // Second baseline: what the broker serves to a bare consumer (the sink's ceiling).
+    let (brokers, consume_topic) = (bench.brokers.clone(), topic.clone());
+    let consume = tokio::task::spawn_blocking(move || {
+        crate::consume::consume_all(&brokers, &consume_topic, rows_in_topic, Duration::from_secs(600))
+    })
+    .await??;
+    println!("bare rdkafka consumer: {consume:?}");
+
     let started = Instant::now();
     let group = vero_testkit::unique_name("bench-sink");
     let mut sink = Guard::spawn("event-sink", sink_command(bench, &server.http_url(), &topic, &group), &bench.work)?;
@@ -228,7 +236,7 @@ pub async fn sink(bench: &Bench, results: &mut Results) -> anyhow::Result<()> {
     // Steady state: rows after the first visible batch over the time after it.
     let sink_steady_secs =
         if rows > first_rows { steady * rows as f64 / (rows - first_rows) as f64 } else { sink_secs };
-    results.sink = Some(SinkRun { rows, sink_secs, sink_steady_secs, client_secs });
+    results.sink = Some(SinkRun { rows, sink_secs, sink_steady_secs, client_secs, consume: Some(consume) });
     Ok(())
 }
 

@@ -12,7 +12,9 @@ fn main() -> anyhow::Result<()> {
     let bootstrap_file = std::env::args().nth(1).unwrap_or_else(|| ".local/run/kafka.bootstrap".into());
     let partitions: i32 = std::env::var("VERO_DEV_PARTITIONS").ok().and_then(|p| p.parse().ok()).unwrap_or(6);
     let kafka = MockKafka::start(1)?;
-    for topic in [topics::EVENTS, topics::EVENTS_DLQ, topics::PROFILES] {
+    // Every topic with the same partition count: the profiles topics must be
+    // co-partitioned with the events topic.
+    for topic in topics::ALL {
         kafka.create_topic(topic, partitions)?;
     }
     if let Some(dir) = std::path::Path::new(&bootstrap_file).parent() {
