@@ -20,6 +20,8 @@
 use std::collections::BTreeMap;
 use std::pin::pin;
 
+use futures::FutureExt;
+
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Message};
@@ -35,6 +37,9 @@ use crate::erase::{Eraser, UserDelete};
 use crate::metrics::Metrics;
 use crate::row::EventRow;
 use crate::writer::{Abandoned, Writer};
+
+/// Messages accepted in one go before `select!` looks at shutdown and the batch age again.
+const DRAIN_MAX: usize = 1024;
 
 pub struct Pipeline {
     pub consumer: StreamConsumer<SinkContext>,
@@ -74,6 +79,12 @@ impl Pipeline {
 
         let mut batch = Batch::new(self.settings.batch.clone());
         loop {
+            // A batch that filled up (also while the previous one was being written) is
+            // flushed at once, not when its age runs out.
+            if batch.is_full() {
+                self.flush(&mut batch, &give_up).await;
+                continue;
+            }
             let deadline = batch.deadline();
             tokio::select! {
                 biased;
@@ -81,9 +92,7 @@ impl Pipeline {
                 _ = sleep_until(deadline), if deadline.is_some() => self.flush(&mut batch, &give_up).await,
                 received = self.consumer.recv() => {
                     self.accept(received, &mut batch).await;
-                    if batch.is_full() {
-                        self.flush(&mut batch, &give_up).await;
-                    }
+                    self.drain_ready(&mut batch).await;
                 }
             }
         }
@@ -91,6 +100,19 @@ impl Pipeline {
         self.flush(&mut batch, &give_up).await;
         self.commit_stored();
         Ok(())
+    }
+
+    /// Accept the messages librdkafka already holds, without waiting and without a trip
+    /// through `select!` each (at most [`DRAIN_MAX`], so shutdown and the batch age are
+    /// still checked regularly), until `batch` is full.
+    async fn drain_ready(&self, batch: &mut Batch) {
+        for _ in 0..DRAIN_MAX {
+            if batch.is_full() {
+                return;
+            }
+            let Some(received) = self.consumer.recv().now_or_never() else { return };
+            self.accept(received, batch).await;
+        }
     }
 
     /// Add one received message to `batch` (as a row, a delete, a skipped command or a
@@ -143,21 +165,31 @@ impl Pipeline {
 
     /// Write `batch` (rows, then delete mutations, then dead letters), store its offsets, and leave the
     /// records that arrived meanwhile in `batch`. On give-up nothing is stored.
+    ///
+    /// Consumption goes on while the write is in flight, into the next batch, so the
+    /// consumer and ClickHouse work at the same time; the partitions are paused only
+    /// once that next batch is full (memory: two batches plus librdkafka's bounded
+    /// prefetch) and resumed when the write is done. Pausing discards librdkafka's
+    /// prefetched messages (they are fetched again on resume), so it is kept for when
+    /// it is needed.
     async fn flush(&mut self, batch: &mut Batch, give_up: &CancellationToken) {
         if batch.is_empty() {
             return;
         }
         let current = batch.take();
-        self.set_paused(true);
+        let mut paused = false;
         let result = {
             let mut work = pin!(write_batch(&self.writer, &self.eraser, &self.dlq, &current, give_up));
             loop {
                 tokio::select! {
                     result = &mut work => break result,
+                    // Polled while paused too: that serves rebalances and the group session.
                     received = self.consumer.recv() => {
                         self.accept(received, batch).await;
-                        if batch.is_full() {
+                        self.drain_ready(batch).await;
+                        if batch.is_full() && !paused {
                             self.set_paused(true);
+                            paused = true;
                         }
                     }
                 }
@@ -167,7 +199,7 @@ impl Pipeline {
             Ok(()) => self.store_offsets(&current.last_offsets),
             Err(Abandoned) => tracing::warn!(records = current.len(), "batch abandoned; it will be redelivered"),
         }
-        if !batch.is_full() {
+        if paused {
             self.set_paused(false);
         }
     }

@@ -90,7 +90,9 @@ impl Writer {
             let started = Instant::now();
             match self.insert(rows).await {
                 Ok(()) => {
-                    self.metrics.insert_seconds.observe(started.elapsed().as_secs_f64());
+                    let seconds = started.elapsed().as_secs_f64();
+                    tracing::debug!(rows = rows.len(), seconds, "INSERT done");
+                    self.metrics.insert_seconds.observe(seconds);
                     self.metrics.batches_inserted.inc();
                     self.metrics.rows_inserted.inc_by(rows.len() as u64);
                     self.health.ready();

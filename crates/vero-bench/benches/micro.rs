@@ -6,7 +6,8 @@
 //!   same record as one JSON object with serde_json).
 use criterion::{criterion_group, criterion_main, Criterion};
 use ingest_gateway::fields::{self, BodyFormat};
-use ingest_gateway::track::{build_event, Stamp, OBJECT_FIELDS};
+use ingest_gateway::stamp::Stamp;
+use ingest_gateway::track::{build_event, OBJECT_FIELDS};
 
 fn body() -> Vec<u8> {
     let config = vero_loadgen::LoadConfig::for_url("http://127.0.0.1:1/");

@@ -51,11 +51,12 @@ pub struct Pipeline {
     pub gateway_addr: SocketAddr,
     pub gateway: Running,
     pub sink: Running,
+    pub profiles: Running,
     http: Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
 }
 
 impl Pipeline {
-    /// Start Kafka, ClickHouse, the gateway and the event sink.
+    /// Start Kafka, ClickHouse, the gateway, the event sink and the profile consumer.
     pub async fn start(partitions: i32) -> anyhow::Result<Self> {
         let kafka = MockKafka::start(1)?;
         let (topic, dlq) = (unique_name("e2e_events"), unique_name("e2e_dlq"));
@@ -101,13 +102,44 @@ impl Pipeline {
         let task = tokio::spawn(event_sink::run(sink_settings, listener, shutdown.clone()));
         let sink = Running { shutdown, task };
 
+        // The profile consumer: its topics co-partitioned with the events topic.
+        let mut profile_settings = profile_consumer::Settings::for_tests(
+            kafka.bootstrap_servers(),
+            &clickhouse.http_url(),
+            &unique_name("e2e_profiles"),
+        );
+        profile_settings.kafka.events_topic = topic.clone();
+        profile_settings.kafka.profiles_topic = unique_name("e2e_profiles");
+        profile_settings.kafka.handoff_topic = unique_name("e2e_handoff");
+        profile_settings.kafka.dlq_topic = dlq.clone();
+        profile_settings.kafka.create_topics = false;
+        kafka.create_topic(&profile_settings.kafka.profiles_topic, partitions)?;
+        kafka.create_topic(&profile_settings.kafka.handoff_topic, partitions)?;
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(profile_consumer::run(profile_settings, listener, shutdown.clone()));
+        let profiles = Running { shutdown, task };
+
         let http = Client::builder(TokioExecutor::new()).build_http();
-        Ok(Self { kafka, clickhouse, topic, dlq, partitions, gateway_addr, gateway, sink, http })
+        Ok(Self { kafka, clickhouse, topic, dlq, partitions, gateway_addr, gateway, sink, profiles, http })
     }
 
     /// POST `body` to the gateway; returns status and body text.
     pub async fn post(&self, path: &str, content_type: &str, body: impl Into<Bytes>) -> anyhow::Result<(u16, String)> {
-        let request = hyper::Request::post(format!("http://{}{path}", self.gateway_addr))
+        self.send(hyper::Method::POST, path, content_type, body).await
+    }
+
+    /// Send a request with any method to the gateway; returns status and body text.
+    pub async fn send(
+        &self,
+        method: hyper::Method,
+        path: &str,
+        content_type: &str,
+        body: impl Into<Bytes>,
+    ) -> anyhow::Result<(u16, String)> {
+        let request = hyper::Request::builder()
+            .method(method)
+            .uri(format!("http://{}{path}", self.gateway_addr))
             .header("content-type", content_type)
             .header("user-agent", "vero-e2e/1.0")
             .body(Full::new(body.into()))?;
@@ -140,8 +172,15 @@ impl Pipeline {
         }
     }
 
+    /// Send a JSON value with `method` to the gateway, expecting 200.
+    pub async fn call(&self, method: hyper::Method, path: &str, body: serde_json::Value) {
+        let answer = self.send(method.clone(), path, "application/json", body.to_string()).await.unwrap();
+        assert_eq!(answer.0, 200, "{method} {path} {body}: {answer:?}");
+    }
+
     pub async fn stop(self) -> anyhow::Result<()> {
         self.gateway.stop().await?;
-        self.sink.stop().await
+        self.sink.stop().await?;
+        self.profiles.stop().await
     }
 }

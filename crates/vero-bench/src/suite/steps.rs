@@ -139,7 +139,8 @@ fn sink_command(bench: &Bench, clickhouse_url: &str, topic: &str, group: &str) -
     let mut command = Command::new(bench.bins.join("event-sink"));
     command
         .env("VERO_CONFIG_DIR", "config/event-sink")
-        .env("RUST_LOG", "warn")
+        // `VERO_BENCH_SINK_LOG=event_sink=debug` shows every INSERT in target/bench/event-sink.log.
+        .env("RUST_LOG", std::env::var("VERO_BENCH_SINK_LOG").unwrap_or_else(|_| "warn".into()))
         .env("VERO__KAFKA__BROKERS", &bench.brokers)
         .env("VERO__KAFKA__TOPIC", topic)
         .env("VERO__KAFKA__GROUP_ID", group)
