@@ -61,7 +61,8 @@ pub fn from_compose(model: &Value) -> anyhow::Result<Vec<Container>> {
         let mut files = BTreeMap::new();
         for secret in service["secrets"].as_array().into_iter().flatten() {
             let source = secret["source"].as_str().context("secret without source")?;
-            let target = secret["target"].as_str().map(str::to_owned).unwrap_or_else(|| format!("/run/secrets/{source}"));
+            let target =
+                secret["target"].as_str().map(str::to_owned).unwrap_or_else(|| format!("/run/secrets/{source}"));
             let file = secrets.get(source).and_then(|s| s["file"].as_str()).with_context(|| {
                 format!("compose service {name}: secret {source} is not a file secret defined at the top level")
             })?;
@@ -152,12 +153,8 @@ pub fn from_kubernetes(objects: &[Value]) -> anyhow::Result<Vec<Container>> {
             _ => continue,
         };
         let workload = format!("{kind}/{}", object["metadata"]["name"].as_str().unwrap_or_default());
-        let volumes: BTreeMap<&str, &Value> = pod["volumes"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|v| Some((v["name"].as_str()?, v)))
-            .collect();
+        let volumes: BTreeMap<&str, &Value> =
+            pod["volumes"].as_array().into_iter().flatten().filter_map(|v| Some((v["name"].as_str()?, v))).collect();
         for container in pod["containers"].as_array().into_iter().flatten() {
             let origin = format!("{workload} container {}", container["name"].as_str().unwrap_or_default());
             let mut env = BTreeMap::new();
@@ -203,17 +200,15 @@ pub fn from_kubernetes(objects: &[Value]) -> anyhow::Result<Vec<Container>> {
                 if let Some(items) = items {
                     paths = items
                         .iter()
-                        .filter_map(|item| {
-                            Some((item["path"].as_str()?.to_owned(), data.get(item["key"].as_str()?)?))
-                        })
+                        .filter_map(|item| Some((item["path"].as_str()?.to_owned(), data.get(item["key"].as_str()?)?)))
                         .collect();
                 }
                 let mount_path = Path::new(mount["mountPath"].as_str().unwrap_or_default());
                 match mount["subPath"].as_str() {
                     Some(sub) => {
-                        let text = paths.get(sub).with_context(|| {
-                            format!("{origin}: subPath {sub} is not a key of volume {volume_name}")
-                        })?;
+                        let text = paths
+                            .get(sub)
+                            .with_context(|| format!("{origin}: subPath {sub} is not a key of volume {volume_name}"))?;
                         files.insert(mount_path.to_path_buf(), (*text).clone());
                     }
                     None => files.extend(paths.iter().map(|(p, text)| (mount_path.join(p), (*text).clone()))),
@@ -223,7 +218,9 @@ pub fn from_kubernetes(objects: &[Value]) -> anyhow::Result<Vec<Container>> {
                 .as_array()
                 .into_iter()
                 .flatten()
-                .filter_map(|p| Some((p["name"].as_str()?.to_owned(), u16::try_from(p["containerPort"].as_u64()?).ok()?)))
+                .filter_map(|p| {
+                    Some((p["name"].as_str()?.to_owned(), u16::try_from(p["containerPort"].as_u64()?).ok()?))
+                })
                 .collect();
             let mut argv = strings(container.get("command"));
             argv.extend(strings(container.get("args")));

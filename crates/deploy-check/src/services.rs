@@ -120,8 +120,12 @@ impl Service {
                 );
             }
         }
-        let vars: Vec<(String, String)> =
-            container.env.iter().filter(|(k, _)| k.starts_with("VERO__")).map(|(k, v)| (k.clone(), v.clone())).collect();
+        let vars: Vec<(String, String)> = container
+            .env
+            .iter()
+            .filter(|(k, _)| k.starts_with("VERO__"))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         self.load(dir.path(), vero_env, vars).with_context(|| format!("{}: settings rejected", container.origin))
     }
 }

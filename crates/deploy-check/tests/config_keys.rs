@@ -13,7 +13,8 @@ fn service_containers(containers: Vec<Container>) -> Vec<(Service, Container)> {
 }
 
 fn all_containers() -> Vec<(Service, Container)> {
-    let mut out = service_containers(from_compose(&compose_model(&root().join("docker-compose.yml")).unwrap()).unwrap());
+    let mut out =
+        service_containers(from_compose(&compose_model(&root().join("docker-compose.yml")).unwrap()).unwrap());
     for dir in kustomizations() {
         out.extend(service_containers(from_kubernetes(&kustomize(&dir).unwrap()).unwrap()));
     }

@@ -141,7 +141,10 @@ async fn every_queried_metric_is_exported_by_a_running_service() {
     }
     let brokers = kafka.bootstrap_servers().to_owned();
     let clickhouse = tokio::task::spawn_blocking(ClickHouseServer::start).await.unwrap().unwrap();
-    let shutdown = CancellationToken::new();
+    // One token per service: a service that fails may cancel its own token, and
+    // must not take the others down with it (the failure is reported below).
+    let (gateway_stop, sink_stop, profiles_stop) =
+        (CancellationToken::new(), CancellationToken::new(), CancellationToken::new());
 
     // The gateway, with the `make run` overlay's documented token.
     let gateway = ingest_gateway::config::Settings::load_with_env(
@@ -151,7 +154,7 @@ async fn every_queried_metric_is_exported_by_a_running_service() {
     )
     .unwrap();
     let (listener, gateway_addr) = bind().await;
-    let gateway_task = tokio::spawn(ingest_gateway::run(gateway, listener, shutdown.clone()));
+    let gateway_task = tokio::spawn(ingest_gateway::run(gateway, listener, gateway_stop.clone()));
 
     let sink = event_sink::Settings::load_with_env(
         &Service::EventSink.repo_config_dir(),
@@ -165,15 +168,17 @@ async fn every_queried_metric_is_exported_by_a_running_service() {
     )
     .unwrap();
     let (listener, sink_addr) = bind().await;
-    let sink_task = tokio::spawn(event_sink::run(sink, listener, shutdown.clone()));
+    let sink_task = tokio::spawn(event_sink::run(sink, listener, sink_stop.clone()));
 
-    let profiles = profile_consumer::Settings::for_tests(
+    let mut profiles = profile_consumer::Settings::for_tests(
         &brokers,
         &clickhouse.http_url(),
         &vero_testkit::unique_name("deploy_check_profiles"),
     );
+    // The topics exist, as the deployments' topic jobs create them.
+    profiles.kafka.create_topics = false;
     let (listener, profiles_addr) = bind().await;
-    let profiles_task = tokio::spawn(profile_consumer::run(profiles, listener, shutdown.clone()));
+    let profiles_task = tokio::spawn(profile_consumer::run(profiles, listener, profiles_stop.clone()));
 
     // Traffic that makes every labelled series exist: accepted, rejected (400, 401)
     // and a record no consumer can decode (dead-lettered by both).
@@ -203,15 +208,15 @@ async fn every_queried_metric_is_exported_by_a_running_service() {
         .unwrap();
 
     // Scrape until every queried series (with the labels its matchers use) exists.
+    // A series, once exported, counts: the union over all scrapes.
+    let mut exported = Exposition::default();
     let mut missing: Vec<String>;
     let mut heads = Vec::new();
     loop {
-        let mut exported = Exposition::default();
         heads.clear();
         for addr in [gateway_addr, sink_addr, profiles_addr] {
             let page = get(addr, "/metrics").await;
             heads.push(format!("{addr}: {:?}", page.chars().take(300).collect::<String>()));
-            eprintln!("DEBUG {:?} {addr} {}", started.elapsed(), page.len());
             exported.extend(Exposition::parse(page.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or_default()));
         }
         missing = wanted
@@ -230,7 +235,9 @@ async fn every_queried_metric_is_exported_by_a_running_service() {
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    shutdown.cancel();
+    for stop in [&gateway_stop, &sink_stop, &profiles_stop] {
+        stop.cancel();
+    }
     let mut ended = Vec::new();
     for (name, task) in [("gateway", gateway_task), ("event-sink", sink_task), ("profile-consumer", profiles_task)] {
         let result = tokio::time::timeout(Duration::from_secs(60), task).await;

@@ -29,7 +29,11 @@ fn compose_validation_rejects_unknown_keys_and_dangling_dependencies() {
     std::os::unix::fs::symlink(root().join("deploy"), dir.path().join("deploy")).unwrap();
     let cases = [
         ("    restart: unless-stopped\n", "    restart: unless-stopped\n    restrat: always\n", "restrat"),
-        ("      kafka:\n        condition: service_healthy\n", "      kafak:\n        condition: service_healthy\n", "kafak"),
+        (
+            "      kafka:\n        condition: service_healthy\n",
+            "      kafak:\n        condition: service_healthy\n",
+            "kafak",
+        ),
         ("      interval: 10s\n", "      interval: often\n", "interval"),
     ];
     for (from, to, expected) in cases {

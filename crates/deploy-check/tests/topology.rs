@@ -34,7 +34,11 @@ fn compose_health_checks_hit_the_services_and_consumers_scale() {
         assert!(test.contains("/readyz"), "{}: health check should use /readyz: {test}", container.origin);
         if effective.group_and_topic.is_some() {
             // `docker compose up --scale` needs replicas that do not collide.
-            assert!(container.spec.get("container_name").is_none(), "{}: container_name blocks --scale", container.origin);
+            assert!(
+                container.spec.get("container_name").is_none(),
+                "{}: container_name blocks --scale",
+                container.origin
+            );
             let published = container.spec["ports"].as_array().is_some_and(|p| !p.is_empty());
             assert!(!published, "{}: a published host port blocks --scale", container.origin);
             let depends = &container.spec["depends_on"];
@@ -42,7 +46,8 @@ fn compose_health_checks_hit_the_services_and_consumers_scale() {
             assert_eq!(depends["clickhouse"]["condition"], "service_healthy", "{}", container.origin);
         }
     }
-    let partitions: u64 = model["services"]["kafka-init"]["environment"]["VERO_PARTITIONS"].as_str().unwrap().parse().unwrap();
+    let partitions: u64 =
+        model["services"]["kafka-init"]["environment"]["VERO_PARTITIONS"].as_str().unwrap().parse().unwrap();
     assert!(partitions >= 3, "the documented `--scale event-sink=3` needs at least 3 partitions");
 }
 
@@ -65,9 +70,17 @@ fn kubernetes_probes_hit_the_services_and_consumers_stay_within_partitions() {
                 assert_eq!(port, Some(effective.ops_port), "{}: {probe} port", container.origin);
             }
             let resources = &container.spec["resources"];
-            assert!(resources["requests"]["cpu"].is_string() && resources["limits"]["memory"].is_string(), "{}", container.origin);
+            assert!(
+                resources["requests"]["cpu"].is_string() && resources["limits"]["memory"].is_string(),
+                "{}",
+                container.origin
+            );
             if let Some(group) = effective.group_and_topic {
-                assert!(container.replicas.unwrap_or(0) <= partitions, "{}: more replicas than partitions", container.origin);
+                assert!(
+                    container.replicas.unwrap_or(0) <= partitions,
+                    "{}: more replicas than partitions",
+                    container.origin
+                );
                 groups.insert(container.origin.split(' ').next().unwrap().to_owned(), group);
             }
         }
@@ -96,5 +109,27 @@ fn kubernetes_probes_hit_the_services_and_consumers_stay_within_partitions() {
         for kind in ["Deployment", "Service", "ConfigMap", "Secret", "PodDisruptionBudget", "HorizontalPodAutoscaler"] {
             assert!(kinds.contains(&kind), "{}: no {kind}", dir.display());
         }
+    }
+}
+
+#[test]
+fn prometheus_scrapes_every_service_on_its_port_and_loads_the_mounted_rules() {
+    let model = compose_model(&root().join("docker-compose.yml")).unwrap();
+    let text = std::fs::read_to_string(root().join("deploy/prometheus/prometheus.yml")).unwrap();
+    let config: Value = serde_norway::from_str(&text).unwrap();
+    let jobs: BTreeMap<&str, &Value> =
+        config["scrape_configs"].as_array().unwrap().iter().map(|j| (j["job_name"].as_str().unwrap(), j)).collect();
+    for container in from_compose(&model).unwrap() {
+        let Some(service) = container.program().and_then(Service::from_binary) else { continue };
+        let effective = service.load_for(&container).unwrap();
+        let name = container.origin.trim_start_matches("compose service ");
+        let job = jobs.get(name).unwrap_or_else(|| panic!("Prometheus does not scrape {name}"));
+        let sd = &job["dns_sd_configs"][0];
+        assert_eq!(sd["port"].as_u64(), Some(u64::from(effective.ops_port)), "{name}: scrape port");
+        assert_eq!(sd["names"][0], name, "{name}: DNS discovery must use the service name so all replicas are found");
+    }
+    let mounts = model["services"]["prometheus"]["volumes"].as_array().unwrap();
+    for rule_file in config["rule_files"].as_array().unwrap() {
+        assert!(mounts.iter().any(|m| m["target"] == *rule_file), "rule file {rule_file} is not mounted");
     }
 }

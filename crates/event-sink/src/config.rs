@@ -33,6 +33,11 @@ pub struct KafkaSettings {
     pub auto_offset_reset: String,
     pub session_timeout_ms: u64,
     pub auto_commit_interval_ms: u64,
+    /// librdkafka `queued.max.messages.kbytes`: the bound on prefetched messages.
+    pub queued_max_messages_kbytes: u32,
+    /// librdkafka `fetch.queue.backoff.ms`: how long fetching waits once that bound is
+    /// reached (librdkafka's 1 s default caps the sink at one prefetch bound per second).
+    pub fetch_queue_backoff_ms: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -89,6 +94,11 @@ impl Settings {
         anyhow::ensure!(self.batch.max_rows > 0, "batch.max_rows must be positive");
         anyhow::ensure!(self.batch.max_bytes > 0, "batch.max_bytes must be positive");
         anyhow::ensure!(self.batch.max_age_ms > 0, "batch.max_age_ms must be positive");
+        anyhow::ensure!(
+            (1..=2_097_151).contains(&self.kafka.queued_max_messages_kbytes),
+            "kafka.queued_max_messages_kbytes must be in 1..=2097151"
+        );
+        anyhow::ensure!(self.kafka.fetch_queue_backoff_ms <= 300_000, "kafka.fetch_queue_backoff_ms must be at most 300000");
         anyhow::ensure!(self.retry.initial_backoff_ms > 0, "retry.initial_backoff_ms must be positive");
         anyhow::ensure!(
             self.retry.max_backoff_ms >= self.retry.initial_backoff_ms,

@@ -12,10 +12,13 @@
 //! for why the order and the offset bound make it exact and idempotent); other commands
 //! are skipped, and their offsets are stored with the batch like any other record.
 //!
-//! While a batch is being written (including retries while ClickHouse is down), the
-//! assigned partitions are paused and the consumer keeps being polled, so rebalances
-//! and the group session are served and at most one batch (plus whatever arrives
-//! before the pause takes effect, bounded by a second batch) is held in memory.
+//! Throughput: one write is in flight at a time (so a batch's rows, its deletes and the
+//! next batch's rows stay in topic order), and consumption goes on meanwhile into the
+//! next batch; messages librdkafka already holds are taken in a tight loop rather than
+//! one `select!` round each. When the next batch is full before the write is done
+//! (including retries while ClickHouse is down), the assigned partitions are paused and
+//! the consumer keeps being polled, so rebalances and the group session are served and
+//! at most two batches (the one being written and the next) are held in memory.
 
 use std::collections::BTreeMap;
 use std::pin::pin;

@@ -108,8 +108,10 @@ fn create_consumer(settings: &Settings, metrics: Metrics) -> anyhow::Result<Stre
         .set("auto.commit.interval.ms", kafka.auto_commit_interval_ms.to_string())
         .set("enable.auto.offset.store", "false")
         .set("enable.partition.eof", "false")
-        // Bound what librdkafka prefetches per partition (memory stays bounded).
-        .set("queued.max.messages.kbytes", "16384")
+        // Bound what librdkafka prefetches (memory stays bounded), and fetch again soon
+        // after the sink took messages from a full prefetch queue.
+        .set("queued.max.messages.kbytes", kafka.queued_max_messages_kbytes.to_string())
+        .set("fetch.queue.backoff.ms", kafka.fetch_queue_backoff_ms.to_string())
         .set("statistics.interval.ms", "5000")
         .create_with_context(context)?;
     consumer.subscribe(&[&kafka.topic])?;

@@ -53,6 +53,16 @@ pub struct RetrySettings {
     pub max_backoff_ms: u64,
 }
 
+impl RetrySettings {
+    /// A fresh backoff for one retried operation.
+    pub fn backoff(&self) -> vero_service::backoff::Backoff {
+        vero_service::backoff::Backoff::new(
+            std::time::Duration::from_millis(self.initial_backoff_ms),
+            std::time::Duration::from_millis(self.max_backoff_ms),
+        )
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OpsSettings {

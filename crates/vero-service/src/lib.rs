@@ -5,9 +5,13 @@
 //!   own settings struct, with errors that name the key.
 //! * [`telemetry::init`]: structured logs (`VERO_LOG_FORMAT=json|text`, `RUST_LOG`).
 //! * [`shutdown::signal`]: a token cancelled on SIGINT or SIGTERM.
+//! * [`backoff::Backoff`] and [`health::Health`]: retry pacing and readiness state
+//!   for the consumers.
 //! * [`ops`]: the operator endpoints `/metrics`, `/healthz` and `/readyz` for the
 //!   consumers (the gateway serves the same paths on its own router).
 
+pub mod backoff;
+pub mod health;
 pub mod ops;
 pub mod settings;
 pub mod shutdown;

@@ -9,8 +9,6 @@
 //! written, so a rebalance always finds every handed-out record written or dropped.
 
 pub mod apply;
-pub mod backoff;
-pub mod health;
 pub mod write;
 
 use std::collections::BTreeSet;
@@ -30,8 +28,7 @@ use crate::kafka::producer::Producer;
 use crate::kafka::{consumer, restore, topics};
 use crate::metrics::Metrics;
 use apply::{Applier, Effects, Profiles, Topics};
-use backoff::Backoff;
-use health::Health;
+use vero_service::health::Health;
 use write::{NotWritten, Writer};
 
 /// Run until `shutdown` is cancelled. `ops` serves `/metrics`, `/healthz`, `/readyz`.
@@ -39,7 +36,7 @@ pub async fn run(settings: Settings, ops: TcpListener, shutdown: CancellationTok
     settings.validate()?;
     vero_model::schemas::check().map_err(anyhow::Error::msg)?;
     let metrics = Metrics::new();
-    let health = Health::new();
+    let health = Health::starting("starting: ClickHouse schema not checked yet");
     let ops_task =
         tokio::spawn(vero_service::ops::serve(ops, metrics.registry.clone(), health.check(), shutdown.clone()));
     let result = serve(settings, metrics, health, shutdown.clone()).await;
@@ -105,7 +102,7 @@ async fn migrate(
     shutdown: &CancellationToken,
 ) -> anyhow::Result<bool> {
     let migrations = vero_clickhouse::migrations::embedded().map_err(anyhow::Error::msg)?;
-    let mut backoff = Backoff::new(&settings.retry);
+    let mut backoff = settings.retry.backoff();
     loop {
         let attempt = async {
             let version = vero_clickhouse::ServerVersion::detect(client).await?;

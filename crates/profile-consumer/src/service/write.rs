@@ -19,9 +19,8 @@ use crate::kafka::producer::{Outgoing, Producer};
 use crate::metrics::Metrics;
 use crate::profile::ProfileState;
 use crate::service::apply::{Effects, Profiles, Topics};
-use crate::service::backoff::Backoff;
-use crate::service::health::Health;
 use crate::store::clickhouse::{self as store, ProfileRow};
+use vero_service::health::Health;
 
 /// Why a batch was not written.
 #[derive(Debug, thiserror::Error)]
@@ -52,7 +51,7 @@ impl Writer {
             return Ok(());
         }
         let (rows, records) = self.render(effects, profiles);
-        let mut backoff = Backoff::new(&self.retry);
+        let mut backoff = self.retry.backoff();
         loop {
             let started = Instant::now();
             match self.attempt(effects, &rows, &records).await {
