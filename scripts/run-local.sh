@@ -64,7 +64,7 @@ cat >&2 <<'MSG'
 
   and the merged profile:
 
-    clickhouse-client --query "SELECT * FROM vero.profiles FINAL WHERE user_id = '1' FORMAT Vertical"
+    clickhouse-client --query "SELECT * FROM vero.profiles_live WHERE user_id = '1' FORMAT Vertical"
 
   Metrics: http://127.0.0.1:8080/metrics, :9101/metrics (sink), :9102/metrics (profiles). Ctrl-C stops.
 

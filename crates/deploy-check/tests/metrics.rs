@@ -87,7 +87,7 @@ async fn http(addr: SocketAddr, request: &str) -> String {
         return String::new();
     }
     let mut buffer = Vec::new();
-    let mut chunk = [0u8; 16 * 1024];
+    let mut chunk = vec![0u8; 16 * 1024];
     loop {
         match tokio::time::timeout(Duration::from_secs(30), stream.read(&mut chunk)).await {
             Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,

@@ -1,7 +1,8 @@
 //! The batch being assembled: rows for ClickHouse, user deletes (GDPR erasures),
 //! records for the dead-letter topic, and the last offset seen per partition, flushed
-//! when any limit (records, bytes, age) is reached. Commands the sink does not act on
-//! only advance the offsets.
+//! when any limit (records, bytes, age) is reached, or early (see
+//! [`Batch::early_from`]) once nothing more is ready to read. Commands the sink does
+//! not act on only advance the offsets.
 //!
 //! A batch holds, per partition, a contiguous offset range that follows the previous
 //! batch's, so "this batch is written" means "every offset up to the batch's last one
@@ -102,6 +103,19 @@ impl Batch {
         self.opened.map(|opened| opened + self.limits.max_age())
     }
 
+    /// When the batch may be written early, once nothing more is ready to read: not
+    /// before `min_interval` after the previous write started (`None` while empty).
+    pub fn early_from(&self, previous_write: Option<Instant>) -> Option<Instant> {
+        let opened = self.opened?;
+        let allowed = previous_write.map_or(opened, |at| opened.max(at + self.limits.min_interval()));
+        Some(allowed.min(opened + self.limits.max_age()))
+    }
+
+    /// Time since the batch's first record (zero while empty).
+    pub fn age(&self) -> std::time::Duration {
+        self.opened.map(|opened| opened.elapsed()).unwrap_or_default()
+    }
+
     /// Forget everything from `partitions` (revoked: the new owner re-reads them from
     /// the committed offset, which never covers unwritten records).
     pub fn drop_partitions(&mut self, partitions: &[i32]) {
@@ -129,6 +143,7 @@ impl Batch {
 mod tests {
     use super::*;
     use crate::row::EventRow;
+    use std::time::Duration;
 
     fn row(partition: i32, offset: i64) -> EventRow {
         EventRow {
@@ -151,7 +166,7 @@ mod tests {
     }
 
     fn limits(max_rows: usize, max_bytes: usize) -> BatchSettings {
-        BatchSettings { max_rows, max_bytes, max_age_ms: 1000 }
+        BatchSettings { max_rows, max_bytes, max_age_ms: 1000, min_interval_ms: 200 }
     }
 
     #[test]
@@ -161,6 +176,12 @@ mod tests {
         batch.push_row(row(0, 5));
         batch.push_row(row(1, 9));
         assert!(!batch.is_full() && batch.deadline().is_some());
+        let (opened, deadline) = (batch.deadline().unwrap() - Duration::from_secs(1), batch.deadline());
+        assert_eq!(batch.early_from(None), Some(opened), "no write yet: as soon as idle");
+        let long_ago = opened - Duration::from_secs(5);
+        assert_eq!(batch.early_from(Some(long_ago)), Some(opened));
+        assert_eq!(batch.early_from(Some(opened)), Some(opened + Duration::from_millis(200)));
+        assert_eq!(batch.early_from(Some(opened + Duration::from_secs(5))), deadline, "capped at the age limit");
         batch.push_dead(DeadLetter {
             partition: 0,
             offset: 6,

@@ -45,12 +45,21 @@ pub struct KafkaSettings {
 pub struct BatchSettings {
     pub max_rows: usize,
     pub max_bytes: usize,
+    /// No record waits longer than this for its INSERT.
     pub max_age_ms: u64,
+    /// A batch is written early, as soon as the consumer has nothing more to read, if
+    /// the previous write started at least this long ago: a burst is written when it
+    /// has been read, a trickle still makes at most one INSERT per `min_interval_ms`.
+    pub min_interval_ms: u64,
 }
 
 impl BatchSettings {
     pub fn max_age(&self) -> Duration {
         Duration::from_millis(self.max_age_ms)
+    }
+
+    pub fn min_interval(&self) -> Duration {
+        Duration::from_millis(self.min_interval_ms)
     }
 }
 

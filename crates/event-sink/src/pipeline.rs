@@ -22,6 +22,7 @@
 
 use std::collections::BTreeMap;
 use std::pin::pin;
+use std::time::Instant;
 
 use futures::FutureExt;
 
@@ -53,6 +54,8 @@ pub struct Pipeline {
     pub metrics: Metrics,
     /// Offsets this instance stored (next offset to read), for the final commit.
     stored: BTreeMap<i32, i64>,
+    /// When the last write started (early flushes keep `batch.min_interval_ms` apart).
+    last_write: Option<Instant>,
 }
 
 impl Pipeline {
@@ -64,7 +67,7 @@ impl Pipeline {
         settings: Settings,
         metrics: Metrics,
     ) -> Self {
-        Self { consumer, writer, eraser, dlq, settings, metrics, stored: BTreeMap::new() }
+        Self { consumer, writer, eraser, dlq, settings, metrics, stored: BTreeMap::new(), last_write: None }
     }
 
     /// Consume until `shutdown`, then flush (giving up after the configured grace
@@ -81,18 +84,28 @@ impl Pipeline {
         });
 
         let mut batch = Batch::new(self.settings.batch.clone());
-        loop {
+        while !shutdown.is_cancelled() {
             // A batch that filled up (also while the previous one was being written) is
             // flushed at once, not when its age runs out.
             if batch.is_full() {
                 self.flush(&mut batch, &give_up).await;
                 continue;
             }
-            let deadline = batch.deadline();
+            let (early, deadline) = (batch.early_from(self.last_write), batch.deadline());
+            let now = Instant::now();
+            if early.is_some_and(|early| early <= now) {
+                // May be written: read what is ready first, write once nothing is (or
+                // once the age limit is reached).
+                let drained = self.drain_ready(&mut batch).await;
+                if drained == 0 || deadline.is_some_and(|deadline| deadline <= now) {
+                    self.flush(&mut batch, &give_up).await;
+                }
+                continue;
+            }
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
-                _ = sleep_until(deadline), if deadline.is_some() => self.flush(&mut batch, &give_up).await,
+                _ = sleep_until(early), if early.is_some() => {}
                 received = self.consumer.recv() => {
                     self.accept(received, &mut batch).await;
                     self.drain_ready(&mut batch).await;
@@ -108,14 +121,16 @@ impl Pipeline {
     /// Accept the messages librdkafka already holds, without waiting and without a trip
     /// through `select!` each (at most [`DRAIN_MAX`], so shutdown and the batch age are
     /// still checked regularly), until `batch` is full.
-    async fn drain_ready(&self, batch: &mut Batch) {
-        for _ in 0..DRAIN_MAX {
+    /// Returns how many were accepted.
+    async fn drain_ready(&self, batch: &mut Batch) -> usize {
+        for drained in 0..DRAIN_MAX {
             if batch.is_full() {
-                return;
+                return drained;
             }
-            let Some(received) = self.consumer.recv().now_or_never() else { return };
+            let Some(received) = self.consumer.recv().now_or_never() else { return drained };
             self.accept(received, batch).await;
         }
+        DRAIN_MAX
     }
 
     /// Add one received message to `batch` (as a row, a delete, a skipped command or a
@@ -180,6 +195,13 @@ impl Pipeline {
             return;
         }
         let current = batch.take();
+        self.last_write = Some(Instant::now());
+        tracing::debug!(
+            records = current.len(),
+            age_ms = current.age().as_millis() as u64,
+            full = current.is_full(),
+            "flushing a batch"
+        );
         let mut paused = false;
         let result = {
             let mut work = pin!(write_batch(&self.writer, &self.eraser, &self.dlq, &current, give_up));
@@ -297,7 +319,7 @@ async fn write_batch(
     dlq.send_all(&letters, give_up).await
 }
 
-async fn sleep_until(deadline: Option<std::time::Instant>) {
+async fn sleep_until(deadline: Option<Instant>) {
     if let Some(deadline) = deadline {
         tokio::time::sleep_until(deadline.into()).await;
     }
