@@ -1,7 +1,7 @@
 //! Prometheus metrics of the profile consumer, all prefixed `vero_profiles_`, in one
 //! registry served on `/metrics`.
 
-use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
 #[derive(Clone)]
 pub struct Metrics {
@@ -21,6 +21,8 @@ pub struct Metrics {
     pub restore_seconds: Histogram,
     pub profiles_in_memory: IntGauge,
     pub assigned_partitions: IntGauge,
+    /// Events-topic records not yet applied, per partition (librdkafka statistics).
+    pub consumer_lag: IntGaugeVec,
 }
 
 impl Metrics {
@@ -54,6 +56,14 @@ impl Metrics {
             IntGauge::new("vero_profiles_in_memory", "Profiles held for the assigned partitions").unwrap();
         let assigned_partitions =
             IntGauge::new("vero_profiles_assigned_partitions", "Events partitions assigned to this instance").unwrap();
+        let consumer_lag = IntGaugeVec::new(
+            Opts::new(
+                "vero_profiles_consumer_lag",
+                "Events records behind the end of the partition, after the last write",
+            ),
+            &["partition"],
+        )
+        .unwrap();
         for collector in [
             Box::new(records.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(profiles_written.clone()),
@@ -64,6 +74,7 @@ impl Metrics {
             Box::new(restore_seconds.clone()),
             Box::new(profiles_in_memory.clone()),
             Box::new(assigned_partitions.clone()),
+            Box::new(consumer_lag.clone()),
         ] {
             registry.register(collector).expect("metric names are unique");
         }
@@ -78,6 +89,7 @@ impl Metrics {
             restore_seconds,
             profiles_in_memory,
             assigned_partitions,
+            consumer_lag,
         }
     }
 }

@@ -12,7 +12,9 @@
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 
+use prometheus::IntGaugeVec;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::statistics::Statistics;
 use rdkafka::{ClientConfig, ClientContext};
 
 use crate::config::KafkaSettings;
@@ -26,9 +28,24 @@ pub struct Changes {
 
 pub struct RebalanceContext {
     changes: Arc<Mutex<Changes>>,
+    /// `vero_profiles_consumer_lag{partition}` of the events topic.
+    lag: IntGaugeVec,
+    events_topic: String,
 }
 
-impl ClientContext for RebalanceContext {}
+impl ClientContext for RebalanceContext {
+    /// librdkafka statistics: per-partition lag of the events topic
+    /// (`consumer_lag_stored`: end offset minus the offset stored after the write).
+    fn stats(&self, statistics: Statistics) {
+        let Some(topic) = statistics.topics.get(&self.events_topic) else { return };
+        for (partition, stats) in &topic.partitions {
+            // -1 = unknown or not assigned here; the internal partition is -1 too.
+            if *partition >= 0 && stats.consumer_lag_stored >= 0 {
+                self.lag.with_label_values(&[&partition.to_string()]).set(stats.consumer_lag_stored);
+            }
+        }
+    }
+}
 
 impl ConsumerContext for RebalanceContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -67,7 +84,7 @@ impl ConsumerContext for RebalanceContext {
 pub type GroupConsumer = StreamConsumer<RebalanceContext>;
 
 /// Create the consumer, subscribed to the events and handoff topics.
-pub fn subscribe(settings: &KafkaSettings) -> anyhow::Result<(GroupConsumer, Arc<Mutex<Changes>>)> {
+pub fn subscribe(settings: &KafkaSettings, lag: IntGaugeVec) -> anyhow::Result<(GroupConsumer, Arc<Mutex<Changes>>)> {
     let changes = Arc::new(Mutex::new(Changes::default()));
     let consumer: GroupConsumer = ClientConfig::new()
         .set("bootstrap.servers", &settings.brokers)
@@ -79,7 +96,12 @@ pub fn subscribe(settings: &KafkaSettings) -> anyhow::Result<(GroupConsumer, Arc
         .set("partition.assignment.strategy", "range")
         .set("session.timeout.ms", settings.session_timeout_ms.to_string())
         .set("enable.partition.eof", "false")
-        .create_with_context(RebalanceContext { changes: changes.clone() })?;
+        .set("statistics.interval.ms", "5000")
+        .create_with_context(RebalanceContext {
+            changes: changes.clone(),
+            lag,
+            events_topic: settings.events_topic.clone(),
+        })?;
     consumer.subscribe(&[&settings.events_topic, &settings.handoff_topic])?;
     Ok((consumer, changes))
 }

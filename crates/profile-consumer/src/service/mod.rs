@@ -64,7 +64,7 @@ async fn serve(
         partitions,
     };
     let producer = Producer::new(&settings.kafka)?;
-    let (consumer, changes) = consumer::subscribe(&settings.kafka)?;
+    let (consumer, changes) = consumer::subscribe(&settings.kafka, metrics.consumer_lag.clone())?;
     health.ready();
     tracing::info!(partitions, group = %settings.kafka.group_id, "consuming");
     let writer = Writer {
