@@ -38,6 +38,9 @@ pub struct KafkaSettings {
     /// librdkafka `fetch.queue.backoff.ms`: how long fetching waits once that bound is
     /// reached (librdkafka's 1 s default caps the sink at one prefetch bound per second).
     pub fetch_queue_backoff_ms: u32,
+    /// librdkafka `fetch.wait.max.ms`: how long the broker holds a fetch that found no
+    /// new data. Resuming paused partitions waits for such a fetch to come back.
+    pub fetch_wait_max_ms: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -108,6 +111,7 @@ impl Settings {
             "kafka.queued_max_messages_kbytes must be in 1..=2097151"
         );
         anyhow::ensure!(self.kafka.fetch_queue_backoff_ms <= 300_000, "kafka.fetch_queue_backoff_ms must be at most 300000");
+        anyhow::ensure!(self.kafka.fetch_wait_max_ms <= 300_000, "kafka.fetch_wait_max_ms must be at most 300000");
         anyhow::ensure!(self.retry.initial_backoff_ms > 0, "retry.initial_backoff_ms must be positive");
         anyhow::ensure!(
             self.retry.max_backoff_ms >= self.retry.initial_backoff_ms,

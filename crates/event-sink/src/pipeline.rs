@@ -54,8 +54,10 @@ pub struct Pipeline {
     pub metrics: Metrics,
     /// Offsets this instance stored (next offset to read), for the final commit.
     stored: BTreeMap<i32, i64>,
-    /// When the last write started (early flushes keep `batch.min_interval_ms` apart).
-    last_write: Option<Instant>,
+    /// When the last write of a batch that was not full started: early writes keep
+    /// `batch.min_interval_ms` apart while the load is light. After a full batch the
+    /// sink is catching up, and the rest is written as soon as it has been read.
+    last_partial_write: Option<Instant>,
 }
 
 impl Pipeline {
@@ -67,7 +69,7 @@ impl Pipeline {
         settings: Settings,
         metrics: Metrics,
     ) -> Self {
-        Self { consumer, writer, eraser, dlq, settings, metrics, stored: BTreeMap::new(), last_write: None }
+        Self { consumer, writer, eraser, dlq, settings, metrics, stored: BTreeMap::new(), last_partial_write: None }
     }
 
     /// Consume until `shutdown`, then flush (giving up after the configured grace
@@ -91,7 +93,7 @@ impl Pipeline {
                 self.flush(&mut batch, &give_up).await;
                 continue;
             }
-            let (early, deadline) = (batch.early_from(self.last_write), batch.deadline());
+            let (early, deadline) = (batch.early_from(self.last_partial_write), batch.deadline());
             let now = Instant::now();
             if early.is_some_and(|early| early <= now) {
                 // May be written: read what is ready first, write once nothing is (or
@@ -195,7 +197,7 @@ impl Pipeline {
             return;
         }
         let current = batch.take();
-        self.last_write = Some(Instant::now());
+        self.last_partial_write = if current.is_full() { None } else { Some(Instant::now()) };
         tracing::debug!(
             records = current.len(),
             age_ms = current.age().as_millis() as u64,

@@ -112,7 +112,7 @@ fn create_consumer(settings: &Settings, metrics: Metrics) -> anyhow::Result<Stre
         // after the sink took messages from a full prefetch queue.
         .set("queued.max.messages.kbytes", kafka.queued_max_messages_kbytes.to_string())
         .set("fetch.queue.backoff.ms", kafka.fetch_queue_backoff_ms.to_string())
-        .set("fetch.error.backoff.ms", "20")
+        .set("fetch.wait.max.ms", kafka.fetch_wait_max_ms.to_string())
         .set("statistics.interval.ms", "5000")
         .create_with_context(context)?;
     consumer.subscribe(&[&kafka.topic])?;

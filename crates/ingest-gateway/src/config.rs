@@ -38,6 +38,8 @@ pub struct HttpSettings {
     pub body_read_timeout_ms: u64,
     pub retry_after_secs: u64,
     pub shutdown_grace_ms: u64,
+    /// Tokio worker threads serving HTTP; 0 = one per CPU.
+    pub worker_threads: usize,
     pub cors: CorsSettings,
 }
 
@@ -221,6 +223,14 @@ impl HttpSettings {
 
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_millis(self.shutdown_grace_ms)
+    }
+
+    /// `worker_threads`, with 0 resolved to the number of CPUs.
+    pub fn worker_threads(&self) -> usize {
+        match self.worker_threads {
+            0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            n => n,
+        }
     }
 }
 
