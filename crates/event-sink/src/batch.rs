@@ -166,7 +166,7 @@ mod tests {
     }
 
     fn limits(max_rows: usize, max_bytes: usize) -> BatchSettings {
-        BatchSettings { max_rows, max_bytes, max_age_ms: 1000, min_interval_ms: 200 }
+        BatchSettings { max_rows, max_bytes, max_age_ms: 1000, min_interval_ms: 200, compress_inserts: false }
     }
 
     #[test]

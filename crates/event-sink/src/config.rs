@@ -54,6 +54,9 @@ pub struct BatchSettings {
     /// the previous write started at least this long ago: a burst is written when it
     /// has been read, a trickle still makes at most one INSERT per `min_interval_ms`.
     pub min_interval_ms: u64,
+    /// LZ4-compress INSERT bodies: pays off when ClickHouse is behind a slow link; on
+    /// the same host or a fast LAN it only costs CPU on both sides.
+    pub compress_inserts: bool,
 }
 
 impl BatchSettings {
@@ -110,7 +113,10 @@ impl Settings {
             (1..=2_097_151).contains(&self.kafka.queued_max_messages_kbytes),
             "kafka.queued_max_messages_kbytes must be in 1..=2097151"
         );
-        anyhow::ensure!(self.kafka.fetch_queue_backoff_ms <= 300_000, "kafka.fetch_queue_backoff_ms must be at most 300000");
+        anyhow::ensure!(
+            self.kafka.fetch_queue_backoff_ms <= 300_000,
+            "kafka.fetch_queue_backoff_ms must be at most 300000"
+        );
         anyhow::ensure!(self.kafka.fetch_wait_max_ms <= 300_000, "kafka.fetch_wait_max_ms must be at most 300000");
         anyhow::ensure!(self.retry.initial_backoff_ms > 0, "retry.initial_backoff_ms must be positive");
         anyhow::ensure!(

@@ -15,13 +15,14 @@
 //! Throughput: one write is in flight at a time (so a batch's rows, its deletes and the
 //! next batch's rows stay in topic order), and consumption goes on meanwhile into the
 //! next batch; messages librdkafka already holds are taken in a tight loop rather than
-//! one `select!` round each. When the next batch is full before the write is done
-//! (including retries while ClickHouse is down), the assigned partitions are paused and
-//! the consumer keeps being polled, so rebalances and the group session are served and
-//! at most two batches (the one being written and the next) are held in memory.
+//! one `select!` round each. When the next batch is full before the write is done, no
+//! more messages are taken; if the write goes on for long (retries while ClickHouse is
+//! down), the assigned partitions are paused and the consumer is polled again, so
+//! rebalances and the group session are served. At most two batches (the one being
+//! written and the next) plus librdkafka's bounded prefetch are held in memory.
 
 use std::collections::BTreeMap;
-use std::pin::pin;
+use std::sync::Arc;
 use std::time::Instant;
 
 use futures::FutureExt;
@@ -42,14 +43,19 @@ use crate::metrics::Metrics;
 use crate::row::EventRow;
 use crate::writer::{Abandoned, Writer};
 
+/// How long a write may keep a full next batch waiting before the partitions are
+/// paused. Until then the consumer is simply not polled (rebalance callbacks wait at
+/// most this long); pausing discards librdkafka's prefetched messages and resuming
+/// has to fetch them again, which is what a short write should not pay for.
+const PAUSE_AFTER: std::time::Duration = std::time::Duration::from_millis(1000);
+
 /// Messages accepted in one go before `select!` looks at shutdown and the batch age again.
 const DRAIN_MAX: usize = 1024;
 
 pub struct Pipeline {
     pub consumer: StreamConsumer<SinkContext>,
-    pub writer: Writer,
-    pub eraser: Eraser,
-    pub dlq: DeadLetterQueue,
+    /// Everything a write needs, shared with the task that runs it.
+    outputs: Arc<Outputs>,
     pub settings: Settings,
     pub metrics: Metrics,
     /// Offsets this instance stored (next offset to read), for the final commit.
@@ -69,7 +75,8 @@ impl Pipeline {
         settings: Settings,
         metrics: Metrics,
     ) -> Self {
-        Self { consumer, writer, eraser, dlq, settings, metrics, stored: BTreeMap::new(), last_partial_write: None }
+        let outputs = Arc::new(Outputs { writer, eraser, dlq });
+        Self { consumer, outputs, settings, metrics, stored: BTreeMap::new(), last_partial_write: None }
     }
 
     /// Consume until `shutdown`, then flush (giving up after the configured grace
@@ -187,11 +194,12 @@ impl Pipeline {
     /// records that arrived meanwhile in `batch`. On give-up nothing is stored.
     ///
     /// Consumption goes on while the write is in flight, into the next batch, so the
-    /// consumer and ClickHouse work at the same time; the partitions are paused only
-    /// once that next batch is full (memory: two batches plus librdkafka's bounded
-    /// prefetch) and resumed when the write is done. Pausing discards librdkafka's
-    /// prefetched messages (they are fetched again on resume), so it is kept for when
-    /// it is needed.
+    /// consumer and ClickHouse work at the same time. Once that next batch is full, no
+    /// more messages are taken (memory: two batches plus librdkafka's bounded
+    /// prefetch); if the write is still running [`PAUSE_AFTER`] later (ClickHouse slow
+    /// or down), the partitions are paused and the consumer is polled again, so
+    /// rebalances and the group session are served; they are resumed when the write is
+    /// done.
     async fn flush(&mut self, batch: &mut Batch, give_up: &CancellationToken) {
         if batch.is_empty() {
             return;
@@ -205,18 +213,31 @@ impl Pipeline {
             "flushing a batch"
         );
         let mut paused = false;
-        let result = {
-            let mut work = pin!(write_batch(&self.writer, &self.eraser, &self.dlq, &current, give_up));
+        let (current, result) = {
+            // On its own task, so that encoding and sending the rows run on another core
+            // than decoding the next batch.
+            let (outputs, give_up) = (self.outputs.clone(), give_up.clone());
+            let mut work = tokio::spawn(async move {
+                let result = outputs.write_batch(&current, &give_up).await;
+                (current, result)
+            });
+            // When the next batch is full, stop taking messages (librdkafka's prefetch
+            // bound holds the rest); pause only if the write still runs PAUSE_AFTER later.
+            let mut full_since: Option<Instant> = None;
             loop {
+                let pause_at = full_since.filter(|_| !paused).map(|since| since + PAUSE_AFTER);
                 tokio::select! {
-                    result = &mut work => break result,
+                    joined = &mut work => break joined.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic())),
+                    _ = sleep_until(pause_at), if pause_at.is_some() => {
+                        self.set_paused(true);
+                        paused = true;
+                    }
                     // Polled while paused too: that serves rebalances and the group session.
-                    received = self.consumer.recv() => {
+                    received = self.consumer.recv(), if paused || !batch.is_full() => {
                         self.accept(received, batch).await;
                         self.drain_ready(batch).await;
-                        if batch.is_full() && !paused {
-                            self.set_paused(true);
-                            paused = true;
+                        if batch.is_full() {
+                            full_since.get_or_insert_with(Instant::now);
                         }
                     }
                 }
@@ -284,41 +305,45 @@ impl Pipeline {
     }
 }
 
-/// Rows first, then the deletes' mutations (a delete must see the rows before it),
-/// then the dead letters: everything the batch covers is handled when this returns Ok.
-async fn write_batch(
-    writer: &Writer,
-    eraser: &Eraser,
-    dlq: &DeadLetterQueue,
-    batch: &Batch,
-    give_up: &CancellationToken,
-) -> Result<(), Abandoned> {
-    let refused = writer.write(&batch.rows, give_up).await?;
-    let refused_deletes = eraser.erase(&batch.deletes, give_up).await?;
-    let mut letters = batch.dead.clone();
-    letters.extend(refused.into_iter().map(|(index, reason)| {
-        let row = &batch.rows[index];
-        DeadLetter {
-            partition: row.kafka_partition,
-            offset: row.kafka_offset,
-            key: Some(row.user_id.as_bytes().to_vec()),
-            payload: Some(vero_model::encode_event(&row.to_event())),
-            kind: "rejected",
-            reason: format!("ClickHouse refused the row: {reason}"),
-        }
-    }));
-    letters.extend(refused_deletes.into_iter().map(|(index, reason)| {
-        let delete = &batch.deletes[index];
-        DeadLetter {
-            partition: delete.partition,
-            offset: delete.offset,
-            key: Some(delete.command.user_id.as_bytes().to_vec()),
-            payload: Some(vero_model::encode(&delete.command)),
-            kind: "rejected_delete",
-            reason: format!("ClickHouse refused the delete mutation: {reason}"),
-        }
-    }));
-    dlq.send_all(&letters, give_up).await
+/// Where a batch goes: ClickHouse rows, delete mutations, the dead-letter topic.
+pub struct Outputs {
+    writer: Writer,
+    eraser: Eraser,
+    dlq: DeadLetterQueue,
+}
+
+impl Outputs {
+    /// Rows first, then the deletes' mutations (a delete must see the rows before it),
+    /// then the dead letters: everything the batch covers is handled when this returns Ok.
+    async fn write_batch(&self, batch: &Batch, give_up: &CancellationToken) -> Result<(), Abandoned> {
+        let (writer, eraser, dlq) = (&self.writer, &self.eraser, &self.dlq);
+        let refused = writer.write(&batch.rows, give_up).await?;
+        let refused_deletes = eraser.erase(&batch.deletes, give_up).await?;
+        let mut letters = batch.dead.clone();
+        letters.extend(refused.into_iter().map(|(index, reason)| {
+            let row = &batch.rows[index];
+            DeadLetter {
+                partition: row.kafka_partition,
+                offset: row.kafka_offset,
+                key: Some(row.user_id.as_bytes().to_vec()),
+                payload: Some(vero_model::encode_event(&row.to_event())),
+                kind: "rejected",
+                reason: format!("ClickHouse refused the row: {reason}"),
+            }
+        }));
+        letters.extend(refused_deletes.into_iter().map(|(index, reason)| {
+            let delete = &batch.deletes[index];
+            DeadLetter {
+                partition: delete.partition,
+                offset: delete.offset,
+                key: Some(delete.command.user_id.as_bytes().to_vec()),
+                payload: Some(vero_model::encode(&delete.command)),
+                kind: "rejected_delete",
+                reason: format!("ClickHouse refused the delete mutation: {reason}"),
+            }
+        }));
+        dlq.send_all(&letters, give_up).await
+    }
 }
 
 async fn sleep_until(deadline: Option<Instant>) {

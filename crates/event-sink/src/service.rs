@@ -72,8 +72,11 @@ async fn start_and_consume(
         metrics.clone(),
         health.clone(),
     );
+    // INSERT bodies uncompressed unless configured (see `batch.compress_inserts`).
+    let insert_client =
+        if settings.batch.compress_inserts { client } else { client.with_compression(clickhouse::Compression::None) };
     let writer = Writer::new(
-        client,
+        insert_client,
         version,
         settings.retry.clone(),
         settings.clickhouse.request_timeout(),

@@ -64,6 +64,22 @@ async fn every_field_lands_and_a_clickhouse_outage_loses_nothing() {
     tokio::time::timeout(Duration::from_secs(30), handle).await.unwrap().unwrap();
 }
 
+/// With an age limit far beyond the test's deadline, rows still land: a batch is
+/// written as soon as the consumer has read everything there is, not when it is old.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_is_written_once_read_without_waiting_for_the_age_limit() {
+    let setup = setup(2).await;
+    let overrides = [("VERO__BATCH__MAX_AGE_MS", "3600000"), ("VERO__BATCH__MAX_ROWS", "100000")];
+    let (ops, shutdown, handle) = setup.start_sink_with(&overrides).await;
+    produce_events(&setup, 0..50).await;
+    setup.wait_for("SELECT count() FROM vero.events FINAL", "50").await;
+    produce_events(&setup, 50..120).await;
+    setup.wait_for("SELECT count() FROM vero.events FINAL", "120").await;
+    wait_metric(ops, "vero_sink_batches_inserted_total", 2.0).await;
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(30), handle).await.unwrap().unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_poison_message_goes_to_the_dlq_and_the_partition_keeps_flowing() {
     let setup = setup(1).await;

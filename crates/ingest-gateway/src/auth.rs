@@ -20,6 +20,8 @@ use crate::error::ApiError;
 #[derive(Debug, Clone, Copy)]
 pub struct Caller<'a> {
     pub project: &'a Arc<str>,
+    /// Position of the project in the configured list.
+    pub project_index: usize,
     /// Position of the token in the configured list; the rate-limit key.
     pub token_index: usize,
 }
@@ -58,7 +60,8 @@ impl Authenticator {
             found = u32::conditional_select(&found, &(i as u32 + 1), hit);
         }
         let token_index = (found as usize).checked_sub(1).ok_or(ApiError::UnknownToken)?;
-        Ok(Caller { project: &self.projects[self.tokens[token_index].1], token_index })
+        let project_index = self.tokens[token_index].1;
+        Ok(Caller { project: &self.projects[project_index], project_index, token_index })
     }
 
     /// Take one request from the caller's token budget, if rate limiting is on.

@@ -5,13 +5,14 @@
 //! goes through [`ApiError`] (one mapping to status and body); every answer is counted
 //! in `vero_gateway_http_requests_total` and API answers get CORS headers.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, ORIGIN, USER_AGENT};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::Full;
+use prometheus::IntCounter;
 use vero_model::topics::user_key;
 use vero_model::UserAction;
 
@@ -34,6 +35,12 @@ pub struct Gateway {
     limits: BodyLimits,
     retry_after_secs: u64,
     pub metrics: Metrics,
+    /// The hot path's counters, resolved on first use (so a series appears in
+    /// `/metrics` only once counted, as with a label lookup) and then reused: a label
+    /// lookup hashes the labels and takes a lock on every request.
+    events_track_ok: OnceLock<IntCounter>,
+    /// `events_accepted_total` by project index (the order of `settings.projects`).
+    events_accepted: Box<[OnceLock<IntCounter>]>,
 }
 
 impl Gateway {
@@ -50,6 +57,8 @@ impl Gateway {
             },
             retry_after_secs: http.retry_after_secs,
             metrics: Metrics::new(),
+            events_track_ok: OnceLock::new(),
+            events_accepted: settings.projects.iter().map(|_| OnceLock::new()).collect(),
         }
     }
 
@@ -90,7 +99,12 @@ impl Gateway {
         if route.is_api() {
             self.cors.decorate(origin.as_ref(), &mut response);
         }
-        self.metrics.requests.with_label_values(&[route.label(), response.status().as_str()]).inc();
+        if route == Route::EventsTrack && response.status() == StatusCode::OK {
+            let labels = [route.label(), StatusCode::OK.as_str()];
+            self.events_track_ok.get_or_init(|| self.metrics.requests.with_label_values(&labels)).inc();
+        } else {
+            self.metrics.requests.with_label_values(&[route.label(), response.status().as_str()]).inc();
+        }
         response
     }
 
@@ -132,12 +146,15 @@ impl Gateway {
         let stored = self.sink.produce(user_key(&user_id), &payload).await;
         self.metrics.produce_latency.observe(started.elapsed().as_secs_f64());
         stored.map_err(|e| ApiError::from_sink(e, self.retry_after_secs))?;
-        let project = caller.project.as_ref();
         match producing {
-            Producing::Event => self.metrics.events_accepted.with_label_values(&[project]).inc(),
-            Producing::Command(action) => {
-                self.metrics.user_commands_accepted.with_label_values(&[project, action_label(action)]).inc()
-            }
+            Producing::Event => self.events_accepted[caller.project_index]
+                .get_or_init(|| self.metrics.events_accepted.with_label_values(&[caller.project.as_ref()]))
+                .inc(),
+            Producing::Command(action) => self
+                .metrics
+                .user_commands_accepted
+                .with_label_values(&[caller.project.as_ref(), action_label(action)])
+                .inc(),
         }
         Ok(error::success())
     }

@@ -4,7 +4,7 @@
 //!
 //! [`bare_producer`] is the baseline: an rdkafka `FutureProducer` configured by hand
 //! with the durability the gateway promises (`acks=all`, idempotence) and librdkafka's
-//! usual batching (`linger.ms=5`, lz4), nothing else.
+//! batching as the gateway's default config (`linger.ms=1`, lz4), nothing else.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -33,7 +33,7 @@ pub fn bare_producer(brokers: &str) -> anyhow::Result<FutureProducer> {
         .set("acks", "all")
         .set("enable.idempotence", "true")
         .set("compression.type", "lz4")
-        .set("linger.ms", "5")
+        .set("linger.ms", "1")
         .set("queue.buffering.max.messages", "1000000")
         .create()?)
 }

@@ -71,8 +71,16 @@ impl Setup {
         &self,
         group: &str,
     ) -> (std::net::SocketAddr, CancellationToken, tokio::task::JoinHandle<()>) {
+        self.start_sink_with(&[("VERO__KAFKA__GROUP_ID", group)]).await
+    }
+
+    /// Start the sink in-process with `overrides` on top of [`Setup::env`].
+    pub async fn start_sink_with(
+        &self,
+        overrides: &[(&str, &str)],
+    ) -> (std::net::SocketAddr, CancellationToken, tokio::task::JoinHandle<()>) {
         let mut env = self.env();
-        env.push(("VERO__KAFKA__GROUP_ID".to_owned(), group.to_owned()));
+        env.extend(overrides.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let settings = Settings::load_with_env(&config_dir(), None, env).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();

@@ -116,7 +116,7 @@ mod tests {
     use uuid::Uuid;
 
     fn event(i: u64) -> TrackEvent {
-        let pick = |n: u64| i % n == 0;
+        let pick = |n: u64| i.is_multiple_of(n);
         TrackEvent {
             event_id: Uuid::now_v7(),
             received_at: 1_764_000_000_000 + i as i64,

@@ -156,7 +156,10 @@ pub fn render(results: &Results, notes: &str) -> String {
         );
         if let Some(c) = &s.consume {
             let _ = writeln!(md, "\nThe broker's ceiling: a bare rdkafka consumer (fresh group, default fetch settings, payloads untouched) reading the same topic.\n");
-            let _ = writeln!(md, "| reader | records | seconds | records/s | sink ratio vs bare consumer | target (>= 0.80) |");
+            let _ = writeln!(
+                md,
+                "| reader | records | seconds | records/s | sink ratio vs bare consumer | target (>= 0.80) |"
+            );
             let _ = writeln!(md, "|---|---|---|---|---|---|");
             let _ = writeln!(
                 md,
