@@ -5,8 +5,8 @@
 //! headers); a user `Delete` command erases that user's earlier events (a mutation,
 //! see [`erase`]) and spares later ones; other user commands are skipped. Offsets are stored only after that (at-least-once), and redelivered
 //! rows collapse into one (`SELECT ... FROM vero.events FINAL`, see
-//! docs/analytics.md). While ClickHouse fails, consumption pauses with one batch in
-//! memory and resumes when it is back.
+//! docs/analytics.md). While ClickHouse fails, consumption pauses with at most two batches
+//! in memory (the one being retried and the next) and resumes when it is back.
 //!
 //! Modules: [`config`] (settings), [`service`] (start: schema, consumer; [`run`] and
 //! [`migrate`]), [`pipeline`] (the consume/flush loop), [`batch`], [`row`],
