@@ -43,5 +43,12 @@ fn encode(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, parse, encode);
+/// What the consumers pay per message: Avro decode of a current-version record.
+fn decode(c: &mut Criterion) {
+    let event = vero_bench::records::track_events(1, "bench").remove(0);
+    let bytes = vero_model::encode_event(&event);
+    c.bench_function("avro_decode_event", |b| b.iter(|| vero_model::decode_record(std::hint::black_box(&bytes))));
+}
+
+criterion_group!(benches, parse, encode, decode);
 criterion_main!(benches);

@@ -106,7 +106,11 @@ fn split_header(bytes: &[u8]) -> Result<([u8; 8], &[u8]), DecodeError> {
 /// Decode `datum` if `fingerprint` is one of `R`'s versions; `None` if it is not.
 fn decode_as<R: AvroRecord>(fingerprint: [u8; 8], mut datum: &[u8]) -> Option<Result<R, DecodeError>> {
     let writer = R::versions().iter().find(|v| v.fingerprint == fingerprint)?;
-    let decoded = from_avro_datum(&writer.schema, &mut datum, Some(&R::current().schema))
+    let current = R::current();
+    // Resolution only when the writer is an older version: resolving against the
+    // same schema would rebuild apache-avro's resolution tables for every message.
+    let reader = (writer.fingerprint != current.fingerprint).then_some(&current.schema);
+    let decoded = from_avro_datum(&writer.schema, &mut datum, reader)
         .map_err(|e| DecodeError::Avro(e.to_string()))
         .and_then(Fields::from_value)
         .and_then(R::from_fields);
