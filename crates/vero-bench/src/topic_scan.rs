@@ -10,8 +10,19 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
+/// What a scan found.
+#[derive(Debug, Default)]
+pub struct Scan {
+    /// Sequence numbers of the run, with how often each occurs.
+    pub sequences: HashMap<u64, u32>,
+    /// Records the broker had already removed from the start of the partitions (the
+    /// sum of the low watermarks): librdkafka's mock cluster keeps only a few MB per
+    /// partition, so a long run's oldest records cannot be verified.
+    pub trimmed: u64,
+}
+
 /// Sequence numbers of `run_id` found in `topic`, with how often each occurs.
-pub fn run_sequences(brokers: &str, topic: &str, run_id: &str, timeout: Duration) -> anyhow::Result<HashMap<u64, u32>> {
+pub fn run_sequences(brokers: &str, topic: &str, run_id: &str, timeout: Duration) -> anyhow::Result<Scan> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", vero_testkit::unique_name("bench-scan"))
@@ -30,8 +41,10 @@ pub fn run_sequences(brokers: &str, topic: &str, run_id: &str, timeout: Duration
         .collect();
     let mut remaining: HashMap<i32, i64> = HashMap::new();
     let mut assignment = TopicPartitionList::new();
+    let mut trimmed = 0;
     for p in &partitions {
         let (low, high) = consumer.fetch_watermarks(topic, *p, Duration::from_secs(10))?;
+        trimmed += low.max(0) as u64;
         if high > low {
             remaining.insert(*p, high);
             assignment.add_partition_offset(topic, *p, Offset::Beginning)?;
@@ -57,5 +70,5 @@ pub fn run_sequences(brokers: &str, topic: &str, run_id: &str, timeout: Duration
             *seqs.entry(seq).or_insert(0) += 1;
         }
     }
-    Ok(seqs)
+    Ok(Scan { sequences: seqs, trimmed })
 }

@@ -68,6 +68,10 @@ pub struct HttpRun {
     pub server_cores: f64,
     /// For the gateway: 200s found in Kafka afterwards (distinct events of the run).
     pub in_kafka: Option<u64>,
+    /// For the gateway: records of the run's topic the mock broker's retention had
+    /// already removed when it was scanned (unverifiable, not missing).
+    #[serde(default)]
+    pub trimmed: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -130,7 +134,9 @@ impl Bench {
         let bootstrap_file = work.join("kafka.bootstrap");
         let _ = std::fs::remove_file(&bootstrap_file);
         let mut command = std::process::Command::new(bins.join("vero-dev-broker"));
-        command.arg(&bootstrap_file).env("VERO_DEV_PARTITIONS", "6");
+        // One fresh topic per gateway HTTP run, so each scan sees only its own run.
+        let http_topics: Vec<String> = steps::HTTP_CONNECTIONS.iter().map(|c| steps::http_topic(*c)).collect();
+        command.arg(&bootstrap_file).env("VERO_DEV_PARTITIONS", "6").env("VERO_DEV_TOPICS", http_topics.join(","));
         let mut broker = Guard::spawn("vero-dev-broker", command, &work)?;
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         let brokers = loop {

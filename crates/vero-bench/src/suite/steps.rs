@@ -66,8 +66,16 @@ async fn measured(server: &Guard, config: LoadConfig) -> anyhow::Result<(Report,
     Ok((report, cores))
 }
 
+/// The connection counts of the HTTP step.
+pub const HTTP_CONNECTIONS: [usize; 2] = [32, 256];
+
+/// The topic the gateway produces to in the HTTP run at `connections`.
+pub fn http_topic(connections: usize) -> String {
+    format!("bench.http.{connections}")
+}
+
 pub async fn http(bench: &Bench, results: &mut Results) -> anyhow::Result<()> {
-    for connections in [32, 256] {
+    for connections in HTTP_CONNECTIONS {
         let (server, port) = start_trivial(bench)?;
         let (report, cores) = measured(&server, closed_loop(bench, port, connections)).await?;
         results.http.push(HttpRun {
@@ -76,16 +84,17 @@ pub async fn http(bench: &Bench, results: &mut Results) -> anyhow::Result<()> {
             report,
             server_cores: cores,
             in_kafka: None,
+            trimmed: 0,
         });
         drop(server);
 
-        let topic = vero_model::topics::EVENTS;
-        let (gateway, port) = start_gateway(bench, "ingest-gateway-http", topic, &[])?;
+        let topic = http_topic(connections);
+        let (gateway, port) = start_gateway(bench, "ingest-gateway-http", &topic, &[])?;
         let (report, cores) = measured(&gateway, closed_loop(bench, port, connections)).await?;
         drop(gateway);
         let (brokers, run_id) = (bench.brokers.clone(), report.run_id.clone());
-        let seqs = tokio::task::spawn_blocking(move || {
-            crate::topic_scan::run_sequences(&brokers, topic, &run_id, Duration::from_secs(300))
+        let scan = tokio::task::spawn_blocking(move || {
+            crate::topic_scan::run_sequences(&brokers, &topic, &run_id, Duration::from_secs(300))
         })
         .await??;
         results.http.push(HttpRun {
@@ -93,7 +102,8 @@ pub async fn http(bench: &Bench, results: &mut Results) -> anyhow::Result<()> {
             connections,
             report,
             server_cores: cores,
-            in_kafka: Some(seqs.len() as u64),
+            in_kafka: Some(scan.sequences.len() as u64),
+            trimmed: scan.trimmed,
         });
     }
     Ok(())

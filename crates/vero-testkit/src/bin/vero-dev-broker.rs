@@ -1,6 +1,7 @@
 //! `vero-dev-broker`: librdkafka's mock cluster as a standalone local broker for
 //! `make run`. Creates the pipeline's topics, writes the bootstrap address to the file
-//! given as the first argument, and serves until SIGINT/SIGTERM. Data lives in memory
+//! given as the first argument, and serves until SIGINT/SIGTERM. `VERO_DEV_PARTITIONS`
+//! sets the partition count (6), `VERO_DEV_TOPICS` adds topics. Data lives in memory
 //! only; this is a development stand-in, not a broker to keep data in.
 
 use std::time::Duration;
@@ -14,7 +15,9 @@ fn main() -> anyhow::Result<()> {
     let kafka = MockKafka::start(1)?;
     // Every topic with the same partition count: the profiles topics must be
     // co-partitioned with the events topic.
-    for topic in topics::ALL {
+    // VERO_DEV_TOPICS: extra comma-separated topics (the bench suite's per-run topics).
+    let extra = std::env::var("VERO_DEV_TOPICS").unwrap_or_default();
+    for topic in topics::ALL.into_iter().chain(extra.split(',').map(str::trim).filter(|t| !t.is_empty())) {
         kafka.create_topic(topic, partitions)?;
     }
     if let Some(dir) = std::path::Path::new(&bootstrap_file).parent() {
