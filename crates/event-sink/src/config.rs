@@ -5,7 +5,6 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde::Deserialize;
-use vero_clickhouse::config::env_text;
 use vero_clickhouse::ClickHouseSettings;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -21,15 +20,10 @@ pub struct Settings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaSettings {
-    #[serde(deserialize_with = "env_text")]
     pub brokers: String,
-    #[serde(deserialize_with = "env_text")]
     pub topic: String,
-    #[serde(deserialize_with = "env_text")]
     pub dlq_topic: String,
-    #[serde(deserialize_with = "env_text")]
     pub group_id: String,
-    #[serde(deserialize_with = "env_text")]
     pub auto_offset_reset: String,
     pub session_timeout_ms: u64,
     pub auto_commit_interval_ms: u64,
@@ -81,7 +75,6 @@ pub struct RetrySettings {
 #[serde(deny_unknown_fields)]
 pub struct OpsSettings {
     /// `host:port` of the `/metrics`, `/healthz`, `/readyz` listener (bound by `main`).
-    #[serde(deserialize_with = "env_text")]
     pub listen: String,
 }
 

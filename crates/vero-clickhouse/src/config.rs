@@ -9,12 +9,10 @@ use serde::Deserialize;
 #[serde(deny_unknown_fields)]
 pub struct ClickHouseSettings {
     /// HTTP interface, e.g. `http://127.0.0.1:8123`.
-    #[serde(deserialize_with = "env_text")]
     pub url: String,
-    #[serde(deserialize_with = "env_text")]
     pub user: String,
     /// Never logged: `Debug` prints `<redacted>` when set.
-    #[serde(default, deserialize_with = "env_text")]
+    #[serde(default)]
     pub password: String,
     /// Upper bound for one request (query or insert), in milliseconds.
     pub request_timeout_ms: u64,
@@ -40,25 +38,6 @@ impl fmt::Debug for ClickHouseSettings {
             .field("request_timeout_ms", &self.request_timeout_ms)
             .finish()
     }
-}
-
-/// A string setting that may arrive as a list.
-///
-/// `vero_service::settings` sets a list separator on the environment source, and the
-/// `config` crate then turns *every* `VERO__*` string into a list (`"a,b"` into
-/// `["a", "b"]`, `"x"` into `["x"]`). This accepts both shapes and joins lists back
-/// with `,`, so `VERO__KAFKA__BROKERS=a:9092,b:9092` keeps its meaning.
-pub fn env_text<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Text {
-        One(String),
-        Many(Vec<String>),
-    }
-    Ok(match Text::deserialize(deserializer)? {
-        Text::One(s) => s,
-        Text::Many(parts) => parts.join(","),
-    })
 }
 
 #[cfg(test)]
