@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make run`: the whole pipeline on this machine, in the foreground.
 #   embedded Kafka (librdkafka mock cluster, in memory)  -> address in .local/run/kafka.bootstrap
-#   ClickHouse, HTTP on 127.0.0.1:8123, data in .local/clickhouse
+#   ClickHouse, HTTP on 127.0.0.1:8123, data in .local/clickhouse (fresh each run)
 #   ingest-gateway on http://127.0.0.1:8080 (token: your_auth_token)
 #   event-sink (ops on :9101) and profile-consumer (ops on :9102)
 # Ctrl-C (or SIGTERM) stops them in reverse order; each one drains and commits first.
@@ -26,8 +26,12 @@ pids=()
 stop_all() {
   trap - INT TERM EXIT
   log "stopping"
-  for ((i=${#pids[@]}-1; i>=0; i--)); do kill -TERM "${pids[i]}" 2>/dev/null || true; done
-  for ((i=${#pids[@]}-1; i>=0; i--)); do wait "${pids[i]}" 2>/dev/null || true; done
+  # Reverse start order, one at a time: the consumers drain and commit while Kafka and
+  # ClickHouse are still up, then those two stop.
+  for ((i=${#pids[@]}-1; i>=0; i--)); do
+    kill -TERM "${pids[i]}" 2>/dev/null || true
+    wait "${pids[i]}" 2>/dev/null || true
+  done
   log "stopped"
 }
 trap stop_all INT TERM EXIT
@@ -38,11 +42,16 @@ wait_for() { # description, command...
   log "timed out waiting for $what"; exit 1
 }
 
-"$bin/vero-dev-broker" .local/run/kafka.bootstrap & pids+=($!)
+# Kafka and ClickHouse run in their own sessions so that Ctrl-C (sent to the whole
+# foreground process group) reaches only the services; stop_all stops these two last.
+setsid "$bin/vero-dev-broker" .local/run/kafka.bootstrap & pids+=($!)
 wait_for "the embedded Kafka" test -s .local/run/kafka.bootstrap
 export VERO__KAFKA__BROKERS="$(cat .local/run/kafka.bootstrap)"
 
-"$bin/vero-dev-clickhouse" .local/clickhouse .local/run/clickhouse.ready & pids+=($!)
+# A fresh ClickHouse database on every run: the embedded Kafka keeps nothing across
+# runs, and profiles are restored from Kafka, so old ClickHouse data would disagree.
+rm -rf .local/clickhouse
+setsid "$bin/vero-dev-clickhouse" .local/clickhouse .local/run/clickhouse.ready & pids+=($!)
 wait_for "ClickHouse on 127.0.0.1:8123" test -e .local/run/clickhouse.ready
 
 export VERO_ENV=local

@@ -71,6 +71,16 @@ pub struct RetrySettings {
     pub shutdown_flush_timeout_ms: u64,
 }
 
+impl RetrySettings {
+    /// A fresh backoff for one retried operation.
+    pub fn backoff(&self) -> vero_service::backoff::Backoff {
+        vero_service::backoff::Backoff::new(
+            Duration::from_millis(self.initial_backoff_ms),
+            Duration::from_millis(self.max_backoff_ms),
+        )
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OpsSettings {

@@ -12,12 +12,11 @@ use rdkafka::ClientConfig;
 use tokio_util::sync::CancellationToken;
 use vero_model::topics::dlq_headers;
 
-use crate::backoff::Backoff;
 use crate::batch::DeadLetter;
 use crate::config::{KafkaSettings, RetrySettings};
-use crate::health::Health;
 use crate::metrics::Metrics;
 use crate::writer::Abandoned;
+use vero_service::health::Health;
 
 /// Value of the consumer header: which service gave up on the record.
 pub const CONSUMER_NAME: &str = "event-sink";
@@ -53,7 +52,7 @@ impl DeadLetterQueue {
     async fn send(&self, letter: &DeadLetter, cancel: &CancellationToken) -> Result<(), Abandoned> {
         let partition = letter.partition.to_string();
         let offset = letter.offset.to_string();
-        let mut backoff = Backoff::new(&self.retry);
+        let mut backoff = self.retry.backoff();
         loop {
             let headers = OwnedHeaders::new()
                 .insert(Header { key: dlq_headers::REASON, value: Some(letter.reason.as_str()) })

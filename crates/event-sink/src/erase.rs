@@ -34,11 +34,10 @@ use tokio_util::sync::CancellationToken;
 use vero_clickhouse::Failure;
 use vero_model::UserCommand;
 
-use crate::backoff::Backoff;
 use crate::config::RetrySettings;
-use crate::health::Health;
 use crate::metrics::Metrics;
 use crate::writer::{Abandoned, TABLE};
+use vero_service::health::Health;
 
 /// A `Delete` command and its position in the topic.
 #[derive(Debug, Clone)]
@@ -151,7 +150,7 @@ impl Eraser {
         deletes: &[&UserDelete],
         cancel: &CancellationToken,
     ) -> Result<Result<(), String>, Abandoned> {
-        let mut backoff = Backoff::new(&self.retry);
+        let mut backoff = self.retry.backoff();
         loop {
             match self.submit(deletes).await {
                 Ok(()) => {

@@ -11,15 +11,13 @@
 //! Modules: [`config`] (settings), [`service`] (start: schema, consumer; [`run`] and
 //! [`migrate`]), [`pipeline`] (the consume/flush loop), [`batch`], [`row`],
 //! [`writer`] (INSERT with retry and bisection), [`erase`] (GDPR delete mutations), [`dlq`], [`context`] (rebalance and
-//! statistics callbacks), [`metrics`], [`health`], [`backoff`].
+//! statistics callbacks), [`metrics`]; retry pacing and readiness come from `vero_service`.
 
-pub mod backoff;
 pub mod batch;
 pub mod config;
 pub mod context;
 pub mod dlq;
 pub mod erase;
-pub mod health;
 pub mod metrics;
 pub mod pipeline;
 pub mod row;

@@ -296,8 +296,11 @@ impl Pipeline {
         if tpl.count() == 0 {
             return;
         }
-        match self.consumer.commit(&tpl, CommitMode::Sync) {
-            Ok(()) => tracing::info!(partitions = tpl.count(), "final offsets committed"),
+        // Async: a synchronous commit has no timeout and blocks forever when the broker
+        // is gone. Closing the consumer (on drop) waits for this commit and commits the
+        // stored offsets itself, bounded by session.timeout.ms.
+        match self.consumer.commit(&tpl, CommitMode::Async) {
+            Ok(()) => tracing::info!(partitions = tpl.count(), "final offsets commit sent"),
             Err(e) => {
                 tracing::warn!("final commit failed (records since the last auto-commit will be redelivered): {e}")
             }

@@ -14,22 +14,21 @@ use tokio_util::sync::CancellationToken;
 use vero_clickhouse::migrations::{self, Applied};
 use vero_clickhouse::{ClickHouseSettings, Failure, ServerVersion};
 
-use crate::backoff::Backoff;
 use crate::config::Settings;
 use crate::context::SinkContext;
 use crate::dlq::DeadLetterQueue;
 use crate::erase::Eraser;
-use crate::health::Health;
 use crate::metrics::Metrics;
 use crate::pipeline::Pipeline;
 use crate::writer::Writer;
+use vero_service::health::Health;
 
 /// Run the sink until `shutdown` is cancelled; the ops endpoints are served on
 /// `ops_listener` meanwhile.
 pub async fn run(settings: Settings, ops_listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
     vero_model::schemas::check().map_err(anyhow::Error::msg)?;
     let metrics = Metrics::new();
-    let health = Health::new();
+    let health = Health::starting("starting: ClickHouse schema not checked yet");
     let ops_stop = CancellationToken::new();
     let ops = tokio::spawn(vero_service::ops::serve(
         ops_listener,
@@ -50,7 +49,7 @@ async fn start_and_consume(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let client = vero_clickhouse::client::build(&settings.clickhouse);
-    let mut backoff = Backoff::new(&settings.retry);
+    let mut backoff = settings.retry.backoff();
     let version = loop {
         match prepare_schema(&client).await {
             Ok(version) => break version,

@@ -17,11 +17,10 @@ use clickhouse::Client;
 use tokio_util::sync::CancellationToken;
 use vero_clickhouse::{Failure, ServerVersion};
 
-use crate::backoff::Backoff;
 use crate::config::RetrySettings;
-use crate::health::Health;
 use crate::metrics::Metrics;
 use crate::row::EventRow;
+use vero_service::health::Health;
 
 pub const TABLE: &str = "vero.events";
 
@@ -85,7 +84,7 @@ impl Writer {
         rows: &[EventRow],
         cancel: &CancellationToken,
     ) -> Result<Result<(), String>, Abandoned> {
-        let mut backoff = Backoff::new(&self.retry);
+        let mut backoff = self.retry.backoff();
         loop {
             let started = Instant::now();
             match self.insert(rows).await {

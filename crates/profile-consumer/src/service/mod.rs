@@ -86,8 +86,10 @@ async fn serve(
         assigned: BTreeSet::new(),
     };
     let outcome = state.consume(&writer, &shutdown).await;
-    // Commit what was stored; dropping the consumer then leaves the group.
-    if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
+    // Commit what was stored. Async: a synchronous commit has no timeout and blocks
+    // forever when the broker is gone; closing the consumer (on drop) waits for it and
+    // commits the stored offsets itself, bounded by session.timeout.ms.
+    if let Err(e) = consumer.commit_consumer_state(CommitMode::Async) {
         tracing::debug!("final commit: {e}");
     }
     outcome

@@ -28,15 +28,7 @@ fn main() -> anyhow::Result<()> {
         "vero-dev-broker: librdkafka mock cluster at {} ({partitions} partitions per topic), address written to {bootstrap_file}",
         kafka.bootstrap_servers()
     );
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    runtime.block_on(async {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-        anyhow::Ok(())
-    })?;
+    vero_testkit::wait_for_stop_signal()?;
     eprintln!("vero-dev-broker: stopping");
     drop(kafka);
     std::thread::sleep(Duration::from_millis(50));

@@ -17,15 +17,7 @@ fn main() -> anyhow::Result<()> {
     let mut server = ClickHouseServer::start_in(&dir, http_port, tcp_port)?;
     eprintln!("vero-dev-clickhouse: {} (native port {tcp_port}), data in {}", server.http_url(), dir.display());
     std::fs::write(&ready, server.http_url())?;
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    runtime.block_on(async {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-        anyhow::Ok(())
-    })?;
+    vero_testkit::wait_for_stop_signal()?;
     eprintln!("vero-dev-clickhouse: stopping");
     server.stop()
 }
