@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::io::Write;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -178,12 +177,6 @@ async fn every_bad_input_is_a_400_naming_the_field() {
     assert!(multipart.expect_error(415).contains("application/json"), "{}", multipart.body);
     assert!(sink.records().is_empty());
     gw.stop().await.unwrap();
-}
-
-fn gzip(data: &[u8]) -> Vec<u8> {
-    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    encoder.write_all(data).unwrap();
-    encoder.finish().unwrap()
 }
 
 #[tokio::test]

@@ -4,8 +4,6 @@
 
 mod common;
 
-use std::io::Write;
-
 use bytes::Bytes;
 use common::*;
 use ingest_gateway::sink::SinkError;
@@ -333,12 +331,6 @@ async fn wrong_methods_are_405_with_allow_and_unknown_users_paths_404() {
     }
     assert!(sink.records().is_empty());
     gw.stop().await.unwrap();
-}
-
-fn gzip(data: &[u8]) -> Vec<u8> {
-    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    encoder.write_all(data).unwrap();
-    encoder.finish().unwrap()
 }
 
 #[tokio::test]
