@@ -131,7 +131,7 @@ impl Gateway {
         let (user_id, payload) = match producing {
             Producing::Event => {
                 let event = track::build_event(fields, stamp)?;
-                let payload = track::encode_event(&event);
+                let payload = vero_model::encode_event(&event);
                 (event.user_id, payload)
             }
             Producing::Command(action) => {

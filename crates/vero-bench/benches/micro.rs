@@ -34,10 +34,8 @@ fn parse(c: &mut Criterion) {
 
 fn encode(c: &mut Criterion) {
     let event = vero_bench::records::track_events(1, "bench").remove(0);
-    // The gateway's own encoder (byte-identical to `vero_model::encode_event`).
-    c.bench_function("avro_encode_event", |b| {
-        b.iter(|| ingest_gateway::track::encode_event(std::hint::black_box(&event)))
-    });
+    // vero-model's direct track event writer (what the gateway produces with).
+    c.bench_function("avro_encode_event", |b| b.iter(|| vero_model::encode_event(std::hint::black_box(&event))));
     c.bench_function("json_encode_event", |b| {
         b.iter(|| vero_bench::records::json_each_row(std::hint::black_box(&event), 0, 0))
     });

@@ -129,9 +129,10 @@ pub fn decode_record(bytes: &[u8]) -> Result<Record, DecodeError> {
     Err(DecodeError::UnknownSchema(u64::from_le_bytes(fingerprint)))
 }
 
-/// Encode a track event with the newest schema version.
+/// Encode a track event with the newest schema version (the direct writer of
+/// [`crate::event_writer`]; byte-identical to [`encode`]).
 pub fn encode_event(event: &TrackEvent) -> Vec<u8> {
-    encode(event)
+    crate::event_writer::encode_event(event)
 }
 
 /// Encode a track event with a specific schema version.

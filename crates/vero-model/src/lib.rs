@@ -13,6 +13,7 @@ pub mod avro_value;
 pub mod codec;
 pub mod command;
 pub mod event;
+pub mod event_writer;
 pub mod partition;
 pub mod profile;
 pub mod schemas;

@@ -1,15 +1,13 @@
 //! `POST /api/v2/events/track`: from the request's fields to a validated
-//! [`vero_model::TrackEvent`], and its Avro encoding ([`avro`]).
+//! [`vero_model::TrackEvent`]; the Avro encoding is `vero_model::encode_event`.
 //!
 //! Guarantees: every invalid input is a 400 whose message names the field
 //! (`identity.id`, `extras.created_at`, …); JSON types inside `identity` attributes,
 //! `data` and `extras` are kept as sent.
 
-pub mod avro;
 mod created_at;
 mod event;
 
 pub use crate::stamp::Stamp;
-pub use avro::encode_event;
 pub use created_at::parse_created_at;
 pub use event::{build_event, OBJECT_FIELDS};

@@ -1,24 +1,25 @@
-//! Avro single-object encoding of a [`TrackEvent`], written straight into one buffer.
+//! Avro single-object encoding of a [`TrackEvent`], written straight into one buffer:
+//! the hot path behind [`crate::encode_event`].
 //!
-//! Why: `vero_model::encode_event` builds an `apache_avro::types::Value` tree (a copy
-//! of every string), validates it against the schema and resolves the schema on every
-//! call; in the gateway's profile that was the largest single cost after the kernel's
-//! network work (~3.6 µs of ~7 µs of per-request user code). Writing the datum
-//! directly is a few hundred nanoseconds.
+//! Why: the generic encoder ([`crate::codec::encode`]) builds an
+//! `apache_avro::types::Value` tree (a copy of every string) and validates it against
+//! the schema on every call; in the gateway's profile that was the largest single cost
+//! after the kernel's network work (~3.6 µs of ~7 µs of per-request user code).
+//! Writing the datum directly is a few hundred nanoseconds.
 //!
 //! Guarantees:
-//! * The bytes are identical to `vero_model::encode_event` (tests compare them on
-//!   many records, and decode them with `vero_model::decode_event`).
+//! * The bytes are identical to the generic encoder's (tests compare them on many
+//!   records, and decode them with [`crate::decode_event`]).
 //! * It writes the layout of one schema version, [`LAYOUT`]. If that is not the
 //!   newest track event schema (someone added a version), every call falls back to
-//!   `vero_model::encode_event`, so a new schema can never be written with the old
-//!   layout; a test fails until this encoder is updated.
+//!   the generic encoder, so a new schema can never be written with the old layout;
+//!   a test fails until this encoder is updated.
 
 use std::sync::LazyLock;
 
-use vero_model::codec::SINGLE_OBJECT_MAGIC;
-use vero_model::schemas::track_event_versions;
-use vero_model::TrackEvent;
+use crate::codec::SINGLE_OBJECT_MAGIC;
+use crate::schemas::track_event_versions;
+use crate::TrackEvent;
 
 /// The schema file whose field order and types [`write_datum`] follows.
 pub const LAYOUT: &str = "track_event.v2.avsc";
@@ -29,14 +30,14 @@ static FAST_PATH: LazyLock<Option<[u8; 8]>> = LazyLock::new(|| {
     (newest.file == LAYOUT).then_some(newest.fingerprint)
 });
 
-/// Whether the direct encoder is in use (false: falling back to `vero_model`).
+/// Whether the direct encoder is in use (false: falling back to the generic one).
 pub fn fast_path_active() -> bool {
     FAST_PATH.is_some()
 }
 
-/// Encode `event` with the newest schema version, as `vero_model::encode_event` does.
+/// Encode `event` with the newest schema version.
 pub fn encode_event(event: &TrackEvent) -> Vec<u8> {
-    let Some(fingerprint) = *FAST_PATH else { return vero_model::encode_event(event) };
+    let Some(fingerprint) = *FAST_PATH else { return crate::codec::encode(event) };
     let mut out = Vec::with_capacity(encoded_len_estimate(event));
     out.extend_from_slice(&SINGLE_OBJECT_MAGIC);
     out.extend_from_slice(&fingerprint);
@@ -143,17 +144,17 @@ mod tests {
         assert!(
             fast_path_active(),
             "{LAYOUT} is no longer the newest track event schema: update write_datum to the new \
-             version's fields and LAYOUT (until then every event goes through vero_model's encoder)"
+             version's fields and LAYOUT (until then every event goes through the generic encoder)"
         );
     }
 
     #[test]
-    fn bytes_are_identical_to_vero_model_and_decode() {
+    fn bytes_are_identical_to_the_generic_encoder_and_decode() {
         for i in 0..500 {
             let event = event(i);
             let fast = encode_event(&event);
-            assert_eq!(fast, vero_model::encode_event(&event), "record {i}");
-            assert_eq!(vero_model::decode_event(&fast).unwrap(), event, "record {i}");
+            assert_eq!(fast, crate::codec::encode(&event), "record {i}");
+            assert_eq!(crate::decode_event(&fast).unwrap(), event, "record {i}");
         }
     }
 
@@ -163,7 +164,7 @@ mod tests {
             let mut e = event(1);
             e.received_at = n;
             e.created_at = Some(n);
-            assert_eq!(encode_event(&e), vero_model::encode_event(&e), "{n}");
+            assert_eq!(encode_event(&e), crate::codec::encode(&e), "{n}");
         }
     }
 }
