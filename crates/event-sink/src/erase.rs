@@ -20,9 +20,11 @@
 //! changed, when keys move) have no order relative to the delete and are erased too:
 //! for a GDPR erasure, erasing more is the safe side.
 //!
-//! Submission is retried with backoff while ClickHouse is unavailable; a mutation
-//! ClickHouse refuses is retried per delete, and the refused deletes are returned (the
-//! caller sends them to the DLQ, so an operator sees the erasure did not happen).
+//! Submission is retried with backoff while ClickHouse is unavailable or refuses it for
+//! a reason an operator must fix (credentials, grants, missing table: see
+//! `vero_clickhouse::Failure`); a mutation ClickHouse refuses as invalid is retried per
+//! delete, and the refused deletes are returned (the caller sends them to the DLQ, so
+//! an operator sees the erasure did not happen).
 //! Values are bound with the client's `?` binding (escaped), never formatted in.
 
 use std::collections::BTreeMap;
@@ -155,6 +157,7 @@ impl Eraser {
             match self.submit(deletes).await {
                 Ok(()) => {
                     self.metrics.delete_mutations.inc();
+                    self.metrics.needs_operator.set(0);
                     self.health.ready();
                     for d in deletes {
                         tracing::info!(
@@ -166,10 +169,22 @@ impl Eraser {
                     }
                     return Ok(Ok(()));
                 }
-                Err(Failure::Invalid(reason)) => return Ok(Err(reason)),
-                Err(Failure::Retryable(reason)) => {
-                    tracing::warn!(deletes = deletes.len(), %reason, "delete mutation failed, retrying");
-                    self.health.not_ready(format!("ClickHouse delete mutation failing: {reason}"));
+                Err(failure) => {
+                    self.metrics.write_failures.with_label_values(&[failure.class()]).inc();
+                    match failure {
+                        Failure::Invalid(reason) => return Ok(Err(reason)),
+                        Failure::Operator(reason) => {
+                            tracing::error!(deletes = deletes.len(), %reason, "ClickHouse refuses the delete mutation until an operator acts; retrying");
+                            self.metrics.needs_operator.set(1);
+                            self.health.not_ready(format!(
+                                "operator action needed, ClickHouse delete mutation refused: {reason}"
+                            ));
+                        }
+                        Failure::Retryable(reason) => {
+                            tracing::warn!(deletes = deletes.len(), %reason, "delete mutation failed, retrying");
+                            self.health.not_ready(format!("ClickHouse delete mutation failing: {reason}"));
+                        }
+                    }
                     self.metrics.delete_mutation_retries.inc();
                     if !backoff.wait(cancel).await {
                         return Err(Abandoned);

@@ -25,6 +25,15 @@ pub struct Metrics {
     /// Delete mutations ClickHouse accepted (one may cover several deletes).
     pub delete_mutations: IntCounter,
     pub delete_mutation_retries: IntCounter,
+    /// Failed ClickHouse writes (INSERTs and delete mutations) by failure class:
+    /// `retryable`, `operator`, `invalid` (see `vero_clickhouse::Failure`).
+    pub write_failures: IntCounterVec,
+    /// 1 while ClickHouse refuses writes for a reason only the deployment can fix
+    /// (credentials, grants, missing table). Alert `VeroSinkNeedsOperator`.
+    pub needs_operator: IntGauge,
+    /// Partitions stopped at a record with an unknown writer schema fingerprint.
+    /// Alert `VeroSinkNeedsOperator`.
+    pub blocked_partitions: IntGauge,
 }
 
 impl Metrics {
@@ -70,6 +79,21 @@ impl Metrics {
             "Delete mutation attempts that failed and were retried",
         )
         .unwrap();
+        let write_failures = IntCounterVec::new(
+            Opts::new("vero_sink_write_failures_total", "Failed ClickHouse writes by failure class"),
+            &["class"],
+        )
+        .unwrap();
+        let needs_operator = IntGauge::new(
+            "vero_sink_needs_operator",
+            "1 while ClickHouse refuses writes for a reason only an operator can fix",
+        )
+        .unwrap();
+        let blocked_partitions = IntGauge::new(
+            "vero_sink_blocked_partitions",
+            "Partitions stopped at a record whose writer schema this build does not know",
+        )
+        .unwrap();
         for collector in [
             Box::new(rows_inserted.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(batches_inserted.clone()),
@@ -83,6 +107,9 @@ impl Metrics {
             Box::new(users_deleted.clone()),
             Box::new(delete_mutations.clone()),
             Box::new(delete_mutation_retries.clone()),
+            Box::new(write_failures.clone()),
+            Box::new(needs_operator.clone()),
+            Box::new(blocked_partitions.clone()),
         ] {
             registry.register(collector).expect("metric names are unique");
         }
@@ -100,6 +127,9 @@ impl Metrics {
             users_deleted,
             delete_mutations,
             delete_mutation_retries,
+            write_failures,
+            needs_operator,
+            blocked_partitions,
         }
     }
 }

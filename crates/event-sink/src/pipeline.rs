@@ -20,9 +20,17 @@
 //! down), the assigned partitions are paused and the consumer is polled again, so
 //! rebalances and the group session are served. At most two batches (the one being
 //! written and the next) plus librdkafka's bounded prefetch are held in memory.
+//!
+//! A record whose writer schema fingerprint this build does not know (a gateway rolled
+//! out before the consumers) is operator-fixable, not a bad record: its partition is
+//! paused at that offset (what came before is written and committed, nothing from it
+//! on), `vero_sink_blocked_partitions` counts it and `/readyz` stays not ready until a
+//! consumer version that knows the schema takes the partition over (a rollout
+//! restarts the sink; a revoke hands the partition to another member, which reads it
+//! again from the committed offset).
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use futures::FutureExt;
@@ -32,7 +40,8 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
-use vero_model::{Record, UserAction};
+use vero_model::{DecodeError, Record, UserAction};
+use vero_service::health::Health;
 
 use crate::batch::{Batch, DeadLetter};
 use crate::config::Settings;
@@ -64,6 +73,10 @@ pub struct Pipeline {
     /// `batch.min_interval_ms` apart while the load is light. After a full batch the
     /// sink is catching up, and the rest is written as soon as it has been read.
     last_partial_write: Option<Instant>,
+    /// Partitions stopped at a record with an unknown writer schema: partition -> its
+    /// offset. Kept paused; later records of them are not taken.
+    blocked: Mutex<BTreeMap<i32, i64>>,
+    health: Health,
 }
 
 impl Pipeline {
@@ -74,9 +87,19 @@ impl Pipeline {
         dlq: DeadLetterQueue,
         settings: Settings,
         metrics: Metrics,
+        health: Health,
     ) -> Self {
         let outputs = Arc::new(Outputs { writer, eraser, dlq });
-        Self { consumer, outputs, settings, metrics, stored: BTreeMap::new(), last_partial_write: None }
+        Self {
+            consumer,
+            outputs,
+            settings,
+            metrics,
+            stored: BTreeMap::new(),
+            last_partial_write: None,
+            blocked: Mutex::new(BTreeMap::new()),
+            health,
+        }
     }
 
     /// Consume until `shutdown`, then flush (giving up after the configured grace
@@ -150,6 +173,7 @@ impl Pipeline {
         let revoked = self.consumer.context().take_revoked();
         if !revoked.is_empty() {
             batch.drop_partitions(&revoked);
+            self.unblock(&revoked);
         }
         let message = match received {
             Ok(message) => message,
@@ -161,6 +185,10 @@ impl Pipeline {
             }
         };
         let (partition, offset) = (message.partition(), message.offset());
+        if self.is_blocked(partition) {
+            // Fetched before the pause took effect; read again by whoever unblocks it.
+            return;
+        }
         let dead = |kind, reason: String| DeadLetter {
             partition,
             offset,
@@ -174,6 +202,7 @@ impl Pipeline {
             return;
         };
         match vero_model::decode_record(payload) {
+            Err(e @ DecodeError::UnknownSchema(_)) => self.block(partition, offset, &e.to_string()),
             Err(e) => batch.push_dead(dead("decode", format!("not a TrackEvent or UserCommand: {e}"))),
             Ok(Record::Event(event)) => match EventRow::from_event(event, partition, offset) {
                 Ok(row) => batch.push_row(row),
@@ -277,10 +306,64 @@ impl Pipeline {
     fn set_paused(&self, paused: bool) {
         self.consumer.context().set_paused(paused);
         let Ok(assignment) = self.consumer.assignment() else { return };
-        let result = if paused { self.consumer.pause(&assignment) } else { self.consumer.resume(&assignment) };
+        let result = if paused {
+            self.consumer.pause(&assignment)
+        } else {
+            // Blocked partitions stay paused.
+            let blocked = self.blocked.lock().expect("blocked lock");
+            let mut resume = TopicPartitionList::new();
+            for element in assignment.elements().iter().filter(|e| !blocked.contains_key(&e.partition())) {
+                resume.add_partition(element.topic(), element.partition());
+            }
+            self.consumer.resume(&resume)
+        };
         if let Err(e) = result {
-            tracing::warn!(paused, "pause/resume failed: {e}");
+            tracing::warn!(paused, error = %e, "pause/resume failed");
         }
+    }
+
+    fn is_blocked(&self, partition: i32) -> bool {
+        self.blocked.lock().expect("blocked lock").contains_key(&partition)
+    }
+
+    /// Stop `partition` at `offset`, a record this build cannot decode until an operator
+    /// rolls out one that can: pause it, take nothing more from it, hold `/readyz`.
+    fn block(&self, partition: i32, offset: i64, reason: &str) {
+        let count = {
+            let mut blocked = self.blocked.lock().expect("blocked lock");
+            blocked.insert(partition, offset);
+            blocked.len()
+        };
+        tracing::error!(
+            partition,
+            offset,
+            %reason,
+            "record with an unknown writer schema: partition paused until a consumer that knows the schema takes it"
+        );
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(&self.settings.kafka.topic, partition);
+        if let Err(e) = self.consumer.pause(&tpl) {
+            tracing::warn!(partition, error = %e, "pausing the blocked partition failed");
+        }
+        self.metrics.blocked_partitions.set(count as i64);
+        self.health.hold(
+            format!("blocked-{partition}"),
+            format!(
+                "operator action needed: partition {partition} stopped at offset {offset}: {reason} \
+                 (roll out consumers that know this writer schema)"
+            ),
+        );
+    }
+
+    /// Revoked partitions are no longer ours to hold: the next owner reads them again.
+    fn unblock(&self, partitions: &[i32]) {
+        let mut blocked = self.blocked.lock().expect("blocked lock");
+        for partition in partitions {
+            if blocked.remove(partition).is_some() {
+                self.health.release(&format!("blocked-{partition}"));
+            }
+        }
+        self.metrics.blocked_partitions.set(blocked.len() as i64);
     }
 
     /// Synchronously commit what this instance stored for partitions it still owns,

@@ -1,8 +1,10 @@
 //! Starting the sink: schema first, then the consumer group.
 //!
 //! [`run`] serves the ops endpoints for its whole life, waits (with backoff, not
-//! ready meanwhile) until ClickHouse answers, applies pending migrations for the
-//! server's version, then consumes until `shutdown`. [`migrate`] is the manual path
+//! ready meanwhile) until ClickHouse answers and accepts the login, applies pending
+//! migrations for the server's version (re-creating objects of recorded migrations
+//! that went missing, see `vero_clickhouse::migrations`), then consumes until
+//! `shutdown`. [`migrate`] is the manual path
 //! (`event-sink migrate`).
 
 use std::time::Duration;
@@ -60,6 +62,14 @@ async fn start_and_consume(
                     return Ok(());
                 }
             }
+            Err(Failure::Operator(reason)) => {
+                tracing::error!(%reason, "ClickHouse refuses the schema check until an operator acts; retrying");
+                metrics.needs_operator.set(1);
+                health.not_ready(format!("operator action needed, ClickHouse refuses the schema check: {reason}"));
+                if !backoff.wait(&shutdown).await {
+                    return Ok(());
+                }
+            }
             Err(invalid) => return Err(invalid.into()),
         }
     };
@@ -83,9 +93,10 @@ async fn start_and_consume(
         health.clone(),
     );
     let dlq = DeadLetterQueue::new(&settings.kafka, settings.retry.clone(), metrics.clone(), health.clone())?;
+    metrics.needs_operator.set(0);
     health.ready();
     tracing::info!(server = %version, topic = %settings.kafka.topic, group = %settings.kafka.group_id, "consuming");
-    Pipeline::new(consumer, writer, eraser, dlq, settings, metrics).run(shutdown).await
+    Pipeline::new(consumer, writer, eraser, dlq, settings, metrics, health).run(shutdown).await
 }
 
 async fn prepare_schema(client: &clickhouse::Client) -> Result<ServerVersion, Failure> {

@@ -4,9 +4,15 @@
 //! * A retryable failure (unreachable, timeout, overload) is retried with backoff,
 //!   forever, until it succeeds or shutdown gives up on the batch; the caller keeps
 //!   consumption paused meanwhile, so memory stays bounded by one batch.
-//! * A non-retryable failure means ClickHouse refuses something in the batch. The batch
-//!   is split in halves and each half retried, down to single rows, so the good rows
-//!   land and only the refused ones are returned (they go to the DLQ).
+//! * An operator-fixable failure (authentication, permissions, read-only user, table,
+//!   database or column missing: [`Failure::Operator`]) says nothing about the rows. It
+//!   is retried with backoff like an outage, forever, with `/readyz` not ready and
+//!   `vero_sink_needs_operator` at 1 until an INSERT succeeds again; nothing is split,
+//!   dead-lettered or committed meanwhile.
+//! * Only an invalid-data failure ([`Failure::Invalid`]) means ClickHouse refuses
+//!   something in the batch. The batch is split in halves and each half retried, down
+//!   to single rows, so the good rows land and only the refused ones are returned
+//!   (they go to the DLQ).
 //! * On servers with insert deduplication (22.2+), each INSERT carries a token derived
 //!   from its rows' Kafka partition/offsets: re-sending a batch whose first attempt did
 //!   land (e.g. the response was lost) is dropped by the server.
@@ -77,8 +83,8 @@ impl Writer {
         Ok(refused)
     }
 
-    /// One INSERT, retried while the failure is retryable. `Ok(Err(reason))` is a
-    /// refusal.
+    /// One INSERT, retried while the failure is retryable or operator-fixable.
+    /// `Ok(Err(reason))` is a refusal of the data.
     async fn write_with_retry(
         &self,
         rows: &[EventRow],
@@ -94,13 +100,25 @@ impl Writer {
                     self.metrics.insert_seconds.observe(seconds);
                     self.metrics.batches_inserted.inc();
                     self.metrics.rows_inserted.inc_by(rows.len() as u64);
+                    self.metrics.needs_operator.set(0);
                     self.health.ready();
                     return Ok(Ok(()));
                 }
-                Err(Failure::Invalid(reason)) => return Ok(Err(reason)),
-                Err(Failure::Retryable(reason)) => {
-                    tracing::warn!(rows = rows.len(), %reason, "INSERT failed, retrying");
-                    self.health.not_ready(format!("ClickHouse INSERT failing: {reason}"));
+                Err(failure) => {
+                    self.metrics.write_failures.with_label_values(&[failure.class()]).inc();
+                    match failure {
+                        Failure::Invalid(reason) => return Ok(Err(reason)),
+                        Failure::Operator(reason) => {
+                            tracing::error!(rows = rows.len(), %reason, "ClickHouse refuses every INSERT until an operator acts; consumption paused, retrying");
+                            self.metrics.needs_operator.set(1);
+                            self.health
+                                .not_ready(format!("operator action needed, ClickHouse INSERT refused: {reason}"));
+                        }
+                        Failure::Retryable(reason) => {
+                            tracing::warn!(rows = rows.len(), %reason, "INSERT failed, retrying");
+                            self.health.not_ready(format!("ClickHouse INSERT failing: {reason}"));
+                        }
+                    }
                     self.metrics.insert_retries.inc();
                     if !backoff.wait(cancel).await {
                         return Err(Abandoned);

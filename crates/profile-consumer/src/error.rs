@@ -1,5 +1,9 @@
 //! The one error type of the write boundary (ClickHouse and the Kafka topics we
-//! produce to) and its single mapping to an action: retry with backoff, or stop.
+//! produce to) and its single mapping to an action, the failure policy every consumer
+//! shares (`vero_clickhouse::Failure`, docs/operations.md "Failure policy"): retry with
+//! backoff while unavailable; retry with backoff, not ready and
+//! `vero_profiles_needs_operator` at 1 while only an operator can fix it; stop on a
+//! write that can never succeed.
 
 use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
@@ -9,6 +13,10 @@ pub enum WriteError {
     /// ClickHouse or Kafka is unavailable right now: the same write may succeed later.
     #[error("unavailable, will retry: {0}")]
     Unavailable(String),
+    /// Refused until an operator acts (credentials, grants, missing table or topic):
+    /// retried like an outage, never dead-lettered.
+    #[error("refused until an operator acts, will retry: {0}")]
+    NeedsOperator(String),
     /// The write was refused and repeating it cannot help (schema mismatch, record
     /// too large, not authorized). The service stops without storing offsets.
     #[error("rejected, not retrying: {0}")]
@@ -17,7 +25,16 @@ pub enum WriteError {
 
 impl WriteError {
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Self::Unavailable(_))
+        matches!(self, Self::Unavailable(_) | Self::NeedsOperator(_))
+    }
+
+    /// `retryable`, `operator` or `invalid`, as `vero_clickhouse::Failure::class`.
+    pub fn class(&self) -> &'static str {
+        match self {
+            Self::Unavailable(_) => "retryable",
+            Self::NeedsOperator(_) => "operator",
+            Self::Rejected(_) => "invalid",
+        }
     }
 }
 
@@ -25,6 +42,7 @@ impl From<vero_clickhouse::Failure> for WriteError {
     fn from(failure: vero_clickhouse::Failure) -> Self {
         match failure {
             vero_clickhouse::Failure::Retryable(m) => Self::Unavailable(format!("ClickHouse: {m}")),
+            vero_clickhouse::Failure::Operator(m) => Self::NeedsOperator(format!("ClickHouse: {m}")),
             vero_clickhouse::Failure::Invalid(m) => Self::Rejected(format!("ClickHouse: {m}")),
         }
     }
@@ -36,15 +54,21 @@ impl From<clickhouse::error::Error> for WriteError {
     }
 }
 
-/// Producer errors that no retry fixes; everything else (timeouts, brokers down,
-/// leader changes) is transient.
-const FATAL_PRODUCE_CODES: &[RDKafkaErrorCode] = &[
-    RDKafkaErrorCode::MessageSizeTooLarge,
-    RDKafkaErrorCode::InvalidMessageSize,
+/// Producer errors about the record itself, which no retry fixes.
+const FATAL_PRODUCE_CODES: &[RDKafkaErrorCode] =
+    &[RDKafkaErrorCode::MessageSizeTooLarge, RDKafkaErrorCode::InvalidMessageSize, RDKafkaErrorCode::InvalidRecord];
+
+/// Producer errors about the deployment (ACLs, missing topics, credentials): an
+/// operator fixes them, then the same record goes through. Everything else
+/// (timeouts, brokers down, leader changes) is transient.
+const OPERATOR_PRODUCE_CODES: &[RDKafkaErrorCode] = &[
     RDKafkaErrorCode::TopicAuthorizationFailed,
     RDKafkaErrorCode::ClusterAuthorizationFailed,
-    RDKafkaErrorCode::InvalidRecord,
+    RDKafkaErrorCode::TransactionalIdAuthorizationFailed,
+    RDKafkaErrorCode::SaslAuthenticationFailed,
+    RDKafkaErrorCode::Authentication,
     RDKafkaErrorCode::UnknownTopic,
+    RDKafkaErrorCode::UnknownTopicOrPartition,
     RDKafkaErrorCode::InvalidTopic,
 ];
 
@@ -52,6 +76,7 @@ impl From<KafkaError> for WriteError {
     fn from(error: KafkaError) -> Self {
         match error.rdkafka_error_code() {
             Some(code) if FATAL_PRODUCE_CODES.contains(&code) => Self::Rejected(format!("Kafka: {error}")),
+            Some(code) if OPERATOR_PRODUCE_CODES.contains(&code) => Self::NeedsOperator(format!("Kafka: {error}")),
             _ => Self::Unavailable(format!("Kafka: {error}")),
         }
     }
@@ -67,5 +92,9 @@ mod tests {
         assert!(!WriteError::from(KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge)).is_retryable());
         assert!(WriteError::from(vero_clickhouse::Failure::Retryable("down".into())).is_retryable());
         assert!(!WriteError::from(vero_clickhouse::Failure::Invalid("bad".into())).is_retryable());
+        let denied = WriteError::from(KafkaError::MessageProduction(RDKafkaErrorCode::TopicAuthorizationFailed));
+        assert!(denied.is_retryable() && denied.class() == "operator", "{denied:?}");
+        let dropped = WriteError::from(vero_clickhouse::Failure::Operator("Code: 60".into()));
+        assert!(dropped.is_retryable() && dropped.class() == "operator", "{dropped:?}");
     }
 }

@@ -23,6 +23,11 @@ pub struct Metrics {
     pub assigned_partitions: IntGauge,
     /// Events-topic records not yet applied, per partition (librdkafka statistics).
     pub consumer_lag: IntGaugeVec,
+    /// Failed batch writes by failure class: `retryable`, `operator`, `invalid`.
+    pub write_failures: IntCounterVec,
+    /// 1 while writes are refused for a reason only an operator can fix (credentials,
+    /// grants, missing table or topic). Alert `VeroProfilesNeedsOperator`.
+    pub needs_operator: IntGauge,
 }
 
 impl Metrics {
@@ -64,6 +69,16 @@ impl Metrics {
             &["partition"],
         )
         .unwrap();
+        let write_failures = IntCounterVec::new(
+            Opts::new("vero_profiles_write_failures_total", "Failed batch writes by failure class"),
+            &["class"],
+        )
+        .unwrap();
+        let needs_operator = IntGauge::new(
+            "vero_profiles_needs_operator",
+            "1 while profile writes are refused for a reason only an operator can fix",
+        )
+        .unwrap();
         for collector in [
             Box::new(records.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(profiles_written.clone()),
@@ -75,6 +90,8 @@ impl Metrics {
             Box::new(profiles_in_memory.clone()),
             Box::new(assigned_partitions.clone()),
             Box::new(consumer_lag.clone()),
+            Box::new(write_failures.clone()),
+            Box::new(needs_operator.clone()),
         ] {
             registry.register(collector).expect("metric names are unique");
         }
@@ -90,6 +107,8 @@ impl Metrics {
             profiles_in_memory,
             assigned_partitions,
             consumer_lag,
+            write_failures,
+            needs_operator,
         }
     }
 }

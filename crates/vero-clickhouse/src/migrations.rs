@@ -11,6 +11,15 @@
 //! Applied migrations are recorded in `vero.schema_migrations` (id, name, variant file,
 //! time); [`apply`] runs the ones not recorded yet, in id order, and returns what it
 //! did. Any service (or `event-sink migrate`) calls the same [`apply`].
+//!
+//! Repair: a record only says a migration ran once, not that its objects still exist
+//! (`DROP TABLE vero.events` leaves the record behind). So [`apply`] also checks every
+//! object a recorded migration creates (`CREATE ... IF NOT EXISTS <name>`) against
+//! `system.tables`; from the first recorded migration with a missing object on, every
+//! migration is run again in order (its statements are idempotent, and later
+//! migrations may alter what the earlier one re-created). Those come back in the
+//! result with [`Applied::repaired`] set. A service starting, or `event-sink migrate`,
+//! therefore re-creates whatever is missing.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -136,6 +145,56 @@ pub struct Applied {
     pub id: u32,
     pub name: String,
     pub file: &'static str,
+    /// The migration was recorded already and ran again because an object it creates
+    /// was missing (or an earlier migration was re-run).
+    pub repaired: bool,
+}
+
+/// `db.name` of every table, view or database a statement creates with
+/// `CREATE [MATERIALIZED] TABLE|VIEW|DATABASE IF NOT EXISTS <name>`; databases as `db`.
+pub fn created_objects(sql: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for statement in statements(sql) {
+        let words: Vec<&str> = statement.split_whitespace().take(8).collect();
+        let upper: Vec<String> = words.iter().map(|w| w.to_ascii_uppercase()).collect();
+        let mut i = 0;
+        if upper.get(i).map(String::as_str) != Some("CREATE") {
+            continue;
+        }
+        i += 1;
+        if upper.get(i).map(String::as_str) == Some("MATERIALIZED") {
+            i += 1;
+        }
+        if !matches!(upper.get(i).map(String::as_str), Some("TABLE" | "VIEW" | "DATABASE")) {
+            continue;
+        }
+        i += 1;
+        if upper.get(i..i + 3).is_some_and(|w| w == ["IF", "NOT", "EXISTS"]) {
+            i += 3;
+        }
+        if let Some(name) = words.get(i) {
+            let name = name.split('(').next().unwrap_or_default().trim_matches('`');
+            if !name.is_empty() {
+                out.push(name.to_owned());
+            }
+        }
+    }
+    out
+}
+
+#[derive(clickhouse::Row, serde::Deserialize)]
+struct ExistingTable {
+    database: String,
+    name: String,
+}
+
+/// `db.name` of every table and view that exists, plus every database name.
+async fn existing_objects(client: &Client) -> Result<BTreeSet<String>, Failure> {
+    let tables: Vec<ExistingTable> =
+        client.query("SELECT database, name FROM system.tables").fetch_all().await.map_err(Failure::from)?;
+    let databases: Vec<String> =
+        client.query("SELECT name FROM system.databases").fetch_all().await.map_err(Failure::from)?;
+    Ok(tables.into_iter().map(|t| format!("{}.{}", t.database, t.name)).chain(databases).collect())
 }
 
 const CREATE_DATABASE: &str = "CREATE DATABASE IF NOT EXISTS vero";
@@ -162,31 +221,50 @@ pub async fn applied_ids(client: &Client) -> Result<BTreeSet<u32>, Failure> {
 }
 
 /// Apply every migration in `migrations` not yet recorded, in order, choosing each
-/// one's variant for `version`. Stops at the first failing statement.
+/// one's variant for `version`, and re-run recorded ones from the first whose objects
+/// are missing (see the module docs). Stops at the first failing statement.
 pub async fn apply(client: &Client, version: ServerVersion, migrations: &[Migration]) -> Result<Vec<Applied>, Failure> {
     debug_assert_eq!(DATABASE, "vero", "the statements above name the database");
     client.query(CREATE_DATABASE).execute().await.map_err(Failure::from)?;
     client.query(CREATE_MIGRATIONS_TABLE).execute().await.map_err(Failure::from)?;
     let done = applied_ids(client).await?;
+    let existing = existing_objects(client).await?;
+    // Index of the first recorded migration whose objects are not all there.
+    let repair_from = migrations.iter().position(|m| {
+        done.contains(&m.id) && created_objects(m.variant_for(version).1).iter().any(|o| !existing.contains(o))
+    });
     let mut applied = Vec::new();
-    for migration in migrations.iter().filter(|m| !done.contains(&m.id)) {
+    for (index, migration) in migrations.iter().enumerate() {
+        let recorded = done.contains(&migration.id);
+        let repaired = recorded && repair_from.is_some_and(|from| index >= from);
+        if recorded && !repaired {
+            continue;
+        }
         let (file, sql) = migration.variant_for(version);
-        tracing::info!(id = migration.id, file, server = %version, "applying ClickHouse migration");
+        if repaired {
+            tracing::warn!(id = migration.id, file, server = %version, "re-running a ClickHouse migration whose objects are missing");
+        } else {
+            tracing::info!(id = migration.id, file, server = %version, "applying ClickHouse migration");
+        }
         for statement in statements(sql) {
             // `query_raw`: the SQL is ours and may contain `?`, which `query` would bind.
             client.query_raw(&statement).execute().await.map_err(|e| match Failure::from(e) {
                 Failure::Invalid(m) => Failure::Invalid(format!("{file}: {m}")),
-                retry => retry,
+                other => other,
             })?;
         }
-        let mut insert =
-            client.insert_unescaped::<MigrationRecord<'_>>("vero.schema_migrations").await.map_err(Failure::from)?;
-        insert
-            .write(&MigrationRecord { id: migration.id, name: &migration.name, file })
-            .await
-            .map_err(Failure::from)?;
-        insert.end().await.map_err(Failure::from)?;
-        applied.push(Applied { id: migration.id, name: migration.name.clone(), file });
+        if !recorded {
+            let mut insert = client
+                .insert_unescaped::<MigrationRecord<'_>>("vero.schema_migrations")
+                .await
+                .map_err(Failure::from)?;
+            insert
+                .write(&MigrationRecord { id: migration.id, name: &migration.name, file })
+                .await
+                .map_err(Failure::from)?;
+            insert.end().await.map_err(Failure::from)?;
+        }
+        applied.push(Applied { id: migration.id, name: migration.name.clone(), file, repaired });
     }
     Ok(applied)
 }
@@ -216,6 +294,18 @@ mod tests {
     fn statements_split_on_semicolons_outside_quotes_and_comments() {
         let sql = "-- a comment; with a semicolon\nCREATE TABLE t (s String DEFAULT 'a;b');\n\nSELECT 1;\n-- end\n";
         assert_eq!(statements(sql), vec!["CREATE TABLE t (s String DEFAULT 'a;b')", "SELECT 1"]);
+    }
+
+    #[test]
+    fn created_objects_are_found_in_create_statements() {
+        let sql = "CREATE TABLE IF NOT EXISTS vero.events\n(a UInt8) ENGINE = Log;\n\
+                   create materialized view if not exists vero.mv TO vero.t AS SELECT 1;\n\
+                   CREATE VIEW vero.v AS SELECT 1; CREATE DATABASE IF NOT EXISTS vero;\n\
+                   ALTER TABLE vero.events ADD COLUMN b UInt8; CREATE TABLE IF NOT EXISTS vero.x(a UInt8) ENGINE = Log";
+        assert_eq!(created_objects(sql), ["vero.events", "vero.mv", "vero.v", "vero", "vero.x"]);
+        let events = embedded().unwrap().into_iter().find(|m| m.id == 1).unwrap();
+        let objects = created_objects(events.variant_for(ServerVersion { major: 18, minor: 16 }).1);
+        assert!(objects.contains(&"vero.events".to_owned()), "{objects:?}");
     }
 
     #[test]

@@ -117,7 +117,8 @@ async fn migrate(
                 }
                 return Ok(true);
             }
-            Err(e) if e.is_retryable() => {
+            // Operator-fixable (login refused, ...) is retried like an outage, visibly.
+            Err(e) if !matches!(e, vero_clickhouse::Failure::Invalid(_)) => {
                 health.not_ready(format!("ClickHouse schema: {e}"));
                 tracing::warn!("ClickHouse not reachable for migrations, retrying: {e}");
                 if !backoff.wait(shutdown).await {

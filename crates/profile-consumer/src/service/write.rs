@@ -4,8 +4,9 @@
 //! 2. profile rows, alias rows and erasures to ClickHouse (rows collapse by version);
 //! 3. the profiles' final values, or tombstones, to the profiles topic.
 //!
-//! Retryable failures repeat the whole sequence with backoff until it succeeds or the
-//! service stops; a rejected write stops the service. Offsets are stored by the caller
+//! Retryable and operator-fixable failures (see [`WriteError`]) repeat the whole
+//! sequence with backoff until it succeeds or the service stops; a rejected write stops
+//! the service. Offsets are stored by the caller
 //! only after this returned `Ok`.
 
 use std::time::Instant;
@@ -58,20 +59,31 @@ impl Writer {
                 Ok(()) => {
                     self.metrics.write_seconds.observe(started.elapsed().as_secs_f64());
                     self.metrics.profiles_written.inc_by(rows.len() as u64);
+                    self.metrics.needs_operator.set(0);
                     self.health.ready();
                     return Ok(());
                 }
-                Err(e) if e.is_retryable() => {
-                    tracing::warn!("writing profiles failed, retrying: {e}");
+                Err(e) => {
+                    self.metrics.write_failures.with_label_values(&[e.class()]).inc();
+                    match &e {
+                        WriteError::Rejected(_) => {
+                            self.health.not_ready(e.to_string());
+                            return Err(NotWritten::Rejected(e));
+                        }
+                        WriteError::NeedsOperator(_) => {
+                            tracing::error!(error = %e, "writing profiles refused until an operator acts, retrying");
+                            self.metrics.needs_operator.set(1);
+                            self.health.not_ready(format!("operator action needed: {e}"));
+                        }
+                        WriteError::Unavailable(_) => {
+                            tracing::warn!(error = %e, "writing profiles failed, retrying");
+                            self.health.not_ready(e.to_string());
+                        }
+                    }
                     self.metrics.write_retries.inc();
-                    self.health.not_ready(e.to_string());
                     if !backoff.wait(cancel).await {
                         return Err(NotWritten::Shutdown);
                     }
-                }
-                Err(e) => {
-                    self.health.not_ready(e.to_string());
-                    return Err(NotWritten::Rejected(e));
                 }
             }
         }
