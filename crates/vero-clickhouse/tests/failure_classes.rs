@@ -52,7 +52,7 @@ async fn server_errors_are_classified_by_what_fixes_them() {
     )
     .await;
     assert!(matches!(&wrong_password, Failure::Operator(m) if m.contains("Code: 193")), "{wrong_password:?}");
-    let readonly = insert_two(&client.clone().with_option("readonly", "1"), "vero.two").await;
+    let readonly = insert_two(&client.clone().with_setting("readonly", "1"), "vero.two").await;
     assert!(matches!(&readonly, Failure::Operator(m) if m.contains("Code: 164")), "{readonly:?}");
 
     // A statement over max_query_size (an erasure of a huge id) can never run.
