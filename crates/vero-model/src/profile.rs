@@ -124,19 +124,11 @@ impl AvroRecord for Profile {
 /// resolved to the newest. (The events-topic `decode_record` does not accept profiles:
 /// they never travel there.)
 pub fn decode_profile(bytes: &[u8]) -> Result<Profile, DecodeError> {
-    const HEADER_LEN: usize = 10;
-    if bytes.len() < HEADER_LEN {
-        return Err(DecodeError::TooShort(bytes.len()));
-    }
-    if bytes[..2] != crate::codec::SINGLE_OBJECT_MAGIC {
-        return Err(DecodeError::NotSingleObject);
-    }
-    let fingerprint: [u8; 8] = bytes[2..HEADER_LEN].try_into().expect("slice of 8");
+    let (fingerprint, mut datum) = crate::codec::split_header(bytes)?;
     let writer = Profile::versions()
         .iter()
-        .find(|v| v.fingerprint == fingerprint)
+        .find(|v| v.matches(fingerprint))
         .ok_or(DecodeError::UnknownSchema(u64::from_le_bytes(fingerprint)))?;
-    let mut datum = &bytes[HEADER_LEN..];
     let value = apache_avro::from_avro_datum(&writer.schema, &mut datum, Some(&Profile::current().schema))
         .map_err(|e| DecodeError::Avro(e.to_string()))?;
     Profile::from_fields(Fields::from_value(value)?)
@@ -177,6 +169,15 @@ mod tests {
         assert_eq!(decode_profile(&encode(&profile)).unwrap(), profile);
         let bare = Profile { email: None, first_seen: None, last_event_name: None, tags: vec![], ..sample() };
         assert_eq!(decode_profile(&encode(&bare)).unwrap(), bare);
+    }
+
+    #[test]
+    fn profiles_with_the_legacy_fingerprint_still_decode() {
+        let profile = sample();
+        let mut bytes = encode(&profile);
+        assert_eq!(bytes[2..10], Profile::current().fingerprint);
+        bytes[2..10].copy_from_slice(&Profile::current().legacy_fingerprint);
+        assert_eq!(decode_profile(&bytes).unwrap(), profile);
     }
 
     #[test]

@@ -5,11 +5,16 @@
 //! resolve it to the newest (Avro schema resolution fills added fields from their
 //! defaults). Services call [`check`] at start so a bad schema file fails the start,
 //! not the first request.
+//!
+//! Fingerprints are the Avro specification's ([`crate::fingerprint`]), which Java and
+//! fastavro agree on; each version also keeps the legacy fingerprint apache-avro 0.21
+//! computed, which records written before the fix carry and readers still accept.
 
 use std::sync::LazyLock;
 
-use apache_avro::rabin::Rabin;
 use apache_avro::Schema;
+
+use crate::fingerprint::{fingerprint, Form};
 
 /// The `.avsc` texts of the track event, oldest first.
 pub const TRACK_EVENT_VERSIONS: &[(&str, &str)] = &[
@@ -30,9 +35,23 @@ pub const PROFILE_VERSIONS: &[(&str, &str)] =
 pub struct SchemaVersion {
     pub file: &'static str,
     pub schema: Schema,
-    /// 64-bit CRC-64-AVRO (Rabin) fingerprint of the canonical form, as the 8
-    /// little-endian bytes the single-object header carries.
+    /// CRC-64-AVRO (Rabin) fingerprint of the specification's Parsing Canonical
+    /// Form, as the 8 little-endian bytes the single-object header carries. Writers
+    /// write this one.
     pub fingerprint: [u8; 8],
+    /// The fingerprint apache-avro 0.21 computed (its canonical form keeps
+    /// `{"type":"string"}` for primitives with a `logicalType`), carried by records
+    /// written before the switch. Readers accept it until the major version named in
+    /// `docs/design.md`; writers never write it.
+    pub legacy_fingerprint: [u8; 8],
+}
+
+impl SchemaVersion {
+    /// Whether a single-object header with `fingerprint` was written with this
+    /// version (the specification's fingerprint or the legacy one).
+    pub fn matches(&self, fingerprint: [u8; 8]) -> bool {
+        fingerprint == self.fingerprint || fingerprint == self.legacy_fingerprint
+    }
 }
 
 type Parsed = LazyLock<Result<Vec<SchemaVersion>, String>>;
@@ -45,10 +64,9 @@ fn parse_versions(texts: &[(&'static str, &str)]) -> Result<Vec<SchemaVersion>, 
         .iter()
         .map(|(file, text)| {
             let schema = Schema::parse_str(text).map_err(|e| format!("schemas/avro/{file}: {e}"))?;
-            let bytes = schema.fingerprint::<Rabin>().bytes;
-            let fingerprint: [u8; 8] =
-                bytes.try_into().map_err(|_| format!("schemas/avro/{file}: Rabin fingerprint is not 8 bytes"))?;
-            Ok(SchemaVersion { file, schema, fingerprint })
+            let spec = fingerprint(text, Form::Spec).map_err(|e| format!("schemas/avro/{file}: {e}"))?;
+            let legacy = fingerprint(text, Form::Legacy).map_err(|e| format!("schemas/avro/{file}: {e}"))?;
+            Ok(SchemaVersion { file, schema, fingerprint: spec, legacy_fingerprint: legacy })
         })
         .collect()
 }
@@ -95,6 +113,20 @@ mod tests {
         assert_ne!(versions[0].fingerprint, versions[1].fingerprint);
         let commands = user_command_versions();
         assert!(commands.iter().all(|c| versions.iter().all(|v| v.fingerprint != c.fingerprint)));
+    }
+
+    #[test]
+    fn no_fingerprint_of_one_version_matches_another() {
+        // Readers tell record types and versions apart by either fingerprint, so all
+        // of them, spec and legacy, must be distinct across every schema.
+        let all: Vec<&SchemaVersion> =
+            track_event_versions().iter().chain(user_command_versions()).chain(profile_versions()).collect();
+        for (i, a) in all.iter().enumerate() {
+            assert!(a.matches(a.fingerprint) && a.matches(a.legacy_fingerprint), "{}", a.file);
+            for b in &all[i + 1..] {
+                assert!(!b.matches(a.fingerprint) && !b.matches(a.legacy_fingerprint), "{} vs {}", a.file, b.file);
+            }
+        }
     }
 
     #[test]
