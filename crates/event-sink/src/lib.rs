@@ -10,7 +10,8 @@
 //!
 //! Modules: [`config`] (settings), [`service`] (start: schema, consumer; [`run`] and
 //! [`migrate`]), [`pipeline`] (the consume/flush loop), [`batch`], [`row`],
-//! [`writer`] (INSERT with retry and bisection), [`erase`] (GDPR delete mutations), [`dlq`], [`context`] (rebalance and
+//! [`writer`] (INSERT with retry and bisection), [`erase`] (GDPR delete mutations), [`dlq`], [`replay`]
+//! (`event-sink replay-dlq`: DLQ records back into the pipeline), [`context`] (rebalance and
 //! statistics callbacks), [`metrics`]; retry pacing and readiness come from `vero_service`.
 
 pub mod batch;
@@ -20,9 +21,11 @@ pub mod dlq;
 pub mod erase;
 pub mod metrics;
 pub mod pipeline;
+pub mod replay;
 pub mod row;
 pub mod service;
 pub mod writer;
 
 pub use config::Settings;
+pub use replay::replay_dlq;
 pub use service::{migrate, run};

@@ -1,5 +1,6 @@
 //! `event-sink [run]`: consume `vero.events` into ClickHouse until SIGTERM/SIGINT.
 //! `event-sink migrate`: apply pending ClickHouse migrations and exit.
+//! `event-sink replay-dlq`: dead letters back into the pipeline (`event_sink::replay`).
 //! Configuration: `config/event-sink/` (or `$VERO_CONFIG_DIR`), `VERO_ENV`, `VERO__*`.
 //! `--help` and `--version` answer without reading any config.
 
@@ -25,8 +26,11 @@ struct Cli {
 enum Command {
     /// Consume into ClickHouse until SIGTERM/SIGINT (the default without a command).
     Run,
-    /// Apply pending ClickHouse migrations, print them and exit.
+    /// Apply pending ClickHouse migrations (re-creating missing objects), print them and exit.
     Migrate,
+    /// Copy the dead-letter topic's records not replayed yet back to their source topic
+    /// (original key and value), commit, print the counts and exit.
+    ReplayDlq,
 }
 
 #[tokio::main]
@@ -46,7 +50,16 @@ async fn main() -> anyhow::Result<()> {
             let (version, applied) = event_sink::migrate(&settings.clickhouse).await?;
             println!("ClickHouse {version}: {} migration(s) applied", applied.len());
             for a in applied {
-                println!("  {:04} {} ({})", a.id, a.name, a.file);
+                let how = if a.repaired { ", re-run: objects were missing" } else { "" };
+                println!("  {:04} {} ({}{how})", a.id, a.name, a.file);
+            }
+            Ok(())
+        }
+        Command::ReplayDlq => {
+            let replayed = event_sink::replay_dlq(&settings.kafka, std::time::Duration::from_secs(3600)).await?;
+            println!("{}: {} record(s) replayed", settings.kafka.dlq_topic, replayed.total());
+            for (topic, count) in &replayed.records {
+                println!("  {count} to {topic}");
             }
             Ok(())
         }

@@ -4,7 +4,7 @@
 
 use std::process::{Command, Output};
 
-const SUBCOMMANDS: &[&str] = &["run", "migrate"];
+const SUBCOMMANDS: &[&str] = &["run", "migrate", "replay-dlq"];
 
 /// The binary with a config dir that does not exist: anything that reads config fails.
 fn run(args: &[&str]) -> Output {

@@ -1,0 +1,151 @@
+//! `event-sink replay-dlq`: put dead-lettered records back into the pipeline once
+//! their cause is fixed.
+//!
+//! Reads `kafka.dlq_topic` in its own consumer group (`<kafka.group_id>-dlq-replay`),
+//! from that group's committed position (the beginning the first time) up to the end
+//! offsets seen at the start, and produces each record to the topic it came from (its
+//! `vero.dlq.source.topic` header; `kafka.topic` when absent) with its original key and
+//! value, plus a `vero.dlq.replayed.from` header naming the DLQ position. Guarantees:
+//!
+//! * at least once: the group's offsets are committed only after every record up to
+//!   them was acknowledged by Kafka (`acks=all`, idempotent producer), so a replay
+//!   interrupted anywhere can simply be run again; records replayed twice are the
+//!   same events (same `event_id`) and collapse in `vero.events`;
+//! * a second run replays only what was dead-lettered since the first one;
+//! * records dead-lettered again (the cause is not fixed) come back to the DLQ as new
+//!   records and are replayed by the next run, not in a loop by this one.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::util::Timeout;
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use vero_model::topics::dlq_headers;
+
+use crate::config::KafkaSettings;
+
+/// Header added to every replayed record: `<dlq topic>/<partition>/<offset>`.
+pub const REPLAYED_FROM: &str = "vero.dlq.replayed.from";
+
+/// What one replay did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Replayed {
+    /// Records produced back, per destination topic.
+    pub records: BTreeMap<String, u64>,
+}
+
+impl Replayed {
+    pub fn total(&self) -> u64 {
+        self.records.values().sum()
+    }
+}
+
+/// Consumer group of the replay for `kafka` (its progress in the DLQ).
+pub fn replay_group(kafka: &KafkaSettings) -> String {
+    format!("{}-dlq-replay", kafka.group_id)
+}
+
+/// Replay every record of the DLQ not replayed yet (see the module docs); `timeout`
+/// bounds the whole run. The DLQ is polled with short blocking waits and each record's
+/// offset is committed synchronously after its acknowledgement: this is an operator's
+/// one-off command, run on its own (in tests: a multi-threaded runtime).
+pub async fn replay_dlq(kafka: &KafkaSettings, timeout: Duration) -> anyhow::Result<Replayed> {
+    let deadline = Instant::now() + timeout;
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &kafka.brokers)
+        .set("group.id", replay_group(kafka))
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .context("creating the DLQ replay consumer")?;
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &kafka.brokers)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("message.timeout.ms", "30000")
+        .create()
+        .context("creating the DLQ replay producer")?;
+    let topic = kafka.dlq_topic.as_str();
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .with_context(|| format!("reading the partitions of {topic}"))?;
+    let partitions: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .filter(|t| t.name() == topic)
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
+    anyhow::ensure!(!partitions.is_empty(), "topic {topic} has no partitions (does it exist?)");
+
+    // Where to start (committed, else the low watermark) and stop (the end now).
+    let mut wanted = TopicPartitionList::new();
+    for &p in &partitions {
+        wanted.add_partition(topic, p);
+    }
+    let committed =
+        consumer.committed_offsets(wanted, Duration::from_secs(10)).context("reading the replay's offsets")?;
+    let mut assignment = TopicPartitionList::new();
+    let mut ends: BTreeMap<i32, i64> = BTreeMap::new();
+    for &p in &partitions {
+        let (low, high) = consumer.fetch_watermarks(topic, p, Duration::from_secs(10))?;
+        let start = match committed.find_partition(topic, p).map(|e| e.offset()) {
+            Some(Offset::Offset(next)) => next.max(low),
+            _ => low,
+        };
+        if start < high {
+            assignment.add_partition_offset(topic, p, Offset::Offset(start))?;
+            ends.insert(p, high);
+        }
+    }
+    let mut replayed = Replayed::default();
+    if ends.is_empty() {
+        return Ok(replayed);
+    }
+    consumer.assign(&assignment)?;
+
+    let mut next: BTreeMap<i32, i64> = BTreeMap::new();
+    while ends.iter().any(|(p, end)| next.get(p).copied().unwrap_or(0) < *end) {
+        anyhow::ensure!(Instant::now() < deadline, "replay did not reach the end of {topic} within {timeout:?}");
+        let Some(polled) = consumer.poll(Duration::from_millis(200)) else { continue };
+        let message = polled.context("reading the DLQ")?;
+        let (partition, offset) = (message.partition(), message.offset());
+        if offset >= ends.get(&partition).copied().unwrap_or(0) {
+            continue; // dead-lettered after the start: the next run's
+        }
+        let header = |name: &str| {
+            message.headers().and_then(|headers| {
+                headers
+                    .iter()
+                    .find(|h| h.key == name)
+                    .and_then(|h| h.value)
+                    .map(|v| String::from_utf8_lossy(v).into_owned())
+            })
+        };
+        let destination = header(dlq_headers::SOURCE_TOPIC).unwrap_or_else(|| kafka.topic.clone());
+        let from = format!("{topic}/{partition}/{offset}");
+        let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&destination)
+            .headers(OwnedHeaders::new().insert(Header { key: REPLAYED_FROM, value: Some(from.as_str()) }));
+        if let Some(key) = message.key() {
+            record = record.key(key);
+        }
+        if let Some(payload) = message.payload() {
+            record = record.payload(payload);
+        }
+        // One at a time: the commit below must never pass an unacknowledged record.
+        producer
+            .send(record, Timeout::After(deadline.saturating_duration_since(Instant::now())))
+            .await
+            .map_err(|(e, _)| anyhow::anyhow!("producing {from} back to {destination}: {e}"))?;
+        *replayed.records.entry(destination).or_default() += 1;
+        next.insert(partition, offset + 1);
+        let mut commit = TopicPartitionList::new();
+        commit.add_partition_offset(topic, partition, Offset::Offset(offset + 1))?;
+        consumer.commit(&commit, CommitMode::Sync).with_context(|| format!("committing the replay of {from}"))?;
+    }
+    Ok(replayed)
+}
