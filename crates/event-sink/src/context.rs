@@ -70,7 +70,7 @@ impl ConsumerContext for SinkContext {
             tracing::info!(?assigned, "partitions assigned");
             if self.paused.load(Ordering::SeqCst) {
                 if let Err(e) = consumer.pause(partitions) {
-                    tracing::warn!("pausing newly assigned partitions failed: {e}");
+                    tracing::warn!(error = %e, "pausing newly assigned partitions failed");
                 }
             }
         }

@@ -178,7 +178,7 @@ impl Pipeline {
         let message = match received {
             Ok(message) => message,
             Err(e) => {
-                tracing::warn!("Kafka consumer error: {e}");
+                tracing::warn!(error = %e, "Kafka consumer error");
                 // Errors are transient (broker down, ...); do not spin on them.
                 tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                 return;
@@ -294,7 +294,7 @@ impl Pipeline {
                 Ok(()) => {
                     self.stored.insert(partition, offset + 1);
                 }
-                Err(e) => tracing::debug!(partition, "offset not stored: {e}"),
+                Err(e) => tracing::debug!(partition, error = %e, "offset not stored"),
             }
         }
     }
@@ -373,7 +373,7 @@ impl Pipeline {
         let mut tpl = TopicPartitionList::new();
         for (&partition, &next) in self.stored.iter().filter(|(p, _)| assigned.contains(p)) {
             if let Err(e) = tpl.add_partition_offset(&self.settings.kafka.topic, partition, Offset::Offset(next)) {
-                tracing::warn!(partition, "cannot build the final commit: {e}");
+                tracing::warn!(partition, error = %e, "cannot build the final commit");
             }
         }
         if tpl.count() == 0 {
@@ -385,7 +385,7 @@ impl Pipeline {
         match self.consumer.commit(&tpl, CommitMode::Async) {
             Ok(()) => tracing::info!(partitions = tpl.count(), "final offsets commit sent"),
             Err(e) => {
-                tracing::warn!("final commit failed (records since the last auto-commit will be redelivered): {e}")
+                tracing::warn!(error = %e, "final commit failed (records since the last auto-commit will be redelivered)")
             }
         }
     }

@@ -62,7 +62,7 @@ pub async fn serve(
         Ok(()) => tracing::info!("producer flushed; stopped"),
         // Every request answered 200 was acknowledged already; unflushed records
         // belong to requests that were not answered 200, whose clients retry.
-        Err(e) => tracing::warn!("producer flush incomplete: {e}"),
+        Err(e) => tracing::warn!(error = %e, "producer flush incomplete"),
     }
     Ok(())
 }

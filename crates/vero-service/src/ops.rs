@@ -61,7 +61,7 @@ pub async fn serve(listener: TcpListener, registry: Registry, ready: ReadinessCh
             accepted = listener.accept() => match accepted {
                 Ok(conn) => conn,
                 Err(e) => {
-                    tracing::warn!("ops endpoint accept failed: {e}");
+                    tracing::warn!(error = %e, "ops endpoint accept failed");
                     continue;
                 }
             },

@@ -11,7 +11,7 @@ pub fn signal() -> CancellationToken {
         let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(term) => term,
             Err(e) => {
-                tracing::error!("cannot listen for SIGTERM: {e}");
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
                 return;
             }
         };

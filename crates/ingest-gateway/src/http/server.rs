@@ -42,7 +42,7 @@ pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>, settings: &Http
             accepted = listener.accept() => match accepted {
                 Ok((stream, _peer)) => stream,
                 Err(e) => {
-                    tracing::warn!("accept failed: {e}");
+                    tracing::warn!(error = %e, "accept failed");
                     tokio::time::sleep(ACCEPT_ERROR_BACKOFF).await;
                     continue;
                 }
@@ -60,14 +60,14 @@ pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>, settings: &Http
         metrics_gateway.metrics.connections_open.inc();
         tokio::spawn(async move {
             if let Err(e) = connection.await {
-                tracing::debug!("connection ended with an error: {e}");
+                tracing::debug!(error = %e, "connection ended with an error");
             }
             metrics_gateway.metrics.connections_open.dec();
             drop(permit);
         });
     }
     drop(listener);
-    tracing::info!("stopped accepting; waiting for {} open connections", graceful.count());
+    tracing::info!(open_connections = graceful.count(), "stopped accepting; waiting for open connections");
     tokio::select! {
         _ = graceful.shutdown() => tracing::info!("all connections finished"),
         _ = tokio::time::sleep(settings.shutdown_grace()) => {

@@ -128,7 +128,7 @@ impl EventSink for KafkaSink {
                         Ok(Ok(Ok(_delivered))) => Ok(()),
                         Ok(Ok(Err((error, _message)))) => {
                             let classified = classify(&error);
-                            tracing::debug!("delivery failed: {error} -> {classified}");
+                            tracing::debug!(error = %error, classified = %classified, "delivery failed");
                             Err(classified)
                         }
                         // The producer dropped the report: the record's fate is unknown.

@@ -54,7 +54,7 @@ impl ConsumerContext for RebalanceContext {
             // stored (the loop only polls between batches or drops what it holds), so
             // committing now hands the partitions over without redelivery.
             if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
-                tracing::debug!("commit on revoke: {e}");
+                tracing::debug!(error = %e, "commit on revoke failed");
             }
             let mut changes = self.changes.lock().expect("changes lock");
             for element in list.elements() {
@@ -75,7 +75,7 @@ impl ConsumerContext for RebalanceContext {
                 }
                 tracing::info!(partitions = list.count(), "partitions assigned");
             }
-            Rebalance::Error(e) => tracing::warn!("rebalance error: {e}"),
+            Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance error"),
             Rebalance::Revoke(_) => {}
         }
     }

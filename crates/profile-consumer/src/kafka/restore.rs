@@ -56,7 +56,7 @@ pub fn read_partition(brokers: &str, topic: &str, partition: i32, timeout: Durat
             None => continue,
             Some(Err(KafkaError::PartitionEOF(_))) if next_offset >= high => break,
             Some(Err(KafkaError::PartitionEOF(_))) => continue,
-            Some(Err(e)) => tracing::debug!("restore poll: {e}"),
+            Some(Err(e)) => tracing::debug!(error = %e, "restore poll failed"),
             Some(Ok(message)) => {
                 next_offset = message.offset() + 1;
                 restored.records_read += 1;
@@ -77,7 +77,7 @@ pub fn read_partition(brokers: &str, topic: &str, partition: i32, timeout: Durat
                             restored.profiles.insert(key, profile);
                         }
                         Err(e) => {
-                            tracing::error!(topic, partition, offset = message.offset(), "unreadable profile: {e}")
+                            tracing::error!(topic, partition, offset = message.offset(), error = %e, "unreadable profile")
                         }
                     },
                 }

@@ -90,7 +90,7 @@ async fn serve(
     // forever when the broker is gone; closing the consumer (on drop) waits for it and
     // commits the stored offsets itself, bounded by session.timeout.ms.
     if let Err(e) = consumer.commit_consumer_state(CommitMode::Async) {
-        tracing::debug!("final commit: {e}");
+        tracing::debug!(error = %e, "final commit failed");
     }
     outcome
 }
@@ -120,7 +120,7 @@ async fn migrate(
             // Operator-fixable (login refused, ...) is retried like an outage, visibly.
             Err(e) if !matches!(e, vero_clickhouse::Failure::Invalid(_)) => {
                 health.not_ready(format!("ClickHouse schema: {e}"));
-                tracing::warn!("ClickHouse not reachable for migrations, retrying: {e}");
+                tracing::warn!(error = %e, "ClickHouse not reachable for migrations, retrying");
                 if !backoff.wait(shutdown).await {
                     return Ok(false);
                 }
@@ -190,7 +190,7 @@ impl LoopState<'_> {
                         batch.push(message.detach());
                         deadline.get_or_insert_with(|| tokio::time::Instant::now() + linger);
                     }
-                    Err(e) => tracing::warn!("Kafka consumer error: {e}"),
+                    Err(e) => tracing::warn!(error = %e, "Kafka consumer error"),
                 },
             }
             if shutdown.is_cancelled() && !batch.is_empty() {
@@ -244,13 +244,13 @@ impl LoopState<'_> {
         for ((topic, partition), next) in &effects.positions {
             if self.assigned.contains(&(topic.clone(), *partition)) {
                 if let Err(e) = list.add_partition_offset(topic, *partition, Offset::Offset(*next)) {
-                    tracing::warn!("cannot store offset {topic}/{partition}@{next}: {e}");
+                    tracing::warn!(topic = %topic, partition, offset = next, error = %e, "cannot store offset");
                 }
             }
         }
         if list.count() > 0 {
             if let Err(e) = self.consumer.store_offsets(&list) {
-                tracing::warn!("storing offsets failed (partition moved?): {e}");
+                tracing::warn!(error = %e, "storing offsets failed (partition moved?)");
             }
         }
     }
