@@ -61,7 +61,12 @@ impl Service {
         Ok(match self {
             Service::Gateway => {
                 let s = ingest_gateway::config::Settings::load_with_env(dir, vero_env, vars)?;
-                Effective { ops_port: port_of("http.listen", &s.http.listen)?, group_and_topic: None }
+                // /metrics and the probes are on ops.listen when set, else next to the API.
+                let ops_port = match s.ops.own_listener() {
+                    Some(ops) => port_of("ops.listen", ops)?,
+                    None => port_of("http.listen", &s.http.listen)?,
+                };
+                Effective { ops_port, group_and_topic: None }
             }
             Service::EventSink => {
                 let s = event_sink::Settings::load_with_env(dir, vero_env, vars)?;

@@ -22,6 +22,9 @@ pub const SERVICE: &str = "gateway";
 #[serde(deny_unknown_fields)]
 pub struct Settings {
     pub http: HttpSettings,
+    /// Where the operator endpoints live (`[ops]`; absent = next to the API).
+    #[serde(default)]
+    pub ops: OpsSettings,
     pub kafka: KafkaSettings,
     pub rate_limit: RateLimitSettings,
     pub projects: Vec<Project>,
@@ -41,6 +44,21 @@ pub struct HttpSettings {
     /// Tokio worker threads serving HTTP; 0 = one per CPU.
     pub worker_threads: usize,
     pub cors: CorsSettings,
+}
+
+/// The operator endpoints `/metrics`, `/healthz`, `/readyz`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpsSettings {
+    /// Their own listen address; empty = served on `http.listen` with the API.
+    pub listen: String,
+}
+
+impl OpsSettings {
+    /// The separate listener's address, when one is configured.
+    pub fn own_listener(&self) -> Option<&str> {
+        Some(self.listen.trim()).filter(|listen| !listen.is_empty())
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -152,6 +170,14 @@ impl Settings {
         positive("http.header_read_timeout_ms", h.header_read_timeout_ms)?;
         positive("http.body_read_timeout_ms", h.body_read_timeout_ms)?;
         positive("http.retry_after_secs", h.retry_after_secs)?;
+        if let Some(ops) = self.ops.own_listener() {
+            let address = ops.parse::<SocketAddr>().map_err(|e| anyhow::anyhow!("ops.listen = {ops:?}: {e}"))?;
+            ensure!(
+                address.port() == 0 || ops != h.listen.trim(),
+                "ops.listen = {ops:?} is http.listen too: give the operator endpoints another port, or set \
+                 ops.listen = \"\" to serve them next to the API"
+            );
+        }
         for origin in &h.cors.allowed_origins {
             ensure!(
                 origin == "*" || origin.starts_with("http://") || origin.starts_with("https://"),
@@ -296,6 +322,21 @@ mod tests {
             let err =
                 Settings::load_with_env(&repo_config(), Some("local"), vars(&[(key, value)])).unwrap_err().to_string();
             assert!(err.contains(expected), "{key}={value}: {err}");
+        }
+    }
+
+    #[test]
+    fn ops_endpoints_stay_on_the_api_port_unless_ops_listen_is_set() {
+        let s = Settings::load_with_env(&repo_config(), Some("local"), []).unwrap();
+        assert_eq!(s.ops.own_listener(), None, "default: /metrics next to the API, as before");
+        let s = Settings::load_with_env(&repo_config(), Some("local"), vars(&[("VERO__OPS__LISTEN", "0.0.0.0:9100")]))
+            .unwrap();
+        assert_eq!(s.ops.own_listener(), Some("0.0.0.0:9100"));
+        for (value, expected) in [("nowhere", "ops.listen"), ("127.0.0.1:8080", "is http.listen too")] {
+            let err = Settings::load_with_env(&repo_config(), Some("local"), vars(&[("VERO__OPS__LISTEN", value)]))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(expected), "{value}: {err}");
         }
     }
 

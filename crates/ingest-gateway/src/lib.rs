@@ -5,6 +5,11 @@
 //!
 //! * [`run`]: the service as `main` starts it (Kafka producer from the settings).
 //! * [`serve`]: the same with any [`sink::EventSink`] (tests use [`sink::MemorySink`]).
+//! * [`serve_with_ops`]: [`serve`] with the operator endpoints' listener passed in.
+//!
+//! The operator endpoints (`/metrics`, `/healthz`, `/readyz`) are served next to the
+//! API unless `ops.listen` is set: then on their own listener, and the API listener
+//! answers 404 for them (keeps metrics off the public port).
 //!
 //! Modules: [`config`] (settings), [`http`] (connections, routing, CORS, bodies),
 //! [`fields`] (body → fields, token), [`auth`] (tokens, rate limit), [`track`]
@@ -28,10 +33,12 @@ pub mod users;
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use config::Settings;
+use http::router::Endpoints;
 use service::Gateway;
 use sink::{EventSink, KafkaSink};
 
@@ -42,10 +49,28 @@ pub async fn run(settings: Settings, listener: TcpListener, shutdown: Cancellati
     serve(settings, listener, sink, shutdown).await
 }
 
-/// [`run`] with a given sink.
+/// [`run`] with a given sink. Binds `ops.listen` when it is set.
 pub async fn serve(
     settings: Settings,
     listener: TcpListener,
+    sink: Arc<dyn EventSink>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let ops = match settings.ops.own_listener() {
+        Some(address) => {
+            Some(TcpListener::bind(address).await.with_context(|| format!("binding ops.listen = {address}"))?)
+        }
+        None => None,
+    };
+    serve_with_ops(settings, listener, ops, sink, shutdown).await
+}
+
+/// [`serve`] with the operator endpoints on `ops` when given (whatever `ops.listen`
+/// says), else next to the API on `listener`.
+pub async fn serve_with_ops(
+    settings: Settings,
+    listener: TcpListener,
+    ops: Option<TcpListener>,
     sink: Arc<dyn EventSink>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
@@ -56,7 +81,15 @@ pub async fn serve(
         projects = settings.projects.len(),
         "ingest gateway listening"
     );
-    http::server::serve(listener, gateway, &settings.http, shutdown).await;
+    match ops {
+        None => http::server::serve(listener, gateway, Endpoints::All, &settings.http, shutdown).await,
+        Some(ops) => {
+            tracing::info!(ops = %ops.local_addr()?, "ops endpoints listening");
+            let api = http::server::serve(listener, gateway.clone(), Endpoints::Api, &settings.http, shutdown.clone());
+            let ops = http::server::serve(ops, gateway, Endpoints::Ops, &settings.http, shutdown);
+            tokio::join!(api, ops);
+        }
+    }
     let flush_timeout = Duration::from_millis(settings.kafka.flush_timeout_ms);
     match sink.flush(flush_timeout).await {
         Ok(()) => tracing::info!("producer flushed; stopped"),

@@ -22,7 +22,7 @@ use crate::error::{self, ApiError, Body};
 use crate::fields;
 use crate::http::body::{self as request_body, BodyLimits};
 use crate::http::cors::Cors;
-use crate::http::router::Route;
+use crate::http::router::{Endpoints, Route};
 use crate::metrics::{action_label, Metrics};
 use crate::sink::EventSink;
 use crate::stamp::Stamp;
@@ -66,12 +66,22 @@ impl Gateway {
         &self.sink
     }
 
+    /// Answer `request` as the only listener (API and operator endpoints).
     pub async fn handle<B>(&self, request: Request<B>) -> Response<Body>
     where
         B: hyper::body::Body,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        let Some(route) = Route::resolve(request.uri().path()) else {
+        self.handle_on(Endpoints::All, request).await
+    }
+
+    /// Answer `request` on a listener serving `endpoints`; other routes are 404.
+    pub async fn handle_on<B>(&self, endpoints: Endpoints, request: Request<B>) -> Response<Body>
+    where
+        B: hyper::body::Body,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let Some(route) = Route::resolve(request.uri().path()).filter(|route| endpoints.serves(*route)) else {
             let response = ApiError::NotFound(truncated_path(request.uri().path())).into_response();
             self.metrics.requests.with_label_values(&["unknown", response.status().as_str()]).inc();
             return response;
@@ -130,6 +140,7 @@ impl Gateway {
         };
         let (user_id, payload) = match producing {
             Producing::Event => {
+                track::message_id::merge_header(&mut fields, parts.headers.get(track::message_id::HEADER))?;
                 let event = track::build_event(fields, stamp)?;
                 let payload = vero_model::encode_event(&event);
                 (event.user_id, payload)

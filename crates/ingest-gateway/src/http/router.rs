@@ -1,7 +1,8 @@
 //! Which endpoint a path is, and which methods it takes.
 //!
 //! Every API path also answers with a `.json` suffix. Unknown paths are 404, a known
-//! path with a method it does not take is 405 with `Allow`.
+//! path with a method it does not take is 405 with `Allow`. A listener serves the
+//! routes of its [`Endpoints`]; the others are 404 there.
 
 use http::Method;
 use vero_model::UserAction;
@@ -15,6 +16,25 @@ pub enum Route {
     Metrics,
     Healthz,
     Readyz,
+}
+
+/// Which routes a listener serves: all of them on one port (the default), or the API
+/// and the operator endpoints on separate listeners (`ops.listen`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoints {
+    All,
+    Api,
+    Ops,
+}
+
+impl Endpoints {
+    pub fn serves(self, route: Route) -> bool {
+        match self {
+            Self::All => true,
+            Self::Api => route.is_api(),
+            Self::Ops => !route.is_api(),
+        }
+    }
 }
 
 const API_PREFIX: &str = "/api/v2/";
@@ -114,6 +134,16 @@ mod tests {
         assert_eq!(Route::resolve("/metrics.json"), None);
         assert_eq!(Route::resolve("/readyz"), Some(Route::Readyz));
         assert!(Route::EventsTrack.allows(&Method::POST) && !Route::EventsTrack.allows(&Method::GET));
+    }
+
+    #[test]
+    fn separate_listeners_split_api_and_operator_routes() {
+        for path in ["/metrics", "/healthz", "/readyz", "/api/v2/heartbeat", "/api/v2/events/track"] {
+            let route = Route::resolve(path).unwrap();
+            assert!(Endpoints::All.serves(route), "{path}");
+            assert_ne!(Endpoints::Api.serves(route), Endpoints::Ops.serves(route), "{path}: exactly one of them");
+            assert_eq!(Endpoints::Ops.serves(route), !path.starts_with("/api/"), "{path}");
+        }
     }
 
     #[test]

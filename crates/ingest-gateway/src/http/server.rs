@@ -8,6 +8,9 @@
 //!   connections are closed. Body time is bounded in [`super::body`].
 //! * Shutdown: stop accepting, let in-flight requests finish (up to
 //!   `http.shutdown_grace_ms`), close idle keep-alive connections.
+//!
+//! The same loop serves the operator endpoints' own listener when `ops.listen` is
+//! set: each listener answers the routes of its [`Endpoints`].
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -21,13 +24,20 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::HttpSettings;
+use crate::http::router::Endpoints;
 use crate::service::Gateway;
 
 /// Pause after a failed `accept` (e.g. out of file descriptors) before trying again,
 /// so the loop does not spin.
 const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(50);
 
-pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>, settings: &HttpSettings, shutdown: CancellationToken) {
+pub async fn serve(
+    listener: TcpListener,
+    gateway: Arc<Gateway>,
+    endpoints: Endpoints,
+    settings: &HttpSettings,
+    shutdown: CancellationToken,
+) {
     let permits = Arc::new(Semaphore::new(settings.max_connections));
     let graceful = GracefulShutdown::new();
     let mut builder = http1::Builder::new();
@@ -52,7 +62,7 @@ pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>, settings: &Http
         let handler = gateway.clone();
         let service = hyper::service::service_fn(move |request| {
             let handler = handler.clone();
-            async move { Ok::<_, Infallible>(handler.handle(request).await) }
+            async move { Ok::<_, Infallible>(handler.handle_on(endpoints, request).await) }
         });
         let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
         let metrics_gateway = gateway.clone();
