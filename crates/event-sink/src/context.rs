@@ -6,8 +6,11 @@
 //! * Assign: while a flush keeps consumption paused, new partitions are paused too,
 //!   so memory stays bounded.
 //! * Statistics: per-partition lag (`consumer_lag_stored`: end offset minus the offset
-//!   stored after the last successful insert) into `vero_sink_consumer_lag`.
+//!   stored after the last successful insert) into `vero_sink_consumer_lag`, only for
+//!   partitions assigned here; a revoke removes the partition's series, so
+//!   `sum(vero_sink_consumer_lag)` over all instances counts each partition once.
 
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
@@ -22,11 +25,19 @@ pub struct SinkContext {
     topic: String,
     revoked: Mutex<Vec<i32>>,
     paused: AtomicBool,
+    /// Partitions assigned here: the ones that may have a lag series.
+    lagging: Mutex<BTreeSet<i32>>,
 }
 
 impl SinkContext {
     pub fn new(metrics: Metrics, topic: String) -> Self {
-        Self { metrics, topic, revoked: Mutex::new(Vec::new()), paused: AtomicBool::new(false) }
+        Self {
+            metrics,
+            topic,
+            revoked: Mutex::new(Vec::new()),
+            paused: AtomicBool::new(false),
+            lagging: Mutex::default(),
+        }
     }
 
     /// Partitions revoked since the last call.
@@ -43,9 +54,12 @@ impl SinkContext {
 impl ClientContext for SinkContext {
     fn stats(&self, statistics: Statistics) {
         let Some(topic) = statistics.topics.get(&self.topic) else { return };
+        // Held while setting, so a revoke in between cannot leave a series behind.
+        let assigned = self.lagging.lock().expect("lagging lock");
         for (partition, stats) in &topic.partitions {
             // -1 = unknown / not assigned here; the internal partition is -1 too.
-            if *partition >= 0 && stats.consumer_lag_stored >= 0 {
+            // Statistics may still list a partition just revoked: skip what is not ours.
+            if assigned.contains(partition) && stats.consumer_lag_stored >= 0 {
                 self.metrics.consumer_lag.with_label_values(&[&partition.to_string()]).set(stats.consumer_lag_stored);
             }
         }
@@ -57,9 +71,12 @@ impl ConsumerContext for SinkContext {
         if let Rebalance::Revoke(partitions) = rebalance {
             let revoked: Vec<i32> = partitions.elements().iter().map(|e| e.partition()).collect();
             tracing::info!(?revoked, "partitions revoked");
+            let mut lagging = self.lagging.lock().expect("lagging lock");
             for p in &revoked {
+                lagging.remove(p);
                 let _ = self.metrics.consumer_lag.remove_label_values(&[&p.to_string()]);
             }
+            drop(lagging);
             self.revoked.lock().expect("revoked lock").extend(revoked);
         }
     }
@@ -68,6 +85,7 @@ impl ConsumerContext for SinkContext {
         if let Rebalance::Assign(partitions) = rebalance {
             let assigned: Vec<i32> = partitions.elements().iter().map(|e| e.partition()).collect();
             tracing::info!(?assigned, "partitions assigned");
+            self.lagging.lock().expect("lagging lock").extend(&assigned);
             if self.paused.load(Ordering::SeqCst) {
                 if let Err(e) = consumer.pause(partitions) {
                     tracing::warn!(error = %e, "pausing newly assigned partitions failed");

@@ -7,7 +7,9 @@
 //! one instance events partition `p` and handoff partition `p` together, so the
 //! instance holding a user's profile also receives the profiles moved to that user.
 //! Rebalances are recorded for the service loop, which drops the state and in-flight
-//! records of revoked partitions.
+//! records of revoked partitions. The lag series of a revoked partition is removed in
+//! the revoke callback and only partitions assigned here get one from the statistics,
+//! so `sum(vero_profiles_consumer_lag)` over all instances counts each partition once.
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
@@ -31,6 +33,8 @@ pub struct RebalanceContext {
     /// `vero_profiles_consumer_lag{partition}` of the events topic.
     lag: IntGaugeVec,
     events_topic: String,
+    /// Events-topic partitions assigned here: the ones that may have a lag series.
+    lagging: Mutex<BTreeSet<i32>>,
 }
 
 impl ClientContext for RebalanceContext {
@@ -38,9 +42,12 @@ impl ClientContext for RebalanceContext {
     /// (`consumer_lag_stored`: end offset minus the offset stored after the write).
     fn stats(&self, statistics: Statistics) {
         let Some(topic) = statistics.topics.get(&self.events_topic) else { return };
+        // Held while setting, so a revoke in between cannot leave a series behind.
+        let assigned = self.lagging.lock().expect("lagging lock");
         for (partition, stats) in &topic.partitions {
             // -1 = unknown or not assigned here; the internal partition is -1 too.
-            if *partition >= 0 && stats.consumer_lag_stored >= 0 {
+            // Statistics may still list a partition just revoked: skip what is not ours.
+            if assigned.contains(partition) && stats.consumer_lag_stored >= 0 {
                 self.lag.with_label_values(&[&partition.to_string()]).set(stats.consumer_lag_stored);
             }
         }
@@ -57,7 +64,12 @@ impl ConsumerContext for RebalanceContext {
                 tracing::debug!(error = %e, "commit on revoke failed");
             }
             let mut changes = self.changes.lock().expect("changes lock");
+            let mut lagging = self.lagging.lock().expect("lagging lock");
             for element in list.elements() {
+                if element.topic() == self.events_topic && lagging.remove(&element.partition()) {
+                    // The new owner reports this partition's lag from now on.
+                    let _ = self.lag.remove_label_values(&[&element.partition().to_string()]);
+                }
                 let tp = (element.topic().to_owned(), element.partition());
                 changes.assigned.remove(&tp);
                 changes.revoked.insert(tp);
@@ -70,7 +82,11 @@ impl ConsumerContext for RebalanceContext {
         match rebalance {
             Rebalance::Assign(list) => {
                 let mut changes = self.changes.lock().expect("changes lock");
+                let mut lagging = self.lagging.lock().expect("lagging lock");
                 for element in list.elements() {
+                    if element.topic() == self.events_topic {
+                        lagging.insert(element.partition());
+                    }
                     changes.assigned.insert((element.topic().to_owned(), element.partition()));
                 }
                 tracing::info!(partitions = list.count(), "partitions assigned");
@@ -101,6 +117,7 @@ pub fn subscribe(settings: &KafkaSettings, lag: IntGaugeVec) -> anyhow::Result<(
             changes: changes.clone(),
             lag,
             events_topic: settings.events_topic.clone(),
+            lagging: Mutex::new(BTreeSet::new()),
         })?;
     consumer.subscribe(&[&settings.events_topic, &settings.handoff_topic])?;
     Ok((consumer, changes))
