@@ -4,8 +4,10 @@
 use std::path::Path;
 use std::time::Duration;
 
+use rdkafka::ClientConfig;
 use serde::Deserialize;
 use vero_clickhouse::ClickHouseSettings;
+use vero_service::kafka_properties::{self, KafkaProperties, Reserved};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -35,6 +37,36 @@ pub struct KafkaSettings {
     /// librdkafka `fetch.wait.max.ms`: how long the broker holds a fetch that found no
     /// new data. Resuming paused partitions waits for such a fetch to come back.
     pub fetch_wait_max_ms: u32,
+    /// Extra librdkafka properties (SASL, TLS, tuning) for every client of the sink:
+    /// its consumer, the DLQ producer and `replay-dlq`'s consumer and producer. Secret
+    /// values are redacted in `Debug`; [`RESERVED`] lists what is refused.
+    pub properties: KafkaProperties,
+}
+
+/// What `kafka.properties` may not set in the sink: the group consumer's offset
+/// guarantees ([`kafka_properties::GROUP_CONSUMER`]), the producers' delivery
+/// guarantees ([`kafka_properties::PRODUCER`]) and the properties with a key of their
+/// own ([`CONSUMER_OWN`]).
+pub const RESERVED: &[&[Reserved]] = &[kafka_properties::GROUP_CONSUMER, kafka_properties::PRODUCER, CONSUMER_OWN];
+
+/// librdkafka properties the sink's consumer takes from its own `kafka.*` keys.
+pub const CONSUMER_OWN: &[Reserved] = &[
+    Reserved::new("auto.offset.reset", "use kafka.auto_offset_reset"),
+    Reserved::new("auto.commit.interval.ms", "use kafka.auto_commit_interval_ms"),
+    Reserved::new("queued.max.messages.kbytes", "use kafka.queued_max_messages_kbytes"),
+    Reserved::new("fetch.queue.backoff.ms", "use kafka.fetch_queue_backoff_ms"),
+    Reserved::new("fetch.wait.max.ms", "use kafka.fetch_wait_max_ms"),
+];
+
+impl KafkaSettings {
+    /// Apply `kafka.properties` to a client's configuration: call last, after the
+    /// client's own settings (the reserved ones were refused at load).
+    pub fn apply_properties<'c>(&self, config: &'c mut ClientConfig) -> &'c mut ClientConfig {
+        for (name, value) in self.properties.iter() {
+            config.set(name, value);
+        }
+        config
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -121,6 +153,7 @@ impl Settings {
             "kafka.fetch_queue_backoff_ms must be at most 300000"
         );
         anyhow::ensure!(self.kafka.fetch_wait_max_ms <= 300_000, "kafka.fetch_wait_max_ms must be at most 300000");
+        self.kafka.properties.refuse("kafka.properties", RESERVED)?;
         anyhow::ensure!(self.retry.initial_backoff_ms > 0, "retry.initial_backoff_ms must be positive");
         anyhow::ensure!(
             self.retry.max_backoff_ms >= self.retry.initial_backoff_ms,
@@ -161,5 +194,33 @@ mod tests {
         assert_eq!(settings.clickhouse.password, "s3cret");
         assert_eq!(settings.kafka.brokers, "a:9092,b:9092");
         assert!(!format!("{settings:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn kafka_properties_pass_through_and_guarantees_are_refused() {
+        let vars = [
+            ("VERO__KAFKA__PROPERTIES__SECURITY_PROTOCOL".to_string(), "SASL_SSL".to_string()),
+            ("VERO__KAFKA__PROPERTIES__SASL_PASSWORD".to_string(), "hunter2".to_string()),
+        ];
+        let settings = Settings::load_with_env(&repo_config_dir(), None, vars).unwrap();
+        let mut config = ClientConfig::new();
+        settings.kafka.apply_properties(&mut config);
+        assert_eq!(config.get("security.protocol"), Some("SASL_SSL"));
+        assert_eq!(config.get("sasl.password"), Some("hunter2"));
+        assert!(!format!("{settings:?}").contains("hunter2"), "secret property values are not printed");
+        for (name, expected) in [
+            ("ENABLE_AUTO_OFFSET_STORE", "`enable.auto.offset.store`"),
+            ("ENABLE_AUTO_COMMIT", "`enable.auto.commit`"),
+            ("ISOLATION_LEVEL", "`isolation.level`"),
+            ("GROUP_ID", "use kafka.group_id"),
+            ("ACKS", "`acks`"),
+            ("ENABLE_IDEMPOTENCE", "`enable.idempotence`"),
+            ("PARTITIONER", "`partitioner`"),
+            ("AUTO_OFFSET_RESET", "use kafka.auto_offset_reset"),
+        ] {
+            let vars = [(format!("VERO__KAFKA__PROPERTIES__{name}"), "x".to_string())];
+            let err = Settings::load_with_env(&repo_config_dir(), None, vars).unwrap_err().to_string();
+            assert!(err.contains("kafka.properties: ") && err.contains(expected), "{name}: {err}");
+        }
     }
 }

@@ -32,12 +32,16 @@ pub struct DeadLetterQueue {
 
 impl DeadLetterQueue {
     pub fn new(kafka: &KafkaSettings, retry: RetrySettings, metrics: Metrics, health: Health) -> anyhow::Result<Self> {
-        let producer: FutureProducer = ClientConfig::new()
+        let mut config = ClientConfig::new();
+        config
             .set("bootstrap.servers", &kafka.brokers)
             .set("enable.idempotence", "true")
             .set("acks", "all")
-            .set("message.timeout.ms", "30000")
-            .create()?;
+            // A letter keeps its source record's key, and its partition as a Java
+            // client would choose it.
+            .set("partitioner", "murmur2_random")
+            .set("message.timeout.ms", "30000");
+        let producer: FutureProducer = kafka.apply_properties(&mut config).create()?;
         Ok(Self { producer, topic: kafka.dlq_topic.clone(), source_topic: kafka.topic.clone(), retry, metrics, health })
     }
 

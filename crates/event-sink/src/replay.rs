@@ -55,21 +55,26 @@ pub fn replay_group(kafka: &KafkaSettings) -> String {
 /// one-off command, run on its own (in tests: a multi-threaded runtime).
 pub async fn replay_dlq(kafka: &KafkaSettings, timeout: Duration) -> anyhow::Result<Replayed> {
     let deadline = Instant::now() + timeout;
-    let consumer: BaseConsumer = ClientConfig::new()
+    let mut consumer_config = ClientConfig::new();
+    consumer_config
         .set("bootstrap.servers", &kafka.brokers)
         .set("group.id", replay_group(kafka))
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "earliest")
-        .create()
-        .context("creating the DLQ replay consumer")?;
-    let producer: FutureProducer = ClientConfig::new()
+        .set("auto.offset.reset", "earliest");
+    let consumer: BaseConsumer =
+        kafka.apply_properties(&mut consumer_config).create().context("creating the DLQ replay consumer")?;
+    let mut producer_config = ClientConfig::new();
+    producer_config
         .set("bootstrap.servers", &kafka.brokers)
         .set("enable.idempotence", "true")
         .set("acks", "all")
-        .set("message.timeout.ms", "30000")
-        .create()
-        .context("creating the DLQ replay producer")?;
+        // A replayed record goes back to the partition the gateway chose for its key
+        // (Java's murmur2), so per-user order and co-partitioning hold.
+        .set("partitioner", "murmur2_random")
+        .set("message.timeout.ms", "30000");
+    let producer: FutureProducer =
+        kafka.apply_properties(&mut producer_config).create().context("creating the DLQ replay producer")?;
     let topic = kafka.dlq_topic.as_str();
     let metadata = consumer
         .fetch_metadata(Some(topic), Duration::from_secs(10))

@@ -111,7 +111,8 @@ async fn prepare_schema(client: &clickhouse::Client) -> Result<ServerVersion, Fa
 fn create_consumer(settings: &Settings, metrics: Metrics) -> anyhow::Result<StreamConsumer<SinkContext>> {
     let kafka = &settings.kafka;
     let context = SinkContext::new(metrics, kafka.topic.clone());
-    let consumer: StreamConsumer<SinkContext> = ClientConfig::new()
+    let mut config = ClientConfig::new();
+    config
         .set("bootstrap.servers", &kafka.brokers)
         .set("group.id", &kafka.group_id)
         .set("auto.offset.reset", &kafka.auto_offset_reset)
@@ -126,8 +127,9 @@ fn create_consumer(settings: &Settings, metrics: Metrics) -> anyhow::Result<Stre
         .set("queued.max.messages.kbytes", kafka.queued_max_messages_kbytes.to_string())
         .set("fetch.queue.backoff.ms", kafka.fetch_queue_backoff_ms.to_string())
         .set("fetch.wait.max.ms", kafka.fetch_wait_max_ms.to_string())
-        .set("statistics.interval.ms", "5000")
-        .create_with_context(context)?;
+        .set("statistics.interval.ms", "5000");
+    kafka.apply_properties(&mut config);
+    let consumer: StreamConsumer<SinkContext> = config.create_with_context(context)?;
     consumer.subscribe(&[&kafka.topic])?;
     Ok(consumer)
 }

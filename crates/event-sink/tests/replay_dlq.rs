@@ -50,6 +50,11 @@ async fn dead_letters_are_replayed_once_into_the_source_topic_and_land() {
     for record in &back {
         let original = originals.iter().find(|(_, p)| Some(p) == record.payload.as_ref()).expect("same payload");
         assert_eq!(record.key_str(), original.0);
+        assert_eq!(
+            record.partition,
+            vero_model::partition::partition_for_key(original.0.as_bytes(), 2),
+            "replayed to the partition the gateway chooses for the key (murmur2)"
+        );
         let from = record.header_str(event_sink::replay::REPLAYED_FROM).unwrap();
         assert!(from.starts_with(&format!("{}/0/", setup.dlq)), "{from}");
     }

@@ -6,7 +6,6 @@
 //! tokens, …) with an error that names the offending key. Token values are never
 //! part of any error message or `Debug` output.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -14,6 +13,7 @@ use std::time::Duration;
 
 use anyhow::{bail, ensure};
 use serde::Deserialize;
+use vero_service::kafka_properties::{self, KafkaProperties, Reserved};
 
 /// The folder under `config/` holding the gateway's files.
 pub const SERVICE: &str = "gateway";
@@ -82,43 +82,20 @@ pub struct KafkaSettings {
     pub message_max_bytes: u64,
     pub flush_timeout_ms: u64,
     pub readiness_cache_ms: u64,
-    /// Extra librdkafka properties; values may be secrets, so `Debug` hides them.
-    pub properties: Properties,
+    /// Extra librdkafka properties (SASL, TLS, tuning); secret values are redacted in
+    /// `Debug`, and [`PRODUCER_OWN`] plus the producer guarantees are refused.
+    pub properties: KafkaProperties,
 }
 
-/// Pass-through librdkafka properties. `Debug` prints the keys only.
-#[derive(Clone, Default, Deserialize)]
-#[serde(transparent)]
-pub struct Properties(pub BTreeMap<String, PropertyValue>);
-
-impl fmt::Debug for Properties {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_set().entries(self.0.keys()).finish()
-    }
-}
-
-/// A librdkafka property value as TOML or the environment layer may type it.
-#[derive(Clone, Deserialize)]
-#[serde(untagged)]
-pub enum PropertyValue {
-    Text(String),
-    Integer(i64),
-    Float(f64),
-    Flag(bool),
-    List(Vec<String>),
-}
-
-impl PropertyValue {
-    pub fn to_librdkafka(&self) -> String {
-        match self {
-            Self::Text(s) => s.clone(),
-            Self::Integer(i) => i.to_string(),
-            Self::Float(x) => x.to_string(),
-            Self::Flag(b) => b.to_string(),
-            Self::List(items) => items.join(","),
-        }
-    }
-}
+/// librdkafka properties the gateway's producer takes from its own keys: refused in
+/// `kafka.properties` (next to [`kafka_properties::PRODUCER`], the delivery guarantees).
+pub const PRODUCER_OWN: &[Reserved] = &[
+    Reserved::new("linger.ms", "use kafka.linger_ms"),
+    Reserved::new("queue.buffering.max.messages", "use kafka.queue_max_messages"),
+    Reserved::new("queue.buffering.max.kbytes", "use kafka.queue_max_kbytes"),
+    Reserved::new("message.timeout.ms", "use kafka.delivery_timeout_ms"),
+    Reserved::new("message.max.bytes", "use kafka.message_max_bytes (the 413 limit)"),
+];
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -189,6 +166,7 @@ impl Settings {
         let k = &self.kafka;
         ensure!(!k.brokers.trim().is_empty(), "kafka.brokers must not be empty");
         ensure!(!k.topic.trim().is_empty(), "kafka.topic must not be empty");
+        k.properties.refuse("kafka.properties", &[kafka_properties::PRODUCER, PRODUCER_OWN])?;
         positive("kafka.queue_max_messages", k.queue_max_messages)?;
         positive("kafka.queue_max_kbytes", k.queue_max_kbytes)?;
         positive("kafka.delivery_timeout_ms", k.delivery_timeout_ms)?;
@@ -357,6 +335,31 @@ mod tests {
         assert_eq!(config.get("batch.num.messages"), Some("5000"));
         assert_eq!(config.get("acks"), Some("all"));
         assert!(!format!("{s:?}").contains("hunter2"), "property values are not printed");
+    }
+
+    #[test]
+    fn properties_the_guarantees_depend_on_are_refused_at_start() {
+        for (name, value, expected) in [
+            ("ACKS", "1", "`acks` cannot be set here: a record counts as written only after acks=all"),
+            ("ENABLE_IDEMPOTENCE", "false", "`enable.idempotence`"),
+            ("PARTITIONER", "random", "`partitioner`"),
+            ("LINGER_MS", "50", "use kafka.linger_ms"),
+            ("DELIVERY_TIMEOUT_MS", "50", "`delivery.timeout.ms` (librdkafka's alias of `message.timeout.ms`)"),
+            ("BOOTSTRAP_SERVERS", "x:1", "use kafka.brokers"),
+        ] {
+            let var = format!("VERO__KAFKA__PROPERTIES__{name}");
+            let err =
+                Settings::load_with_env(&repo_config(), Some("local"), vars(&[(&var, value)])).unwrap_err().to_string();
+            assert!(err.contains(expected), "{var}: {err}");
+        }
+        let s = Settings::load_with_env(
+            &repo_config(),
+            Some("local"),
+            vars(&[("VERO__KAFKA__PROPERTIES__COMPRESSION_TYPE", "zstd")]),
+        )
+        .unwrap();
+        let config = crate::sink::kafka::producer_config(&s.kafka);
+        assert_eq!(config.get("compression.type"), Some("zstd"), "other built-in defaults can be overridden");
     }
 
     #[test]

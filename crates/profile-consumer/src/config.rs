@@ -4,8 +4,10 @@
 
 use std::time::Duration;
 
+use rdkafka::ClientConfig;
 use serde::Deserialize;
 use vero_clickhouse::ClickHouseSettings;
+use vero_service::kafka_properties::{self, KafkaProperties, Reserved};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -35,6 +37,40 @@ pub struct KafkaSettings {
     pub produce_timeout_ms: u64,
     /// Upper bound to read one profiles partition back on assignment.
     pub restore_timeout_ms: u64,
+    /// Extra librdkafka properties (SASL, TLS, tuning) for every client of the service:
+    /// the group consumer, the producer, the restore consumer and the admin/metadata
+    /// clients. Secret values are redacted in `Debug`; [`RESERVED`] lists what is refused.
+    pub properties: KafkaProperties,
+}
+
+/// What `kafka.properties` may not set in the profile consumer: the group consumer's
+/// offset guarantees ([`kafka_properties::GROUP_CONSUMER`]), the producer's delivery
+/// guarantees ([`kafka_properties::PRODUCER`]) and [`CO_PARTITIONING`].
+pub const RESERVED: &[&[Reserved]] = &[kafka_properties::GROUP_CONSUMER, kafka_properties::PRODUCER, CO_PARTITIONING];
+
+/// Properties the co-partitioned state handling depends on: one member must own
+/// events partition `p` together with handoff partition `p` (range assignment, the
+/// classic protocol), and a new group must read the events topic from its start.
+pub const CO_PARTITIONING: &[Reserved] = &[
+    Reserved::new(
+        "partition.assignment.strategy",
+        "the consumer needs events and handoff partition p on one member (range assignment)",
+    ),
+    Reserved::new("group.protocol", "the consumer needs the classic protocol's range assignment (co-partitioning)"),
+    Reserved::new("group.remote.assignor", "the consumer needs range assignment (co-partitioning)"),
+    Reserved::new("auto.offset.reset", "a new group reads the events topic from the start (earliest)"),
+    Reserved::new("auto.commit.interval.ms", "stored offsets are committed every second"),
+];
+
+impl KafkaSettings {
+    /// Apply `kafka.properties` to a client's configuration: call last, after the
+    /// client's own settings (the reserved ones were refused by `Settings::validate`).
+    pub fn apply_properties<'c>(&self, config: &'c mut ClientConfig) -> &'c mut ClientConfig {
+        for (name, value) in self.properties.iter() {
+            config.set(name, value);
+        }
+        config
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -88,6 +124,7 @@ impl Settings {
             self.retry.initial_backoff_ms > 0 && self.retry.initial_backoff_ms <= self.retry.max_backoff_ms,
             "retry.initial_backoff_ms must be positive and at most retry.max_backoff_ms"
         );
+        self.kafka.properties.refuse("kafka.properties", RESERVED)?;
         let topics =
             [&self.kafka.events_topic, &self.kafka.profiles_topic, &self.kafka.handoff_topic, &self.kafka.dlq_topic];
         for (i, a) in topics.iter().enumerate() {
@@ -113,6 +150,7 @@ impl Settings {
                 session_timeout_ms: 6_000,
                 produce_timeout_ms: 30_000,
                 restore_timeout_ms: 60_000,
+                properties: KafkaProperties::default(),
             },
             clickhouse: ClickHouseSettings::local(clickhouse_url),
             batch: BatchSettings { max_records: 500, linger_ms: 50 },
@@ -147,5 +185,36 @@ mod tests {
         let mut settings = Settings::for_tests("b", "http://c", "g");
         settings.kafka.handoff_topic = settings.kafka.profiles_topic.clone();
         assert!(settings.validate().unwrap_err().to_string().contains("twice"));
+    }
+
+    #[test]
+    fn kafka_properties_pass_through_and_guarantees_are_refused() {
+        let vars = [
+            ("VERO__KAFKA__PROPERTIES__SECURITY_PROTOCOL".to_string(), "SSL".to_string()),
+            ("VERO__KAFKA__PROPERTIES__SSL_KEY_PASSWORD".to_string(), "hunter2".to_string()),
+        ];
+        let settings: Settings = vero_service::settings::load_with_env(&repo_config(), None, vars).unwrap();
+        settings.validate().unwrap();
+        let mut config = ClientConfig::new();
+        settings.kafka.apply_properties(&mut config);
+        assert_eq!(config.get("security.protocol"), Some("SSL"));
+        assert_eq!(config.get("ssl.key.password"), Some("hunter2"));
+        assert!(!format!("{settings:?}").contains("hunter2"), "secret property values are not printed");
+        for (name, expected) in [
+            ("ENABLE_AUTO_OFFSET_STORE", "`enable.auto.offset.store`"),
+            ("AUTO_COMMIT_ENABLE", "`auto.commit.enable` (librdkafka's alias of `enable.auto.commit`)"),
+            ("ISOLATION_LEVEL", "`isolation.level`"),
+            ("BOOTSTRAP_SERVERS", "use kafka.brokers"),
+            ("REQUEST_REQUIRED_ACKS", "alias of `acks`"),
+            ("ENABLE_IDEMPOTENCE", "`enable.idempotence`"),
+            ("PARTITIONER", "`partitioner`"),
+            ("PARTITION_ASSIGNMENT_STRATEGY", "range assignment"),
+            ("GROUP_PROTOCOL", "classic protocol"),
+        ] {
+            let vars = [(format!("VERO__KAFKA__PROPERTIES__{name}"), "x".to_string())];
+            let settings: Settings = vero_service::settings::load_with_env(&repo_config(), None, vars).unwrap();
+            let err = settings.validate().unwrap_err().to_string();
+            assert!(err.contains("kafka.properties: ") && err.contains(expected), "{name}: {err}");
+        }
     }
 }

@@ -22,8 +22,8 @@ async fn creates_co_partitioned_topics_on_a_real_broker() {
 
     assert_eq!(ensure(&settings.kafka).await.unwrap(), 3);
     for topic in [&settings.kafka.profiles_topic, &settings.kafka.handoff_topic] {
-        let (brokers, topic) = (brokers.clone(), topic.clone());
-        let count = tokio::task::spawn_blocking(move || partition_count(&brokers, &topic)).await.unwrap().unwrap();
+        let (kafka, topic) = (settings.kafka.clone(), topic.clone());
+        let count = tokio::task::spawn_blocking(move || partition_count(&kafka, &topic)).await.unwrap().unwrap();
         assert_eq!(count, Some(3), "created with the events topic's partition count");
     }
     assert_eq!(cleanup_policy(&brokers, &settings.kafka.profiles_topic).await.as_deref(), Some("compact"));

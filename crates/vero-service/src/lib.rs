@@ -7,11 +7,15 @@
 //! * [`shutdown::signal`]: a token cancelled on SIGINT or SIGTERM.
 //! * [`backoff::Backoff`] and [`health::Health`]: retry pacing and readiness state
 //!   for the consumers.
+//! * [`kafka_properties::KafkaProperties`]: `kafka.properties`, the extra librdkafka
+//!   settings of every Kafka client (SASL/TLS), secrets redacted, the properties the
+//!   guarantees depend on refused.
 //! * [`ops`]: the operator endpoints `/metrics`, `/healthz` and `/readyz` for the
 //!   consumers (the gateway serves the same paths on its own router).
 
 pub mod backoff;
 pub mod health;
+pub mod kafka_properties;
 pub mod ops;
 pub mod settings;
 pub mod shutdown;

@@ -4,7 +4,10 @@
 //! 1. `<dir>/default.toml`: every key with its default, committed in the repo.
 //! 2. `<dir>/<VERO_ENV>.toml` when `VERO_ENV` is set (e.g. `local`, `production`).
 //! 3. Environment variables `VERO__SECTION__KEY` (double underscore separates levels,
-//!    e.g. `VERO__KAFKA__BROKERS=kafka:9092`).
+//!    e.g. `VERO__KAFKA__BROKERS=kafka:9092`). Values are parsed as numbers or
+//!    booleans where they look like one, except passwords (`…__PASSWORD`) and
+//!    librdkafka properties (`VERO__KAFKA__PROPERTIES__…`, see
+//!    [`crate::kafka_properties`]), which are taken verbatim.
 //!
 //! `dir` is the service's folder under `config/`, overridable with `VERO_CONFIG_DIR`.
 //! Unknown keys are rejected (settings structs use `deny_unknown_fields`) so a typo in
@@ -44,7 +47,8 @@ pub fn load_with_env<T: DeserializeOwned>(
         anyhow::ensure!(overlay.is_file(), "VERO_ENV={env} but {} does not exist", overlay.display());
         builder = builder.add_source(config::File::from(overlay));
     }
-    let vars: config::Map<String, String> = vars.into_iter().filter(|(k, _)| k.starts_with("VERO__")).collect();
+    let (verbatim, parsed): (config::Map<String, String>, config::Map<String, String>) =
+        vars.into_iter().filter(|(k, _)| k.starts_with("VERO__")).partition(|(k, _)| is_verbatim(k));
     builder = builder.add_source(
         config::Environment::with_prefix("VERO")
             .prefix_separator("__")
@@ -53,10 +57,26 @@ pub fn load_with_env<T: DeserializeOwned>(
             // a list and string keys such as `kafka.brokers` ("a:9092,b:9092") fail.
             // List-valued keys accept a comma-separated string via [`comma_list`].
             .try_parsing(true)
-            .source(Some(vars)),
+            .source(Some(parsed)),
+    );
+    builder = builder.add_source(
+        config::Environment::with_prefix("VERO")
+            .prefix_separator("__")
+            .separator("__")
+            .try_parsing(false)
+            .source(Some(verbatim)),
     );
     let merged = builder.build().context("reading configuration")?;
     merged.try_deserialize::<T>().map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))
+}
+
+/// Variables whose value is taken as text, never parsed into a number or boolean:
+/// secrets and librdkafka properties (`VERO__KAFKA__PROPERTIES__…`,
+/// `…__PASSWORD`), where parsing would turn a password `0012` into `12` or `TRUE`
+/// into `true`.
+fn is_verbatim(name: &str) -> bool {
+    let upper = name.to_ascii_uppercase();
+    upper.contains("__PROPERTIES__") || upper.ends_with("__PASSWORD")
 }
 
 /// Deserialize a list from either a TOML array or a comma-separated string (the form
@@ -130,6 +150,29 @@ mod tests {
         let s: Settings = load_with_env(dir.path(), None, vars).unwrap();
         assert_eq!(s.kafka.brokers, "a:9092,b:9092");
         assert_eq!(s.kafka.topics, ["one", "two"]);
+    }
+
+    #[test]
+    fn secrets_and_kafka_properties_from_variables_are_taken_verbatim() {
+        #[derive(Debug, Deserialize)]
+        struct Secret {
+            db: Db,
+        }
+        #[derive(Debug, Deserialize)]
+        struct Db {
+            password: String,
+            port: u16,
+        }
+        let dir = dir_with(&[("default.toml", "[db]\npassword = \"\"\nport = 1\n")]);
+        let vars = [
+            ("VERO__DB__PASSWORD".to_string(), "0012".to_string()),
+            ("VERO__DB__PORT".to_string(), "8123".to_string()),
+        ];
+        let s: Secret = load_with_env(dir.path(), None, vars).unwrap();
+        assert_eq!((s.db.password.as_str(), s.db.port), ("0012", 8123));
+        let vars = [("VERO__DB__PASSWORD".to_string(), "TRUE".to_string())];
+        let s: Secret = load_with_env(dir.path(), None, vars).unwrap();
+        assert_eq!(s.db.password, "TRUE");
     }
 
     #[test]

@@ -52,8 +52,10 @@ pub fn producer_config(settings: &KafkaSettings) -> ClientConfig {
         .set("queue.buffering.max.kbytes", settings.queue_max_kbytes.to_string())
         .set("message.timeout.ms", settings.delivery_timeout_ms.to_string())
         .set("message.max.bytes", settings.message_max_bytes.to_string());
-    for (key, value) in &settings.properties.0 {
-        config.set(key, value.to_librdkafka());
+    // Last, so they override built-in defaults such as compression.type; the ones the
+    // guarantees depend on were refused by `Settings::validate`.
+    for (key, value) in settings.properties.iter() {
+        config.set(key, value);
     }
     config
 }

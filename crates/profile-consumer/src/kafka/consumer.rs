@@ -102,7 +102,8 @@ pub type GroupConsumer = StreamConsumer<RebalanceContext>;
 /// Create the consumer, subscribed to the events and handoff topics.
 pub fn subscribe(settings: &KafkaSettings, lag: IntGaugeVec) -> anyhow::Result<(GroupConsumer, Arc<Mutex<Changes>>)> {
     let changes = Arc::new(Mutex::new(Changes::default()));
-    let consumer: GroupConsumer = ClientConfig::new()
+    let mut config = ClientConfig::new();
+    config
         .set("bootstrap.servers", &settings.brokers)
         .set("group.id", &settings.group_id)
         .set("enable.auto.commit", "true")
@@ -112,13 +113,14 @@ pub fn subscribe(settings: &KafkaSettings, lag: IntGaugeVec) -> anyhow::Result<(
         .set("partition.assignment.strategy", "range")
         .set("session.timeout.ms", settings.session_timeout_ms.to_string())
         .set("enable.partition.eof", "false")
-        .set("statistics.interval.ms", "5000")
-        .create_with_context(RebalanceContext {
-            changes: changes.clone(),
-            lag,
-            events_topic: settings.events_topic.clone(),
-            lagging: Mutex::new(BTreeSet::new()),
-        })?;
+        .set("statistics.interval.ms", "5000");
+    settings.apply_properties(&mut config);
+    let consumer: GroupConsumer = config.create_with_context(RebalanceContext {
+        changes: changes.clone(),
+        lag,
+        events_topic: settings.events_topic.clone(),
+        lagging: Mutex::new(BTreeSet::new()),
+    })?;
     consumer.subscribe(&[&settings.events_topic, &settings.handoff_topic])?;
     Ok((consumer, changes))
 }

@@ -28,13 +28,17 @@ pub struct Producer {
 
 impl Producer {
     pub fn new(settings: &KafkaSettings) -> anyhow::Result<Self> {
-        let inner = ClientConfig::new()
+        let mut config = ClientConfig::new();
+        config
             .set("bootstrap.servers", &settings.brokers)
             .set("enable.idempotence", "true")
             .set("acks", "all")
+            // Records without an explicit partition (dead letters) keep their key's
+            // partition as a Java client would choose it.
+            .set("partitioner", "murmur2_random")
             .set("linger.ms", "5")
-            .set("message.timeout.ms", settings.produce_timeout_ms.to_string())
-            .create()?;
+            .set("message.timeout.ms", settings.produce_timeout_ms.to_string());
+        let inner = settings.apply_properties(&mut config).create()?;
         Ok(Self { inner })
     }
 

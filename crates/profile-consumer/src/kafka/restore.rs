@@ -13,6 +13,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use vero_model::profile::{decode_profile, Profile};
 
+use crate::config::KafkaSettings;
 use crate::profile::{ProfileKey, ProfileState};
 
 /// What one restore read.
@@ -25,15 +26,21 @@ pub struct Restored {
 
 /// Read profiles partition `partition` of `topic` to its end. Blocking: call from
 /// `spawn_blocking`.
-pub fn read_partition(brokers: &str, topic: &str, partition: i32, timeout: Duration) -> anyhow::Result<Restored> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
+pub fn read_partition(
+    kafka: &KafkaSettings,
+    topic: &str,
+    partition: i32,
+    timeout: Duration,
+) -> anyhow::Result<Restored> {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", &kafka.brokers)
         .set("group.id", "vero-profile-restore-unused")
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
-        .set("enable.partition.eof", "true")
-        .create()
-        .context("creating the restore consumer")?;
+        .set("enable.partition.eof", "true");
+    let consumer: BaseConsumer =
+        kafka.apply_properties(&mut config).create().context("creating the restore consumer")?;
     let (low, high) = consumer
         .fetch_watermarks(topic, partition, Duration::from_secs(10))
         .with_context(|| format!("reading the watermarks of {topic}/{partition}"))?;

@@ -18,9 +18,10 @@ use crate::config::KafkaSettings;
 const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Partition count of `topic`, `None` when it does not exist.
-pub fn partition_count(brokers: &str, topic: &str) -> anyhow::Result<Option<i32>> {
-    let consumer: BaseConsumer =
-        ClientConfig::new().set("bootstrap.servers", brokers).create().context("creating a metadata client")?;
+pub fn partition_count(kafka: &KafkaSettings, topic: &str) -> anyhow::Result<Option<i32>> {
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", &kafka.brokers);
+    let consumer: BaseConsumer = kafka.apply_properties(&mut config).create().context("creating a metadata client")?;
     let metadata = consumer.fetch_metadata(Some(topic), METADATA_TIMEOUT).context("fetching topic metadata")?;
     Ok(metadata.topics().iter().find(|t| t.name() == topic).and_then(|t| match t.error() {
         None if !t.partitions().is_empty() => Some(t.partitions().len() as i32),
@@ -31,17 +32,16 @@ pub fn partition_count(brokers: &str, topic: &str) -> anyhow::Result<Option<i32>
 /// Make sure the profiles and handoff topics exist and are co-partitioned with the
 /// events topic; returns the shared partition count.
 pub async fn ensure(settings: &KafkaSettings) -> anyhow::Result<i32> {
-    let brokers = settings.brokers.clone();
-    let events = settings.events_topic.clone();
-    let partitions = tokio::task::spawn_blocking(move || partition_count(&brokers, &events))
+    let (kafka, events) = (settings.clone(), settings.events_topic.clone());
+    let partitions = tokio::task::spawn_blocking(move || partition_count(&kafka, &events))
         .await??
         .with_context(|| format!("events topic `{}` does not exist", settings.events_topic))?;
     let wanted = [(&settings.profiles_topic, true), (&settings.handoff_topic, false)];
     if settings.create_topics {
-        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-            .set("bootstrap.servers", &settings.brokers)
-            .create()
-            .context("creating admin client")?;
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", &settings.brokers);
+        let admin: AdminClient<DefaultClientContext> =
+            settings.apply_properties(&mut config).create().context("creating admin client")?;
         for (topic, compacted) in wanted {
             let mut new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(settings.replication_factor));
             if compacted {
@@ -67,8 +67,8 @@ pub async fn ensure(settings: &KafkaSettings) -> anyhow::Result<i32> {
         // A topic created a moment ago may take a little while to show in metadata.
         let deadline = tokio::time::Instant::now() + METADATA_TIMEOUT;
         let count = loop {
-            let (brokers, name) = (settings.brokers.clone(), topic.clone());
-            let count = tokio::task::spawn_blocking(move || partition_count(&brokers, &name)).await??;
+            let (kafka, name) = (settings.clone(), topic.clone());
+            let count = tokio::task::spawn_blocking(move || partition_count(&kafka, &name)).await??;
             if count.is_some() || tokio::time::Instant::now() > deadline {
                 break count;
             }

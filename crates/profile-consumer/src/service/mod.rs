@@ -220,9 +220,9 @@ impl LoopState<'_> {
     async fn restore(&mut self, partition: i32) -> anyhow::Result<()> {
         let started = std::time::Instant::now();
         let kafka = &self.settings.kafka;
-        let (brokers, topic, timeout) = (kafka.brokers.clone(), kafka.profiles_topic.clone(), kafka.restore_timeout());
+        let (kafka, topic, timeout) = (kafka.clone(), kafka.profiles_topic.clone(), kafka.restore_timeout());
         let restored =
-            tokio::task::spawn_blocking(move || restore::read_partition(&brokers, &topic, partition, timeout))
+            tokio::task::spawn_blocking(move || restore::read_partition(&kafka, &topic, partition, timeout))
                 .await?
                 .with_context(|| format!("restoring profiles of partition {partition}"))?;
         tracing::info!(
