@@ -8,6 +8,11 @@
 //! crash between applying and recording a migration re-applies it, and two services
 //! starting at once may both apply it.
 //!
+//! ClickHouse up to 18.x has no `ADD COLUMN IF NOT EXISTS`: there a variant writes
+//! `ALTER TABLE db.t ADD COLUMN c ...` and [`apply`] skips that statement when
+//! `system.columns` already has the column ([`added_column`]), which makes it
+//! idempotent too.
+//!
 //! Applied migrations are recorded in `vero.schema_migrations` (id, name, variant file,
 //! time); [`apply`] runs the ones not recorded yet, in id order, and returns what it
 //! did. Any service (or `event-sink migrate`) calls the same [`apply`].
@@ -182,6 +187,31 @@ pub fn created_objects(sql: &str) -> Vec<String> {
     out
 }
 
+/// `(db, table, column)` of a statement `ALTER TABLE db.table ADD COLUMN column ...`
+/// without `IF NOT EXISTS` (the 18.x spelling); `None` for any other statement.
+pub fn added_column(statement: &str) -> Option<(String, String, String)> {
+    let words: Vec<&str> = statement.split_whitespace().take(6).collect();
+    let upper: Vec<String> = words.iter().map(|w| w.to_ascii_uppercase()).collect();
+    if upper.len() < 6 || upper[..2] != ["ALTER", "TABLE"] || upper[3..5] != ["ADD", "COLUMN"] || upper[5] == "IF" {
+        return None;
+    }
+    let name = words[2].replace('`', "");
+    let (db, table) = name.split_once('.')?;
+    Some((db.to_owned(), table.to_owned(), words[5].replace('`', "")))
+}
+
+async fn column_exists(client: &Client, (db, table, column): &(String, String, String)) -> Result<bool, Failure> {
+    let found: u64 = client
+        .query("SELECT count() FROM system.columns WHERE database = ? AND table = ? AND name = ?")
+        .bind(db.as_str())
+        .bind(table.as_str())
+        .bind(column.as_str())
+        .fetch_one()
+        .await
+        .map_err(Failure::from)?;
+    Ok(found > 0)
+}
+
 #[derive(clickhouse::Row, serde::Deserialize)]
 struct ExistingTable {
     database: String,
@@ -247,6 +277,11 @@ pub async fn apply(client: &Client, version: ServerVersion, migrations: &[Migrat
             tracing::info!(id = migration.id, file, server = %version, "applying ClickHouse migration");
         }
         for statement in statements(sql) {
+            if let Some(column) = added_column(&statement) {
+                if column_exists(client, &column).await? {
+                    continue;
+                }
+            }
             // `query_raw`: the SQL is ours and may contain `?`, which `query` would bind.
             client.query_raw(&statement).execute().await.map_err(|e| match Failure::from(e) {
                 Failure::Invalid(m) => Failure::Invalid(format!("{file}: {m}")),
@@ -306,6 +341,25 @@ mod tests {
         let events = embedded().unwrap().into_iter().find(|m| m.id == 1).unwrap();
         let objects = created_objects(events.variant_for(ServerVersion { major: 18, minor: 16 }).1);
         assert!(objects.contains(&"vero.events".to_owned()), "{objects:?}");
+    }
+
+    #[test]
+    fn add_column_without_if_not_exists_is_recognised() {
+        assert_eq!(
+            added_column("ALTER TABLE vero.events ADD COLUMN request_key UUID"),
+            Some(("vero".into(), "events".into(), "request_key".into()))
+        );
+        assert_eq!(
+            added_column("alter table `vero`.`events`\n add column `k` UInt8 DEFAULT 1"),
+            Some(("vero".into(), "events".into(), "k".into()))
+        );
+        assert_eq!(
+            added_column("alter table vero.t add column `k` UInt8"),
+            Some(("vero".into(), "t".into(), "k".into()))
+        );
+        assert_eq!(added_column("ALTER TABLE vero.events ADD COLUMN IF NOT EXISTS k UUID"), None);
+        assert_eq!(added_column("ALTER TABLE vero.events DROP COLUMN k"), None);
+        assert_eq!(added_column("CREATE TABLE IF NOT EXISTS vero.x (a UInt8) ENGINE = Log"), None);
     }
 
     #[test]

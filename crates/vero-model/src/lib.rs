@@ -6,6 +6,7 @@
 //! * [`codec`]: Avro single-object encoding of records, with every schema version we
 //!   ever wrote kept readable ([`schemas`]); [`fingerprint`]: the specification's
 //!   schema fingerprints the message headers carry.
+//! * [`request_key`]: the identity of a track request, for dropping client retries.
 //! * [`topics`]: topic names and the message key (`identity.id`).
 //! * [`partition`]: the partition a Java client (and librdkafka's `murmur2_random`)
 //!   picks for a key, so tests and tools can predict placement.
@@ -18,6 +19,7 @@ pub mod event_writer;
 pub mod fingerprint;
 pub mod partition;
 pub mod profile;
+pub mod request_key;
 pub mod schemas;
 pub mod topics;
 
