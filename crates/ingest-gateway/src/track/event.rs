@@ -39,6 +39,7 @@ pub fn build_event(mut fields: Map<String, Value>, stamp: Stamp<'_>) -> Result<T
             )
         })?,
     };
+    super::message_id::validate(extras.as_ref())?;
     let source = match extras.as_ref().and_then(|e| e.get("source")) {
         None | Some(Value::Null) => None,
         Some(Value::String(source)) => Some(source.clone()),

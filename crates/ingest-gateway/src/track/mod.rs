@@ -3,10 +3,12 @@
 //!
 //! Guarantees: every invalid input is a 400 whose message names the field
 //! (`identity.id`, `extras.created_at`, …); JSON types inside `identity` attributes,
-//! `data` and `extras` are kept as sent.
+//! `data` and `extras` are kept as sent; an explicit request id (`Idempotency-Key`
+//! header or `extras.message_id`, [`message_id`]) is recorded as `extras.message_id`.
 
 mod created_at;
 mod event;
+pub mod message_id;
 
 pub use crate::stamp::Stamp;
 pub use created_at::parse_created_at;
