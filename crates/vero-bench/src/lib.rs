@@ -5,7 +5,10 @@
 //!   latency are reported as ratios against it.
 //! * [`consume`]: a bare rdkafka consumer reading the sink's topic: the broker's
 //!   ceiling for the sink.
+//! * [`analyst`]: the docs/analytics.md questions over 10 M synthetic events on
+//!   ClickHouse 18.16, plain and with `FINAL` (binary `analyst-bench`).
 
+pub mod analyst;
 pub mod consume;
 pub mod procs;
 pub mod produce;

@@ -24,7 +24,12 @@ async fn main() -> anyhow::Result<()> {
     drop(bench);
     std::fs::write(work.join("results.json"), serde_json::to_vec_pretty(&results)?)?;
     let notes = std::fs::read_to_string("crates/vero-bench/benchmarks-notes.md").unwrap_or_default();
-    std::fs::write(&out, markdown::render(&results, &notes))?;
+    let mut md = markdown::render(&results, &notes);
+    // Keep the analyst section (written by `analyst-bench`, not part of this suite).
+    if let Some(section) = std::fs::read_to_string(&out).ok().as_deref().and_then(vero_bench::analyst::section_of) {
+        md = vero_bench::analyst::splice_section(&md, section);
+    }
+    std::fs::write(&out, md)?;
     println!("wrote {} (raw figures in {})", out.display(), work.join("results.json").display());
     if results.failures.is_empty() {
         Ok(())
