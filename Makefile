@@ -4,13 +4,17 @@
 SHELL := /bin/bash
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 
-.PHONY: run test deps lint fmt bench
+.PHONY: run run-clean test deps lint fmt bench chaos
 
 deps:
 	scripts/install-deps.sh
 
 run:
 	scripts/run-local.sh
+
+# The same, from empty Kafka and ClickHouse data.
+run-clean:
+	VERO_RUN_CLEAN=1 scripts/run-local.sh
 
 test: deps
 	cargo test --workspace --all-targets --no-fail-fast
@@ -26,3 +30,9 @@ fmt:
 # Not part of `make test`. VERO_BENCH_OVERLOAD_SECS shortens the 5-minute overload run.
 bench:
 	scripts/bench.sh
+
+# The full fault schedule (docs/reliability.md) on release binaries; prints the table.
+# A short schedule runs inside `make test` (crates/vero-chaos/tests/short_schedule.rs).
+chaos: deps
+	cargo build --release --bins
+	target/release/vero-chaos --schedule full --table target/chaos-table.md

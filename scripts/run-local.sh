@@ -1,26 +1,39 @@
 #!/usr/bin/env bash
-# `make run`: the whole pipeline on this machine, in the foreground.
-#   embedded Kafka (librdkafka mock cluster, in memory)  -> address in .local/run/kafka.bootstrap
-#   ClickHouse, HTTP on 127.0.0.1:8123, data in .local/clickhouse (fresh each run)
+# `make run`: the whole pipeline on this machine, in the foreground, keeping its data.
+#   Kafka: tansu, persistent (SQLite in .local/kafka/), on 127.0.0.1:9092
+#   ClickHouse: HTTP 127.0.0.1:8123, native 9000, data in .local/clickhouse
 #   ingest-gateway on http://127.0.0.1:8080 (token: your_auth_token)
 #   event-sink (ops on :9101) and profile-consumer (ops on :9102)
+# Release binaries. Every component runs under vero-supervise: one that exits (a crash,
+# a kill -9) is logged and started again with backoff while the rest keep serving.
 # Ctrl-C (or SIGTERM) stops them in reverse order; each one drains and commits first.
+# Data is kept across runs; `make run-clean` (VERO_RUN_CLEAN=1) starts from empty.
+# Why tansu and not the librdkafka mock cluster: docs/reliability.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
 log() { printf '\033[1m[run]\033[0m %s\n' "$*" >&2; }
 
-if ! command -v clickhouse-server >/dev/null 2>&1; then
-  log "installing ClickHouse from Debian's packages"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq clickhouse-server clickhouse-client >/dev/null
+# ClickHouse and tansu when missing (idempotent; seconds on a warm machine).
+scripts/install-deps.sh
+
+if [ "${VERO_RUN_CLEAN:-0}" = 1 ]; then
+  log "VERO_RUN_CLEAN=1: deleting the kept Kafka and ClickHouse data (.local/kafka, .local/clickhouse)"
+  rm -rf .local/kafka .local/clickhouse
 fi
 
-log "building (cargo build --bins)"
-cargo build --bins -q
-bin=target/debug
-mkdir -p .local/run
-rm -f .local/run/kafka.bootstrap .local/run/clickhouse.ready
+log "building release binaries (cargo build --release --bins)"
+cargo build --release --bins -q
+bin=target/release
+tansu_bin=$(command -v tansu || echo "$HOME/.cargo/bin/tansu")
+mkdir -p .local/run .local/kafka
+rm -f .local/run/clickhouse.ready
+
+for port in 9092 8123 9000 8080 9101 9102; do
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    log "port $port is already in use (another make run?); stop that first"; exit 1
+  fi
+done
 
 pids=()
 stop_all() {
@@ -32,7 +45,7 @@ stop_all() {
     kill -TERM "${pids[i]}" 2>/dev/null || true
     wait "${pids[i]}" 2>/dev/null || true
   done
-  log "stopped"
+  log "stopped; data kept in .local/ (make run-clean starts empty)"
 }
 trap stop_all INT TERM EXIT
 
@@ -44,20 +57,22 @@ wait_for() { # description, command...
 
 # Kafka and ClickHouse run in their own sessions so that Ctrl-C (sent to the whole
 # foreground process group) reaches only the services; stop_all stops these two last.
-setsid "$bin/vero-dev-broker" .local/run/kafka.bootstrap & pids+=($!)
-wait_for "the embedded Kafka" test -s .local/run/kafka.bootstrap
-export VERO__KAFKA__BROKERS="$(cat .local/run/kafka.bootstrap)"
+kafka=127.0.0.1:9092
+setsid "$bin/vero-supervise" --name kafka -- "$tansu_bin" broker \
+  --cluster-id vero-local \
+  --listener-url "tcp://$kafka" --advertised-listener-url "tcp://$kafka" \
+  --storage-engine "sqlite://.local/kafka/tansu.db" & pids+=($!)  # relative to the working directory
+wait_for "Kafka (tansu) on $kafka" bash -c "exec 3<>/dev/tcp/127.0.0.1/9092"
+"$bin/vero-dev-topics" "$kafka"
+export VERO__KAFKA__BROKERS=$kafka
 
-# A fresh ClickHouse database on every run: the embedded Kafka keeps nothing across
-# runs, and profiles are restored from Kafka, so old ClickHouse data would disagree.
-rm -rf .local/clickhouse
-setsid "$bin/vero-dev-clickhouse" .local/clickhouse .local/run/clickhouse.ready & pids+=($!)
+setsid "$bin/vero-supervise" --name clickhouse -- "$bin/vero-dev-clickhouse" .local/clickhouse .local/run/clickhouse.ready & pids+=($!)
 wait_for "ClickHouse on 127.0.0.1:8123" test -e .local/run/clickhouse.ready
 
 export VERO_ENV=local
-VERO_CONFIG_DIR=config/gateway "$bin/ingest-gateway" & pids+=($!)
-VERO_CONFIG_DIR=config/event-sink "$bin/event-sink" & pids+=($!)
-VERO_CONFIG_DIR=config/profile-consumer "$bin/profile-consumer" & pids+=($!)
+VERO_CONFIG_DIR=config/gateway "$bin/vero-supervise" --name gateway -- "$bin/ingest-gateway" & pids+=($!)
+VERO_CONFIG_DIR=config/event-sink "$bin/vero-supervise" --name event-sink -- "$bin/event-sink" & pids+=($!)
+VERO_CONFIG_DIR=config/profile-consumer "$bin/vero-supervise" --name profile-consumer -- "$bin/profile-consumer" & pids+=($!)
 wait_for "the gateway on 127.0.0.1:8080" curl -sf http://127.0.0.1:8080/readyz
 
 cat >&2 <<'MSG'
@@ -69,14 +84,15 @@ cat >&2 <<'MSG'
 
   Then see it in ClickHouse (within ~2 s):
 
-    clickhouse-client --query "SELECT event_name, user_id, email, data FROM vero.events FINAL ORDER BY received_at DESC LIMIT 10 FORMAT PrettyCompact"
+    clickhouse-client --query "SELECT event_name, user_id, email, data FROM vero.events ORDER BY received_at DESC LIMIT 10 FORMAT PrettyCompact"
 
   and the merged profile:
 
     clickhouse-client --query "SELECT * FROM vero.profiles_live WHERE user_id = '1' FORMAT Vertical"
 
-  Metrics: http://127.0.0.1:8080/metrics, :9101/metrics (sink), :9102/metrics (profiles). Ctrl-C stops.
+  Metrics: http://127.0.0.1:8080/metrics, :9101/metrics (sink), :9102/metrics (profiles).
+  A component that exits is restarted. Ctrl-C stops everything; data is kept.
 
 MSG
-wait -n "${pids[@]}" || true
-log "a component exited; shutting the rest down"
+# Supervisors only exit when stopped; wait for the signal.
+wait "${pids[@]}" || true

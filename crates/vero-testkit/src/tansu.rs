@@ -1,5 +1,9 @@
-//! A real `tansu` broker process (Kafka-compatible, in-memory storage) on a free
-//! loopback port in a temp dir, for end-to-end tests against a real broker process.
+//! A real `tansu` broker process (Kafka-compatible) on a free loopback port in a temp
+//! dir, for end-to-end tests against a real broker process.
+//!
+//! [`Tansu::start`] keeps data in memory; [`Tansu::start_persistent`] keeps it in a
+//! SQLite file, so [`Tansu::kill`] + [`Tansu::restart`] (same port, same file) is a
+//! broker crash and recovery with every acknowledged record still there.
 //!
 //! The binary is `$TANSU_BIN`, else `~/.cargo/bin/tansu`, else `tansu` on `PATH`
 //! (`make test` installs it). A missing binary is an error that says how to install
@@ -20,7 +24,11 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 const START_ATTEMPTS: usize = 3;
 
 pub struct Tansu {
-    child: Child,
+    child: Option<Child>,
+    binary: PathBuf,
+    port: u16,
+    storage: String,
+    cluster_id: String,
     bootstrap: String,
     dir: tempfile::TempDir,
 }
@@ -50,52 +58,86 @@ impl Tansu {
     /// Start a broker with `memory://tansu/` storage and wait until it accepts
     /// connections.
     pub fn start() -> anyhow::Result<Self> {
+        Self::start_with(|_| "memory://tansu/".to_owned())
+    }
+
+    /// Start a broker that stores every topic in `tansu.db` (SQLite) in its temp dir;
+    /// the data survives [`Tansu::kill`] and [`Tansu::restart`].
+    pub fn start_persistent() -> anyhow::Result<Self> {
+        // tansu resolves the path after `sqlite://` against its working directory
+        // (even a leading `/`), which is the temp dir.
+        Self::start_with(|_| "sqlite://tansu.db".to_owned())
+    }
+
+    fn start_with(storage: impl Fn(&std::path::Path) -> String) -> anyhow::Result<Self> {
         let binary = binary()?;
         let mut last_error = None;
         // A free port can be taken by someone else between probing and binding: retry.
         for _ in 0..START_ATTEMPTS {
-            match Self::start_once(&binary) {
-                Ok(tansu) => return Ok(tansu),
+            let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+            let dir = tempfile::Builder::new().prefix("tansu-").tempdir()?;
+            let mut tansu = Self {
+                child: None,
+                binary: binary.clone(),
+                port,
+                storage: storage(dir.path()),
+                cluster_id: crate::unique_name("tansu"),
+                bootstrap: format!("127.0.0.1:{port}"),
+                dir,
+            };
+            match tansu.spawn_and_wait() {
+                Ok(()) => return Ok(tansu),
                 Err(e) => last_error = Some(e),
             }
         }
         Err(last_error.expect("at least one attempt"))
     }
 
-    fn start_once(binary: &PathBuf) -> anyhow::Result<Self> {
-        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    fn spawn_and_wait(&mut self) -> anyhow::Result<()> {
+        let port = self.port;
         let url = format!("tcp://127.0.0.1:{port}");
-        let dir = tempfile::Builder::new().prefix("tansu-").tempdir()?;
-        let log = std::fs::File::create(dir.path().join("tansu.log"))?;
-        let child = Command::new(binary)
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("tansu.log"))?;
+        let child = Command::new(&self.binary)
             .arg("broker")
-            .args(["--cluster-id", &crate::unique_name("tansu")])
+            .args(["--cluster-id", &self.cluster_id])
             .args(["--listener-url", &url, "--advertised-listener-url", &url])
-            .args(["--storage-engine", "memory://tansu/"])
-            .current_dir(dir.path())
+            .args(["--storage-engine", &self.storage])
+            .current_dir(self.dir.path())
             .env("RUST_LOG", std::env::var("TANSU_LOG").unwrap_or_else(|_| "warn".into()))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
             .spawn()
-            .with_context(|| format!("starting {}", binary.display()))?;
-        let mut tansu = Self { child, bootstrap: format!("127.0.0.1:{port}"), dir };
+            .with_context(|| format!("starting {}", self.binary.display()))?;
+        let child = self.child.insert(child);
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
-            if let Some(status) = tansu.child.try_wait()? {
-                bail!("tansu exited during start-up ({status}); log:\n{}", tansu.log());
+            if let Some(status) = child.try_wait()? {
+                self.child = None;
+                bail!("tansu exited during start-up ({status}); log:\n{}", self.log());
             }
             if TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200)).is_ok() {
-                return Ok(tansu);
+                return Ok(());
             }
             if Instant::now() > deadline {
-                bail!(
-                    "tansu did not accept connections on port {port} within {START_TIMEOUT:?}; log:\n{}",
-                    tansu.log()
-                );
+                bail!("tansu did not accept connections on port {port} within {START_TIMEOUT:?}; log:\n{}", self.log());
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// `kill -9` the broker: what a crash looks like to clients.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Start again on the same port with the same storage (after [`Tansu::kill`]).
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.kill();
+        self.spawn_and_wait()
     }
 
     /// `host:port` to give clients as `bootstrap.servers`.
@@ -126,7 +168,6 @@ impl Tansu {
 
 impl Drop for Tansu {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill();
     }
 }

@@ -1,0 +1,308 @@
+//! The faults, and one scenario run: a fresh rig, the ledger load, the fault injected
+//! while the load runs, then the wait for the pipeline to settle and the check.
+//!
+//! Every fault is healed by the harness the way an operator or a supervisor would:
+//! a killed process is started again after [`RESTART_DELAY`], a frozen one is
+//! continued, ClickHouse and the broker are restarted, a cut link is restored.
+//! Recovery time: from the moment the fault was healed until every event
+//! acknowledged before that moment is queryable.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+
+use crate::check::{self, Verdict};
+use crate::ledger::{self, Ledger, LoadSettings};
+use crate::proxy::LinkState;
+use crate::rig::{Rig, Role, MAX_POLL_INTERVAL_MS, PROJECT, SESSION_TIMEOUT_MS, TOKEN};
+
+/// How long a supervisor waits before starting a crashed process again.
+pub const RESTART_DELAY: Duration = Duration::from_secs(1);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// No fault: the baseline every other row is compared with.
+    None,
+    /// `kill -9` of the first event sink, `times` times, restarted each time.
+    KillSink {
+        times: u32,
+    },
+    KillProfiles {
+        times: u32,
+    },
+    KillGateway {
+        times: u32,
+    },
+    /// SIGSTOP of the first sink and the first profile consumer for longer than the
+    /// session timeout and `max.poll.interval.ms`, then SIGCONT.
+    FreezeConsumers,
+    /// ClickHouse killed, down for `secs`, restarted with its data.
+    ClickHouseDown {
+        secs: u64,
+    },
+    /// The broker killed, down for `secs`, restarted with its data.
+    BrokerDown {
+        secs: u64,
+    },
+    /// ClickHouse refuses writes: the `default` user becomes read-only for `secs`.
+    ClickHouseReadOnly {
+        secs: u64,
+    },
+    /// The sinks cannot reach ClickHouse (packets black-holed) for `secs`; the broker
+    /// stays reachable.
+    SinkCutOff {
+        secs: u64,
+    },
+    /// Clients give up after 5 ms and retry: many requests are sent twice or more.
+    ClientRetries,
+    /// A sink and a profile consumer killed while ClickHouse is down.
+    KillDuringClickHouseDown,
+}
+
+impl Fault {
+    pub fn name(self) -> String {
+        match self {
+            Fault::None => "none (baseline)".into(),
+            Fault::KillSink { times } => format!("kill -9 event-sink x{times}"),
+            Fault::KillProfiles { times } => format!("kill -9 profile-consumer x{times}"),
+            Fault::KillGateway { times } => format!("kill -9 gateway x{times}"),
+            Fault::FreezeConsumers => {
+                format!("SIGSTOP consumers {}s > session/poll timeout", MAX_POLL_INTERVAL_MS / 1000 + 4)
+            }
+            Fault::ClickHouseDown { secs } => format!("ClickHouse killed, {secs}s down"),
+            Fault::BrokerDown { secs } => format!("broker killed, {secs}s down"),
+            Fault::ClickHouseReadOnly { secs } => format!("ClickHouse read-only user {secs}s"),
+            Fault::SinkCutOff { secs } => format!("sink cut off from ClickHouse {secs}s"),
+            Fault::ClientRetries => "clients retry after 5 ms timeouts".into(),
+            Fault::KillDuringClickHouseDown => "kill -9 sink+profiles while ClickHouse down".into(),
+        }
+    }
+
+    /// A short name for `--only`.
+    pub fn slug(self) -> &'static str {
+        match self {
+            Fault::None => "none",
+            Fault::KillSink { .. } => "kill-sink",
+            Fault::KillProfiles { .. } => "kill-profiles",
+            Fault::KillGateway { .. } => "kill-gateway",
+            Fault::FreezeConsumers => "freeze",
+            Fault::ClickHouseDown { .. } => "clickhouse-down",
+            Fault::BrokerDown { .. } => "broker-down",
+            Fault::ClickHouseReadOnly { .. } => "clickhouse-readonly",
+            Fault::SinkCutOff { .. } => "sink-cutoff",
+            Fault::ClientRetries => "client-retries",
+            Fault::KillDuringClickHouseDown => "kill-during-clickhouse-down",
+        }
+    }
+}
+
+/// The outcome of one scenario: a row of the report.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub fault: Fault,
+    pub verdict: Verdict,
+    pub attempts: u64,
+    pub recovery: Option<Duration>,
+    /// Processes that exited on their own (not killed by the harness).
+    pub crashes: Vec<String>,
+    pub error: Option<String>,
+}
+
+impl Outcome {
+    pub fn holds(&self) -> bool {
+        self.error.is_none() && self.crashes.is_empty() && self.verdict.holds()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ScenarioSettings {
+    pub load_secs: u64,
+    /// When the fault starts, after the load started.
+    pub fault_at_secs: u64,
+    pub rate: u32,
+    pub users: u32,
+    pub settle_timeout: Duration,
+}
+
+/// Run one scenario on a fresh rig.
+pub async fn run_scenario(fault: Fault, settings: &ScenarioSettings, logs: &std::path::Path) -> Outcome {
+    let started = Instant::now();
+    let mut outcome =
+        Outcome { fault, verdict: Verdict::default(), attempts: 0, recovery: None, crashes: Vec::new(), error: None };
+    let mut rig = match Rig::start(2, logs).await {
+        Ok(rig) => rig,
+        Err(e) => {
+            outcome.error = Some(format!("rig did not start: {e:#} (logs in {})", logs.display()));
+            return outcome;
+        }
+    };
+    tracing::info!(fault = %fault.name(), logs = %rig.dir.display(), "scenario started");
+    if let Err(e) = drive(&mut rig, fault, settings, &mut outcome).await {
+        outcome.error = Some(format!("{e:#}"));
+    }
+    if !outcome.holds() {
+        tracing::warn!(
+            fault = %fault.name(),
+            verdict = %outcome.verdict.summary(),
+            logs = %rig.dir.display(),
+            "scenario failed; service logs:\n{}",
+            rig.logs_tail(15)
+        );
+    }
+    rig.stop();
+    tracing::info!(fault = %fault.name(), secs = started.elapsed().as_secs(), "scenario done");
+    outcome
+}
+
+async fn drive(rig: &mut Rig, fault: Fault, settings: &ScenarioSettings, outcome: &mut Outcome) -> anyhow::Result<()> {
+    let run_id = format!("chaos{}", std::process::id() as u64 * 1000 + u64::from(rand::random::<u16>() % 1000));
+    let load = LoadSettings {
+        run_id: run_id.clone(),
+        token: TOKEN.into(),
+        users: settings.users,
+        rate: settings.rate,
+        connections: 8,
+        client_timeout: if fault == Fault::ClientRetries { Duration::from_millis(5) } else { Duration::from_secs(10) },
+        max_attempts: 60,
+        retry_backoff: Duration::from_millis(250),
+    };
+    let poison: BTreeSet<String> = (0..3).map(|i| format!("poison-{run_id}-{i}")).collect();
+    rig.produce_poison(&poison.iter().cloned().collect::<Vec<_>>()).await?;
+
+    let ledger = Arc::new(Ledger::default());
+    let stop = CancellationToken::new();
+    let load_task = tokio::spawn(ledger::run(
+        load,
+        rig.gateway_urls.clone(),
+        ledger.clone(),
+        Duration::from_secs(settings.load_secs),
+        stop.clone(),
+    ));
+    tokio::time::sleep(Duration::from_secs(settings.fault_at_secs)).await;
+    tracing::info!(fault = %fault.name(), acked = ledger.acked_count(), "injecting");
+    inject(rig, fault).await?;
+    let healed_at = Instant::now();
+    let acked_at_heal = ledger.snapshot().acked;
+    tracing::info!(fault = %fault.name(), "healed");
+
+    // Recovery: until every event acknowledged before the heal is queryable.
+    let recovery_deadline = healed_at + settings.settle_timeout;
+    while Instant::now() < recovery_deadline {
+        supervise(rig, outcome);
+        let present = check::present(rig, &run_id).unwrap_or_default();
+        if acked_at_heal.iter().all(|seq| present.contains(seq)) {
+            outcome.recovery = Some(healed_at.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    load_task.await?;
+
+    // Settle: wait until everything acknowledged is queryable and the profiles agree.
+    let snapshot = ledger.snapshot();
+    outcome.attempts = snapshot.attempts;
+    let deadline = Instant::now() + settings.settle_timeout;
+    loop {
+        supervise(rig, outcome);
+        let dead = rig.dead_letter_keys()?;
+        let verdict = check::verify(rig, &run_id, PROJECT, &snapshot, &dead, &poison)?;
+        let done = verdict.holds() || Instant::now() > deadline;
+        outcome.verdict = verdict;
+        if done {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    tracing::info!(
+        fault = %fault.name(),
+        acked = snapshot.acked.len(),
+        failures = ?snapshot.failures,
+        verdict = %outcome.verdict.summary(),
+        "checked"
+    );
+    Ok(())
+}
+
+/// A process that exited on its own is a finding; start it again like a supervisor.
+fn supervise(rig: &mut Rig, outcome: &mut Outcome) {
+    for service in rig.services.values_mut() {
+        if let Some(status) = service.exited() {
+            tracing::warn!(service = %service.name, %status, "exited on its own; restarting");
+            outcome.crashes.push(format!("{} exited ({status})", service.name));
+            let _ = service.start();
+        }
+    }
+}
+
+async fn kill_and_restart(rig: &mut Rig, role: Role, times: u32) -> anyhow::Result<()> {
+    for _ in 0..times {
+        rig.service(role, 0).kill9()?;
+        tokio::time::sleep(RESTART_DELAY).await;
+        rig.service(role, 0).start()?;
+        // Let it rejoin and work a little before the next kill.
+        tokio::time::sleep(Duration::from_secs(4)).await;
+    }
+    Ok(())
+}
+
+/// The same users file with the `default` profile made read-only: every INSERT and
+/// ALTER is refused (`Code: 164, READONLY`), SELECTs still work. ClickHouse reloads
+/// users.xml by itself within seconds.
+fn read_only(users_xml: &str) -> anyhow::Result<String> {
+    anyhow::ensure!(users_xml.contains("<profiles><default>"), "unexpected users.xml layout");
+    Ok(users_xml.replacen("<profiles><default>", "<profiles><default><readonly>1</readonly>", 1))
+}
+
+async fn inject(rig: &mut Rig, fault: Fault) -> anyhow::Result<()> {
+    match fault {
+        Fault::None => {}
+        Fault::KillSink { times } => kill_and_restart(rig, Role::Sink, times).await?,
+        Fault::KillProfiles { times } => kill_and_restart(rig, Role::Profiles, times).await?,
+        Fault::KillGateway { times } => kill_and_restart(rig, Role::Gateway, times).await?,
+        Fault::FreezeConsumers => {
+            rig.service(Role::Sink, 0).freeze()?;
+            rig.service(Role::Profiles, 0).freeze()?;
+            let frozen = Duration::from_millis(MAX_POLL_INTERVAL_MS.max(SESSION_TIMEOUT_MS) + 4_000);
+            tokio::time::sleep(frozen).await;
+            rig.service(Role::Sink, 0).thaw()?;
+            rig.service(Role::Profiles, 0).thaw()?;
+        }
+        Fault::ClickHouseDown { secs } => {
+            tokio::task::block_in_place(|| rig.clickhouse.kill())?;
+            tokio::time::sleep(Duration::from_secs(secs)).await;
+            tokio::task::block_in_place(|| rig.clickhouse.restart())?;
+        }
+        Fault::BrokerDown { secs } => {
+            rig.broker.kill();
+            tokio::time::sleep(Duration::from_secs(secs)).await;
+            tokio::task::block_in_place(|| rig.broker.restart())?;
+        }
+        Fault::ClickHouseReadOnly { secs } => {
+            let users = rig.clickhouse.data_dir().join("users.xml");
+            let normal = std::fs::read_to_string(&users)?;
+            std::fs::write(&users, read_only(&normal)?)?;
+            tokio::time::sleep(Duration::from_secs(secs)).await;
+            std::fs::write(&users, normal)?;
+        }
+        Fault::SinkCutOff { secs } => {
+            rig.sink_link.set(LinkState::Blackhole);
+            tokio::time::sleep(Duration::from_secs(secs)).await;
+            rig.sink_link.set(LinkState::Open);
+        }
+        Fault::ClientRetries => {}
+        Fault::KillDuringClickHouseDown => {
+            tokio::task::block_in_place(|| rig.clickhouse.kill())?;
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            rig.service(Role::Sink, 0).kill9()?;
+            rig.service(Role::Profiles, 1).kill9()?;
+            tokio::time::sleep(RESTART_DELAY).await;
+            rig.service(Role::Sink, 0).start()?;
+            rig.service(Role::Profiles, 1).start()?;
+            tokio::time::sleep(Duration::from_secs(6)).await;
+            tokio::task::block_in_place(|| rig.clickhouse.restart())?;
+        }
+    }
+    Ok(())
+}
