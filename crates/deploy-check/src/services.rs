@@ -72,7 +72,7 @@ impl Service {
                 let s = event_sink::Settings::load_with_env(dir, vero_env, vars)?;
                 Effective {
                     ops_port: port_of("ops.listen", &s.ops.listen)?,
-                    group_and_topic: Some((s.kafka.group_id, s.kafka.topic)),
+                    group_and_topic: Some((s.kafka.group_id, s.kafka.events_topic)),
                 }
             }
             Service::ProfileConsumer => {

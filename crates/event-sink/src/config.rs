@@ -23,7 +23,9 @@ pub struct Settings {
 #[serde(deny_unknown_fields)]
 pub struct KafkaSettings {
     pub brokers: String,
-    pub topic: String,
+    /// The topic the track events and user commands are consumed from (named
+    /// `kafka.topic` before 0.2.0, like the gateway's; the old name is refused).
+    pub events_topic: String,
     pub dlq_topic: String,
     pub group_id: String,
     pub auto_offset_reset: String,
@@ -174,7 +176,7 @@ mod tests {
     #[test]
     fn committed_defaults_and_local_overlay_load() {
         let defaults = Settings::load_with_env(&repo_config_dir(), None, []).unwrap();
-        assert_eq!(defaults.kafka.topic, vero_model::topics::EVENTS);
+        assert_eq!(defaults.kafka.events_topic, vero_model::topics::EVENTS);
         assert_eq!(defaults.kafka.dlq_topic, vero_model::topics::EVENTS_DLQ);
         let local = Settings::load_with_env(&repo_config_dir(), Some("local"), []).unwrap();
         assert_eq!(local.clickhouse.url, "http://127.0.0.1:8123");

@@ -42,7 +42,14 @@ impl DeadLetterQueue {
             .set("partitioner", "murmur2_random")
             .set("message.timeout.ms", "30000");
         let producer: FutureProducer = kafka.apply_properties(&mut config).create()?;
-        Ok(Self { producer, topic: kafka.dlq_topic.clone(), source_topic: kafka.topic.clone(), retry, metrics, health })
+        Ok(Self {
+            producer,
+            topic: kafka.dlq_topic.clone(),
+            source_topic: kafka.events_topic.clone(),
+            retry,
+            metrics,
+            health,
+        })
     }
 
     /// Send every letter, in order, each acknowledged before the next.

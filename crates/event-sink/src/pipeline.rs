@@ -290,7 +290,7 @@ impl Pipeline {
                 continue;
             }
             // librdkafka stores `offset + 1`, the next record to read.
-            match self.consumer.store_offset(&self.settings.kafka.topic, partition, offset) {
+            match self.consumer.store_offset(&self.settings.kafka.events_topic, partition, offset) {
                 Ok(()) => {
                     self.stored.insert(partition, offset + 1);
                 }
@@ -341,7 +341,7 @@ impl Pipeline {
             "record with an unknown writer schema: partition paused until a consumer that knows the schema takes it"
         );
         let mut tpl = TopicPartitionList::new();
-        tpl.add_partition(&self.settings.kafka.topic, partition);
+        tpl.add_partition(&self.settings.kafka.events_topic, partition);
         if let Err(e) = self.consumer.pause(&tpl) {
             tracing::warn!(partition, error = %e, "pausing the blocked partition failed");
         }
@@ -372,7 +372,8 @@ impl Pipeline {
         let assigned = self.assigned_partitions();
         let mut tpl = TopicPartitionList::new();
         for (&partition, &next) in self.stored.iter().filter(|(p, _)| assigned.contains(p)) {
-            if let Err(e) = tpl.add_partition_offset(&self.settings.kafka.topic, partition, Offset::Offset(next)) {
+            if let Err(e) = tpl.add_partition_offset(&self.settings.kafka.events_topic, partition, Offset::Offset(next))
+            {
                 tracing::warn!(partition, error = %e, "cannot build the final commit");
             }
         }

@@ -4,7 +4,7 @@
 //! Reads `kafka.dlq_topic` in its own consumer group (`<kafka.group_id>-dlq-replay`),
 //! from that group's committed position (the beginning the first time) up to the end
 //! offsets seen at the start, and produces each record to the topic it came from (its
-//! `vero.dlq.source.topic` header; `kafka.topic` when absent) with its original key and
+//! `vero.dlq.source.topic` header; `kafka.events_topic` when absent) with its original key and
 //! value, plus a `vero.dlq.replayed.from` header naming the DLQ position. Guarantees:
 //!
 //! * at least once: the group's offsets are committed only after every record up to
@@ -131,7 +131,7 @@ pub async fn replay_dlq(kafka: &KafkaSettings, timeout: Duration) -> anyhow::Res
                     .map(|v| String::from_utf8_lossy(v).into_owned())
             })
         };
-        let destination = header(dlq_headers::SOURCE_TOPIC).unwrap_or_else(|| kafka.topic.clone());
+        let destination = header(dlq_headers::SOURCE_TOPIC).unwrap_or_else(|| kafka.events_topic.clone());
         let from = format!("{topic}/{partition}/{offset}");
         let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&destination)
             .headers(OwnedHeaders::new().insert(Header { key: REPLAYED_FROM, value: Some(from.as_str()) }));

@@ -95,7 +95,7 @@ async fn start_and_consume(
     let dlq = DeadLetterQueue::new(&settings.kafka, settings.retry.clone(), metrics.clone(), health.clone())?;
     metrics.needs_operator.set(0);
     health.ready();
-    tracing::info!(server = %version, topic = %settings.kafka.topic, group = %settings.kafka.group_id, "consuming");
+    tracing::info!(server = %version, topic = %settings.kafka.events_topic, group = %settings.kafka.group_id, "consuming");
     Pipeline::new(consumer, writer, eraser, dlq, settings, metrics, health).run(shutdown).await
 }
 
@@ -110,7 +110,7 @@ async fn prepare_schema(client: &clickhouse::Client) -> Result<ServerVersion, Fa
 
 fn create_consumer(settings: &Settings, metrics: Metrics) -> anyhow::Result<StreamConsumer<SinkContext>> {
     let kafka = &settings.kafka;
-    let context = SinkContext::new(metrics, kafka.topic.clone());
+    let context = SinkContext::new(metrics, kafka.events_topic.clone());
     let mut config = ClientConfig::new();
     config
         .set("bootstrap.servers", &kafka.brokers)
@@ -130,7 +130,7 @@ fn create_consumer(settings: &Settings, metrics: Metrics) -> anyhow::Result<Stre
         .set("statistics.interval.ms", "5000");
     kafka.apply_properties(&mut config);
     let consumer: StreamConsumer<SinkContext> = config.create_with_context(context)?;
-    consumer.subscribe(&[&kafka.topic])?;
+    consumer.subscribe(&[&kafka.events_topic])?;
     Ok(consumer)
 }
 

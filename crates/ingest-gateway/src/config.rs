@@ -74,7 +74,9 @@ pub struct CorsSettings {
 #[serde(deny_unknown_fields)]
 pub struct KafkaSettings {
     pub brokers: String,
-    pub topic: String,
+    /// The topic track events and user commands are produced to (named `kafka.topic`
+    /// before 0.2.0; the old name is refused with a message naming this one).
+    pub events_topic: String,
     pub linger_ms: u64,
     pub queue_max_messages: u64,
     pub queue_max_kbytes: u64,
@@ -165,7 +167,7 @@ impl Settings {
         }
         let k = &self.kafka;
         ensure!(!k.brokers.trim().is_empty(), "kafka.brokers must not be empty");
-        ensure!(!k.topic.trim().is_empty(), "kafka.topic must not be empty");
+        ensure!(!k.events_topic.trim().is_empty(), "kafka.events_topic must not be empty");
         k.properties.refuse("kafka.properties", &[kafka_properties::PRODUCER, PRODUCER_OWN])?;
         positive("kafka.queue_max_messages", k.queue_max_messages)?;
         positive("kafka.queue_max_kbytes", k.queue_max_kbytes)?;
@@ -267,7 +269,7 @@ mod tests {
         assert_eq!(s.http.listen, "127.0.0.1:8080");
         assert_eq!(s.projects[0].name, "local");
         assert_eq!(s.projects[0].tokens, ["your_auth_token"]);
-        assert_eq!(s.kafka.topic, vero_model::topics::EVENTS);
+        assert_eq!(s.kafka.events_topic, vero_model::topics::EVENTS);
         assert!(!s.rate_limit.enabled, "rate limiting is off by default");
     }
 

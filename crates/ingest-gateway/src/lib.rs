@@ -77,7 +77,7 @@ pub async fn serve_with_ops(
     let gateway = Arc::new(Gateway::new(&settings, sink.clone()));
     tracing::info!(
         address = %listener.local_addr()?,
-        topic = %settings.kafka.topic,
+        topic = %settings.kafka.events_topic,
         projects = settings.projects.len(),
         "ingest gateway listening"
     );

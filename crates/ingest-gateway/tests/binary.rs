@@ -40,7 +40,7 @@ async fn serves_and_exits_zero_on_sigterm() {
         .env("VERO_ENV", "local")
         .env("VERO__HTTP__LISTEN", "127.0.0.1:0")
         .env("VERO__KAFKA__BROKERS", kafka.bootstrap_servers())
-        .env("VERO__KAFKA__TOPIC", &topic)
+        .env("VERO__KAFKA__EVENTS_TOPIC", &topic)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

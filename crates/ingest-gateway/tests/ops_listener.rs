@@ -89,7 +89,7 @@ async fn the_binary_binds_ops_listen_from_its_config() {
         .env("VERO__HTTP__LISTEN", "127.0.0.1:0")
         .env("VERO__OPS__LISTEN", "127.0.0.1:0")
         .env("VERO__KAFKA__BROKERS", kafka.bootstrap_servers())
-        .env("VERO__KAFKA__TOPIC", &topic)
+        .env("VERO__KAFKA__EVENTS_TOPIC", &topic)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

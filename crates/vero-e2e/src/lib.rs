@@ -69,7 +69,7 @@ impl Pipeline {
             Some("local"),
             vars(&[
                 ("VERO__KAFKA__BROKERS", kafka.bootstrap_servers().to_owned()),
-                ("VERO__KAFKA__TOPIC", topic.clone()),
+                ("VERO__KAFKA__EVENTS_TOPIC", topic.clone()),
                 ("VERO__HTTP__LISTEN", "127.0.0.1:0".to_owned()),
             ]),
         )
@@ -89,7 +89,7 @@ impl Pipeline {
             None,
             vars(&[
                 ("VERO__KAFKA__BROKERS", kafka.bootstrap_servers().to_owned()),
-                ("VERO__KAFKA__TOPIC", topic.clone()),
+                ("VERO__KAFKA__EVENTS_TOPIC", topic.clone()),
                 ("VERO__KAFKA__DLQ_TOPIC", dlq.clone()),
                 ("VERO__KAFKA__GROUP_ID", unique_name("e2e_sink")),
                 ("VERO__CLICKHOUSE__URL", clickhouse.http_url()),

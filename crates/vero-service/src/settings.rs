@@ -67,7 +67,27 @@ pub fn load_with_env<T: DeserializeOwned>(
             .source(Some(verbatim)),
     );
     let merged = builder.build().context("reading configuration")?;
+    refuse_renamed(&merged)?;
     merged.try_deserialize::<T>().map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))
+}
+
+/// Keys renamed in a release: `(old, new, release)`. The old name is refused with a
+/// message naming the new one (in files and as a variable), never silently ignored
+/// or half-applied; docs/operations.md, "Upgrading", lists them.
+pub const RENAMED: &[(&str, &str, &str)] = &[("kafka.topic", "kafka.events_topic", "0.2.0")];
+
+fn refuse_renamed(merged: &config::Config) -> anyhow::Result<()> {
+    let variable = |key: &str| format!("VERO__{}", key.to_ascii_uppercase().replace('.', "__"));
+    for (old, new, release) in RENAMED {
+        if merged.get::<config::Value>(old).is_ok() {
+            anyhow::bail!(
+                "{old} was renamed {new} in {release}: rename it in your config file, or the variable {} to {}",
+                variable(old),
+                variable(new)
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Variables whose value is taken as text, never parsed into a number or boolean:
@@ -173,6 +193,23 @@ mod tests {
         let vars = [("VERO__DB__PASSWORD".to_string(), "TRUE".to_string())];
         let s: Secret = load_with_env(dir.path(), None, vars).unwrap();
         assert_eq!(s.db.password, "TRUE");
+    }
+
+    #[test]
+    fn a_renamed_key_is_refused_naming_its_new_name() {
+        let dir = dir_with(&[
+            ("default.toml", "[kafka]\nbrokers = \"a\"\npartitions = 3\n"),
+            ("old.toml", "[kafka]\ntopic = \"vero.events\"\n"),
+        ]);
+        let vars = [("VERO__KAFKA__TOPIC".to_string(), "x".to_string())];
+        let err = load_with_env::<Settings>(dir.path(), None, vars).unwrap_err().to_string();
+        assert!(
+            err.contains("kafka.topic was renamed kafka.events_topic")
+                && err.contains("VERO__KAFKA__TOPIC to VERO__KAFKA__EVENTS_TOPIC"),
+            "{err}"
+        );
+        let err = load_with_env::<Settings>(dir.path(), Some("old"), []).unwrap_err().to_string();
+        assert!(err.contains("kafka.topic was renamed kafka.events_topic"), "{err}");
     }
 
     #[test]

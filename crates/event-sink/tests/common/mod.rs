@@ -47,7 +47,7 @@ impl Setup {
     pub fn env(&self) -> Vec<(String, String)> {
         [
             ("VERO__KAFKA__BROKERS", self.kafka.bootstrap_servers().to_owned()),
-            ("VERO__KAFKA__TOPIC", self.topic.clone()),
+            ("VERO__KAFKA__EVENTS_TOPIC", self.topic.clone()),
             ("VERO__KAFKA__DLQ_TOPIC", self.dlq.clone()),
             ("VERO__KAFKA__GROUP_ID", self.group.clone()),
             ("VERO__CLICKHOUSE__URL", self.clickhouse.http_url()),

@@ -67,7 +67,7 @@ impl KafkaSink {
             .context("creating the Kafka producer (check kafka.* settings and kafka.properties)")?;
         Ok(Self {
             producer,
-            topic: Arc::from(settings.topic.as_str()),
+            topic: Arc::from(settings.events_topic.as_str()),
             delivery_timeout: Duration::from_millis(settings.delivery_timeout_ms),
             readiness_cache: Duration::from_millis(settings.readiness_cache_ms),
             last_readiness: tokio::sync::Mutex::new(None),

@@ -25,7 +25,7 @@ pub fn settings(brokers: &str, topic: &str) -> Settings {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/gateway");
     let vars = [
         ("VERO__KAFKA__BROKERS".to_string(), brokers.to_string()),
-        ("VERO__KAFKA__TOPIC".to_string(), topic.to_string()),
+        ("VERO__KAFKA__EVENTS_TOPIC".to_string(), topic.to_string()),
         ("VERO__HTTP__LISTEN".to_string(), "127.0.0.1:0".to_string()),
     ];
     let mut settings = Settings::load_with_env(&dir, Some("local"), vars).expect("test settings load");

@@ -34,7 +34,7 @@ fn start_gateway(bench: &Bench, name: &str, topic: &str, extra: &[(&str, String)
         .env("RUST_LOG", "warn")
         .env("VERO__HTTP__LISTEN", format!("127.0.0.1:{port}"))
         .env("VERO__KAFKA__BROKERS", &bench.brokers)
-        .env("VERO__KAFKA__TOPIC", topic);
+        .env("VERO__KAFKA__EVENTS_TOPIC", topic);
     for (key, value) in extra {
         command.env(key, value);
     }
@@ -152,7 +152,7 @@ fn sink_command(bench: &Bench, clickhouse_url: &str, topic: &str, group: &str) -
         // `VERO_BENCH_SINK_LOG=event_sink=debug` shows every INSERT in target/bench/event-sink.log.
         .env("RUST_LOG", std::env::var("VERO_BENCH_SINK_LOG").unwrap_or_else(|_| "warn".into()))
         .env("VERO__KAFKA__BROKERS", &bench.brokers)
-        .env("VERO__KAFKA__TOPIC", topic)
+        .env("VERO__KAFKA__EVENTS_TOPIC", topic)
         .env("VERO__KAFKA__GROUP_ID", group)
         .env("VERO__CLICKHOUSE__URL", clickhouse_url)
         .env("VERO__OPS__LISTEN", "127.0.0.1:0");
