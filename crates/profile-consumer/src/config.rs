@@ -37,6 +37,9 @@ pub struct KafkaSettings {
     pub produce_timeout_ms: u64,
     /// Upper bound to read one profiles partition back on assignment.
     pub restore_timeout_ms: u64,
+    /// Largest profile record (encoded value) written to the profiles and handoff
+    /// topics; a record that would make a profile larger is dead-lettered.
+    pub max_profile_bytes: usize,
     /// Extra librdkafka properties (SASL, TLS, tuning) for every client of the service:
     /// the group consumer, the producer, the restore consumer and the admin/metadata
     /// clients. Secret values are redacted in `Debug`; [`RESERVED`] lists what is refused.
@@ -120,6 +123,7 @@ impl Settings {
     /// Reject values that would make the service misbehave instead of failing later.
     pub fn validate(&self) -> anyhow::Result<()> {
         anyhow::ensure!(self.batch.max_records > 0, "batch.max_records must be at least 1");
+        anyhow::ensure!(self.kafka.max_profile_bytes >= 1024, "kafka.max_profile_bytes must be at least 1024");
         anyhow::ensure!(
             self.retry.initial_backoff_ms > 0 && self.retry.initial_backoff_ms <= self.retry.max_backoff_ms,
             "retry.initial_backoff_ms must be positive and at most retry.max_backoff_ms"
@@ -150,6 +154,7 @@ impl Settings {
                 session_timeout_ms: 6_000,
                 produce_timeout_ms: 30_000,
                 restore_timeout_ms: 60_000,
+                max_profile_bytes: 900_000,
                 properties: KafkaProperties::default(),
             },
             clickhouse: ClickHouseSettings::local(clickhouse_url),

@@ -28,6 +28,11 @@ pub struct Metrics {
     /// 1 while writes are refused for a reason only an operator can fix (credentials,
     /// grants, missing table or topic). Alert `VeroProfilesNeedsOperator`.
     pub needs_operator: IntGauge,
+    /// Partitions (events and handoff topics) taken away by a rebalance or lost with
+    /// the group session. Stays flat while a write retries: the loop keeps polling.
+    pub partitions_revoked: IntCounter,
+    /// 1 while the assigned partitions are paused because a write or restore runs long.
+    pub consumption_paused: IntGauge,
 }
 
 impl Metrics {
@@ -79,6 +84,16 @@ impl Metrics {
             "1 while profile writes are refused for a reason only an operator can fix",
         )
         .unwrap();
+        let partitions_revoked = IntCounter::new(
+            "vero_profiles_partitions_revoked_total",
+            "Partitions revoked from this instance (rebalances, lost group session)",
+        )
+        .unwrap();
+        let consumption_paused = IntGauge::new(
+            "vero_profiles_consumption_paused",
+            "1 while consumption is paused because a write or restore runs long",
+        )
+        .unwrap();
         for collector in [
             Box::new(records.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(profiles_written.clone()),
@@ -92,6 +107,8 @@ impl Metrics {
             Box::new(consumer_lag.clone()),
             Box::new(write_failures.clone()),
             Box::new(needs_operator.clone()),
+            Box::new(partitions_revoked.clone()),
+            Box::new(consumption_paused.clone()),
         ] {
             registry.register(collector).expect("metric names are unique");
         }
@@ -109,6 +126,8 @@ impl Metrics {
             consumer_lag,
             write_failures,
             needs_operator,
+            partitions_revoked,
+            consumption_paused,
         }
     }
 }

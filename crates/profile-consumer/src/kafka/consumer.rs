@@ -3,15 +3,17 @@
 //! At-least-once as in rust-rdkafka's `at_least_once` example: auto-commit on, but
 //! `enable.auto.offset.store=false` — an offset is stored only after the profiles its
 //! record touched were written, and librdkafka commits stored offsets periodically, on
-//! revoke (we also commit explicitly there) and on close. The `range` assignor gives
+//! revoke (we also send an asynchronous commit there) and on close. The `range` assignor gives
 //! one instance events partition `p` and handoff partition `p` together, so the
 //! instance holding a user's profile also receives the profiles moved to that user.
 //! Rebalances are recorded for the service loop, which drops the state and in-flight
-//! records of revoked partitions. The lag series of a revoked partition is removed in
+//! records of revoked partitions and fences off their writes; partitions assigned
+//! while the loop holds consumption paused are paused at once. The lag series of a revoked partition is removed in
 //! the revoke callback and only partitions assigned here get one from the statistics,
 //! so `sum(vero_profiles_consumer_lag)` over all instances counts each partition once.
 
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use prometheus::IntGaugeVec;
@@ -35,6 +37,15 @@ pub struct RebalanceContext {
     events_topic: String,
     /// Events-topic partitions assigned here: the ones that may have a lag series.
     lagging: Mutex<BTreeSet<i32>>,
+    /// Set while the service loop keeps the assigned partitions paused.
+    paused: AtomicBool,
+}
+
+impl RebalanceContext {
+    /// Called by the service loop when it pauses or resumes the assigned partitions.
+    pub fn set_paused(&self, paused: bool) {
+        self.paused.store(paused, Ordering::SeqCst);
+    }
 }
 
 impl ClientContext for RebalanceContext {
@@ -57,10 +68,14 @@ impl ClientContext for RebalanceContext {
 impl ConsumerContext for RebalanceContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(list) = rebalance {
-            // Every record handed out before this point was written and its offset
-            // stored (the loop only polls between batches or drops what it holds), so
-            // committing now hands the partitions over without redelivery.
-            if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
+            // The offsets stored so far cover only written records (the loop drops, and
+            // fences off, whatever it holds of these partitions). Async: this callback
+            // runs inside the loop's poll, and a synchronous commit has no timeout, so
+            // it would hang the loop (and its shutdown) when the broker is gone. The
+            // unassign that follows commits the stored offsets of the removed
+            // partitions as well (librdkafka, enable.auto.commit), and close commits
+            // what is left.
+            if let Err(e) = consumer.commit_consumer_state(CommitMode::Async) {
                 tracing::debug!(error = %e, "commit on revoke failed");
             }
             let mut changes = self.changes.lock().expect("changes lock");
@@ -78,9 +93,18 @@ impl ConsumerContext for RebalanceContext {
         }
     }
 
-    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Assign(list) => {
+                // Assigned while the loop holds consumption paused (a write or restore
+                // retrying): paused too, so nothing piles up until it resumes. Otherwise
+                // resumed: librdkafka keeps a partition's pause across a revoke, and the
+                // loop's resume may have come while it was not assigned.
+                let paused = self.paused.load(Ordering::SeqCst);
+                let result = if paused { consumer.pause(list) } else { consumer.resume(list) };
+                if let Err(e) = result {
+                    tracing::warn!(paused, error = %e, "pausing/resuming newly assigned partitions failed");
+                }
                 let mut changes = self.changes.lock().expect("changes lock");
                 let mut lagging = self.lagging.lock().expect("lagging lock");
                 for element in list.elements() {
@@ -120,6 +144,7 @@ pub fn subscribe(settings: &KafkaSettings, lag: IntGaugeVec) -> anyhow::Result<(
         lag,
         events_topic: settings.events_topic.clone(),
         lagging: Mutex::new(BTreeSet::new()),
+        paused: AtomicBool::new(false),
     })?;
     consumer.subscribe(&[&settings.events_topic, &settings.handoff_topic])?;
     Ok((consumer, changes))

@@ -43,8 +43,10 @@ impl Producer {
     }
 
     /// Send all records concurrently (order is kept per partition by the idempotent
-    /// producer) and wait for every acknowledgement.
-    pub async fn send_all(&self, records: &[Outgoing]) -> Result<(), WriteError> {
+    /// producer) and wait for every acknowledgement. Records Kafka refuses for good
+    /// (too large, ...) do not fail the others: `Ok` lists them (index in `records`,
+    /// the error). Any retryable or operator-fixable failure is the `Err`.
+    pub async fn send_each(&self, records: &[&Outgoing]) -> Result<Vec<(usize, WriteError)>, WriteError> {
         let sends = records.iter().map(|r| {
             let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&r.topic).key(r.key.as_slice());
             if let Some(partition) = r.partition {
@@ -58,9 +60,14 @@ impl Producer {
             }
             self.inner.send(record, Timeout::Never)
         });
-        for result in futures::future::join_all(sends).await {
-            result.map_err(|(e, _)| WriteError::from(e))?;
+        let mut refused = Vec::new();
+        for (index, result) in futures::future::join_all(sends).await.into_iter().enumerate() {
+            match result.map_err(|(e, _)| WriteError::from(e)) {
+                Ok(_) => {}
+                Err(e @ WriteError::Rejected(_)) => refused.push((index, e)),
+                Err(e) => return Err(e),
+            }
         }
-        Ok(())
+        Ok(refused)
     }
 }

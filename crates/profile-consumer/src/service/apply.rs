@@ -75,17 +75,30 @@ impl Outcome {
     }
 }
 
+/// Where a record came from: what a dead letter points at.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Source {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+}
+
 /// Everything a batch must write before its offsets may be stored.
 #[derive(Debug, Default)]
 pub struct Effects {
     /// Profiles whose current state (or absence) must be written.
     pub touched: BTreeSet<(i32, ProfileKey)>,
+    /// The records of this batch that changed each touched profile: dead-lettered
+    /// if the profile becomes too large to write.
+    pub sources: BTreeMap<(i32, ProfileKey), Vec<Source>>,
     /// Version of the deletion marker of each profile erased in this batch.
     pub deleted_versions: BTreeMap<ProfileKey, i64>,
-    pub erasures: Vec<Erasure>,
+    /// Erasures with the record (delete or reidentify) that caused each.
+    pub erasures: Vec<(Source, Erasure)>,
     pub aliases: Vec<AliasRow>,
-    /// Handoffs and dead letters, produced before the profiles.
-    pub messages: Vec<Outgoing>,
+    /// Handoffs and dead letters with the record that caused each, produced before
+    /// the profiles.
+    pub messages: Vec<(Source, Outgoing)>,
     /// Next offset to store per (topic, partition).
     pub positions: BTreeMap<(String, i32), i64>,
 }
@@ -102,12 +115,15 @@ pub struct Applier<'a> {
     pub profiles: &'a mut Profiles,
     pub effects: &'a mut Effects,
     pub now_micros: i64,
+    /// The record being applied.
+    pub current: Option<Source>,
 }
 
 impl Applier<'_> {
     pub fn apply(&mut self, message: &OwnedMessage) -> Outcome {
         let (topic, partition, offset) = (message.topic().to_owned(), message.partition(), message.offset());
         self.effects.positions.insert((topic.clone(), partition), offset + 1);
+        self.current = Some(Source { topic: topic.clone(), partition, offset });
         let outcome =
             if topic == self.topics.handoff { self.apply_handoff(message) } else { self.apply_event_record(message) };
         match outcome {
@@ -147,6 +163,9 @@ impl Applier<'_> {
     fn changed(&mut self, partition: i32, key: ProfileKey) {
         let now = self.now_micros;
         self.profile(partition, key.clone()).bump_version(now);
+        if let Some(source) = &self.current {
+            self.effects.sources.entry((partition, key.clone())).or_default().push(source.clone());
+        }
         self.effects.touched.insert((partition, key));
     }
 
@@ -181,7 +200,8 @@ impl Applier<'_> {
         let previous = removed.as_ref().map_or(erased_before, |p| p.version.max(erased_before));
         let version = self.now_micros.max(previous + 1);
         self.effects.deleted_versions.insert(key.clone(), version);
-        self.effects.erasures.push(Erasure { key: key.clone(), version });
+        let source = self.source(partition);
+        self.effects.erasures.push((source, Erasure { key: key.clone(), version }));
         self.effects.touched.insert((partition, key.clone()));
         removed
     }
@@ -207,13 +227,16 @@ impl Applier<'_> {
         moved.apply_command(command, serde_json::Map::new(), partition, offset);
         moved.bump_version(self.now_micros);
         let target = vero_model::partition::partition_for_key(new_id.as_bytes(), self.topics.partitions);
-        self.effects.messages.push(Outgoing {
-            topic: self.topics.handoff.clone(),
-            partition: Some(target),
-            key: Profile::key_for(&command.project, &new_id),
-            payload: Some(vero_model::encode(&moved.to_record())),
-            headers: None,
-        });
+        self.effects.messages.push((
+            self.source(partition),
+            Outgoing {
+                topic: self.topics.handoff.clone(),
+                partition: Some(target),
+                key: Profile::key_for(&command.project, &new_id),
+                payload: Some(vero_model::encode(&moved.to_record())),
+                headers: None,
+            },
+        ));
         self.effects.aliases.push(AliasRow {
             project: command.project.clone(),
             old_id: command.user_id.clone(),
@@ -245,26 +268,43 @@ impl Applier<'_> {
     }
 
     fn dead_letter(&mut self, message: &OwnedMessage, reason: &str) {
-        tracing::warn!(
-            topic = message.topic(),
-            partition = message.partition(),
-            offset = message.offset(),
-            reason,
-            "dead-lettering record"
-        );
-        let (partition, offset) = (message.partition().to_string(), message.offset().to_string());
-        let headers = OwnedHeaders::new()
-            .insert(Header { key: dlq_headers::REASON, value: Some(reason) })
-            .insert(Header { key: dlq_headers::SOURCE_TOPIC, value: Some(message.topic()) })
-            .insert(Header { key: dlq_headers::SOURCE_PARTITION, value: Some(partition.as_str()) })
-            .insert(Header { key: dlq_headers::SOURCE_OFFSET, value: Some(offset.as_str()) })
-            .insert(Header { key: dlq_headers::CONSUMER, value: Some(CONSUMER_NAME) });
-        self.effects.messages.push(Outgoing {
-            topic: self.topics.dlq.clone(),
-            partition: None,
-            key: message.key().map(<[u8]>::to_vec).unwrap_or_default(),
-            payload: message.payload().map(<[u8]>::to_vec),
-            headers: Some(headers),
-        });
+        let source =
+            Source { topic: message.topic().to_owned(), partition: message.partition(), offset: message.offset() };
+        self.effects.messages.push((source, dead_letter(&self.topics.dlq, message, reason)));
     }
+
+    /// The record being applied (of `partition`).
+    fn source(&self, partition: i32) -> Source {
+        self.current.clone().unwrap_or(Source { topic: self.topics.events.clone(), partition, offset: -1 })
+    }
+}
+
+/// The dead letter of `message`: its key and value, the reason and where it came from
+/// in the `vero.dlq.*` headers.
+pub fn dead_letter(dlq_topic: &str, message: &OwnedMessage, reason: &str) -> Outgoing {
+    tracing::warn!(
+        topic = message.topic(),
+        partition = message.partition(),
+        offset = message.offset(),
+        reason,
+        "dead-lettering record"
+    );
+    Outgoing {
+        topic: dlq_topic.to_owned(),
+        partition: None,
+        key: message.key().map(<[u8]>::to_vec).unwrap_or_default(),
+        payload: message.payload().map(<[u8]>::to_vec),
+        headers: Some(dlq_headers_for(message.topic(), message.partition(), message.offset(), reason)),
+    }
+}
+
+/// The `vero.dlq.*` headers of a dead letter.
+pub fn dlq_headers_for(topic: &str, partition: i32, offset: i64, reason: &str) -> OwnedHeaders {
+    let (partition, offset) = (partition.to_string(), offset.to_string());
+    OwnedHeaders::new()
+        .insert(Header { key: dlq_headers::REASON, value: Some(reason) })
+        .insert(Header { key: dlq_headers::SOURCE_TOPIC, value: Some(topic) })
+        .insert(Header { key: dlq_headers::SOURCE_PARTITION, value: Some(partition.as_str()) })
+        .insert(Header { key: dlq_headers::SOURCE_OFFSET, value: Some(offset.as_str()) })
+        .insert(Header { key: dlq_headers::CONSUMER, value: Some(CONSUMER_NAME) })
 }

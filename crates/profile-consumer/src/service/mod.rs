@@ -3,21 +3,34 @@
 //! batch in hand was written and offsets committed) or on a non-retryable failure.
 //!
 //! The loop: collect a batch (at most `batch.max_records`, at most `batch.linger_ms`
-//! after its first record), drop records of partitions revoked meanwhile, restore the
-//! profiles of newly seen partitions from the profiles topic, apply the batch, write
-//! its effects ([`write`]), then store the offsets. Nothing is polled while a batch is
-//! written, so a rebalance always finds every handed-out record written or dropped.
+//! after its first record), restore the profiles of newly seen partitions from the
+//! profiles topic, apply the batch, write its effects ([`write`]), then store the
+//! offsets.
+//!
+//! Group membership: while a restore or a write runs (and retries, e.g. while
+//! ClickHouse is down) the consumer is polled on, so rebalance callbacks and
+//! `max.poll.interval.ms` are served and a slow write never gets the instance evicted.
+//! Records received meanwhile start the next batch; once the work has run
+//! [`PAUSE_AFTER`] (or a batch worth of records is waiting) the assigned partitions
+//! are paused, and resumed when it is done.
+//!
+//! Fencing: a revoke (rebalance, or the group session lost) drops at once the state,
+//! the waiting records and the restore of the revoked partitions, and
+//! [`write::Fence`] keeps the write in hand from writing anything of them from then
+//! on; their offsets are not stored. The new owner restores and writes them.
 
 pub mod apply;
 pub mod write;
 
 use std::collections::BTreeSet;
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use rdkafka::consumer::{CommitMode, Consumer};
-use rdkafka::message::OwnedMessage;
+use rdkafka::error::KafkaError;
+use rdkafka::message::{BorrowedMessage, OwnedMessage};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -29,7 +42,12 @@ use crate::kafka::{consumer, restore, topics};
 use crate::metrics::Metrics;
 use apply::{Applier, Effects, Profiles, Topics};
 use vero_service::health::Health;
-use write::{NotWritten, Writer};
+use write::{Fence, NotWritten, Writer};
+
+/// How long a restore or write may run before the assigned partitions are paused.
+/// Until then records keep coming into the next batch; pausing drops librdkafka's
+/// prefetched records, which a short write should not pay for.
+const PAUSE_AFTER: Duration = Duration::from_millis(1000);
 
 /// Run until `shutdown` is cancelled. `ops` serves `/metrics`, `/healthz`, `/readyz`.
 pub async fn run(settings: Settings, ops: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
@@ -74,7 +92,9 @@ async fn serve(
         retry: settings.retry.clone(),
         metrics: metrics.clone(),
         health: health.clone(),
+        max_profile_bytes: settings.kafka.max_profile_bytes,
     };
+    let fence = Fence { changes: changes.clone(), revoked: Arc::default() };
     let mut state = LoopState {
         settings: &settings,
         topics,
@@ -84,6 +104,9 @@ async fn serve(
         profiles: Profiles::default(),
         restored: BTreeSet::new(),
         assigned: BTreeSet::new(),
+        pending: Vec::new(),
+        paused: false,
+        fence,
     };
     let outcome = state.consume(&writer, &shutdown).await;
     // Commit what was stored. Async: a synchronous commit has no timeout and blocks
@@ -140,78 +163,173 @@ struct LoopState<'a> {
     /// Events partitions whose profiles were read back from the profiles topic.
     restored: BTreeSet<i32>,
     assigned: BTreeSet<(String, i32)>,
+    /// Records received, not yet in a batch (the next batch starts with them).
+    pending: Vec<OwnedMessage>,
+    /// Whether the assigned partitions are paused.
+    paused: bool,
+    /// Partitions revoked since the batch in hand was collected.
+    fence: Fence,
 }
 
 impl LoopState<'_> {
     async fn consume(&mut self, writer: &Writer, shutdown: &CancellationToken) -> anyhow::Result<()> {
         loop {
-            let Some(mut batch) = self.collect(shutdown).await else { return Ok(()) };
-            self.apply_rebalances(&mut batch);
+            let Some(batch) = self.collect(shutdown).await else { return Ok(()) };
             if batch.is_empty() {
                 continue;
             }
             for partition in batch.iter().map(Message::partition).collect::<BTreeSet<_>>() {
-                if !self.restored.contains(&partition) {
+                if !self.restored.contains(&partition) && self.fence.holds(partition) {
                     self.restore(partition).await?;
                 }
             }
             let mut effects = Effects::default();
-            let mut applier = Applier {
-                topics: &self.topics,
-                profiles: &mut self.profiles,
-                effects: &mut effects,
-                now_micros: now_micros(),
-            };
-            for message in &batch {
-                let outcome = applier.apply(message);
-                self.metrics.records.with_label_values(&[outcome.label()]).inc();
+            let fence = self.fence.clone();
+            {
+                let mut applier = Applier {
+                    topics: &self.topics,
+                    profiles: &mut self.profiles,
+                    effects: &mut effects,
+                    now_micros: now_micros(),
+                    current: None,
+                };
+                // Records of partitions revoked meanwhile are someone else's now.
+                for message in batch.iter().filter(|m| fence.holds(m.partition())) {
+                    let outcome = applier.apply(message);
+                    self.metrics.records.with_label_values(&[outcome.label()]).inc();
+                }
             }
             self.metrics.profiles_in_memory.set(self.profiles.len() as i64);
-            match writer.write(&effects, &self.profiles, shutdown).await {
-                Ok(()) => self.store_offsets(&effects),
+            let positions = std::mem::take(&mut effects.positions);
+            let mut rendered = writer.render(effects, &self.profiles, &batch);
+            match self.drive(writer.write(&mut rendered, &batch, &fence, shutdown)).await {
+                Ok(()) => {
+                    for partition in &rendered.reload {
+                        // A profile of it was not written: continue from the profiles topic.
+                        self.profiles.partitions.remove(partition);
+                        self.restored.remove(partition);
+                    }
+                    self.store_offsets(&positions);
+                }
                 Err(NotWritten::Shutdown) => return Ok(()),
                 Err(NotWritten::Rejected(e)) => return Err(anyhow::Error::new(e).context("writing profiles")),
             }
         }
     }
 
-    /// The next batch; `None` on shutdown before a first record arrived.
-    async fn collect(&self, shutdown: &CancellationToken) -> Option<Vec<OwnedMessage>> {
-        let mut batch = Vec::new();
+    /// The next batch; `None` on shutdown before a first record arrived. Starts a new
+    /// fence: partitions revoked from now on are fenced for this batch (records held
+    /// from before a revoke were dropped with it; later ones are of the new assignment).
+    async fn collect(&mut self, shutdown: &CancellationToken) -> Option<Vec<OwnedMessage>> {
+        let max = self.settings.batch.max_records;
         let linger = Duration::from_millis(self.settings.batch.linger_ms);
-        let mut deadline = None;
-        while batch.len() < self.settings.batch.max_records {
+        let consumer = self.consumer;
+        let mut deadline = (!self.pending.is_empty()).then(|| tokio::time::Instant::now() + linger);
+        // Rebalances are looked at while idle too, so the partition metrics follow them.
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        while self.pending.len() < max {
             let wait_until = deadline.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
             tokio::select! {
-                _ = shutdown.cancelled(), if batch.is_empty() => return None,
+                _ = shutdown.cancelled(), if self.pending.is_empty() => return None,
                 _ = tokio::time::sleep_until(wait_until) => break,
-                received = self.consumer.recv() => match received {
-                    Ok(message) => {
-                        batch.push(message.detach());
+                _ = tick.tick() => self.take_rebalances(),
+                received = consumer.recv() => {
+                    self.accept(received);
+                    if !self.pending.is_empty() {
                         deadline.get_or_insert_with(|| tokio::time::Instant::now() + linger);
                     }
-                    Err(e) => tracing::warn!(error = %e, "Kafka consumer error"),
-                },
+                }
             }
-            if shutdown.is_cancelled() && !batch.is_empty() {
+            if shutdown.is_cancelled() && !self.pending.is_empty() {
                 break;
             }
         }
+        self.take_rebalances();
+        self.fence.revoked.lock().expect("fence lock").clear();
+        let batch: Vec<OwnedMessage> = self.pending.drain(..self.pending.len().min(max)).collect();
         Some(batch)
     }
 
-    /// Forget revoked partitions (their state and any of their records in `batch`).
-    fn apply_rebalances(&mut self, batch: &mut Vec<OwnedMessage>) {
+    /// Take one received record into `pending`, after the rebalances served before it.
+    fn accept(&mut self, received: Result<BorrowedMessage<'_>, KafkaError>) {
+        // Rebalance callbacks ran inside the poll that returned this record: what is
+        // held of a revoked partition predates it and goes first.
+        self.take_rebalances();
+        match received {
+            Ok(message) => {
+                self.pending.push(message.detach());
+            }
+            Err(e) => tracing::warn!(error = %e, "Kafka consumer error"),
+        }
+    }
+
+    /// Run `work` while keeping the group membership: the consumer is polled meanwhile
+    /// (received records wait in `pending`), and the assigned partitions are paused
+    /// once `work` has run [`PAUSE_AFTER`] or a batch worth of records waits.
+    async fn drive<T>(&mut self, work: impl Future<Output = T>) -> T {
+        tokio::pin!(work);
+        let consumer = self.consumer;
+        let pause_at = tokio::time::Instant::now() + PAUSE_AFTER;
+        // Rebalances are looked at regularly too, not only when a record arrives (none
+        // does while paused): the metrics and the waiting records follow at once.
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        let out = loop {
+            let full = self.pending.len() >= self.settings.batch.max_records;
+            if full && !self.paused {
+                self.set_paused(true);
+            }
+            tokio::select! {
+                // The work first: a fence check and the produce it guards run in one poll,
+                // with no rebalance callback in between.
+                biased;
+                out = &mut work => break out,
+                _ = tokio::time::sleep_until(pause_at), if !self.paused => self.set_paused(true),
+                _ = tick.tick() => self.take_rebalances(),
+                // Polled while paused too: that serves rebalances and the group session.
+                received = consumer.recv(), if self.paused || !full => self.accept(received),
+            }
+        };
+        if self.paused {
+            self.set_paused(false);
+        }
+        self.take_rebalances();
+        out
+    }
+
+    fn set_paused(&mut self, paused: bool) {
+        self.paused = paused;
+        self.consumer.context().set_paused(paused);
+        self.metrics.consumption_paused.set(i64::from(paused));
+        let result = match self.consumer.assignment() {
+            Ok(assignment) if paused => self.consumer.pause(&assignment),
+            Ok(assignment) => self.consumer.resume(&assignment),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = result {
+            tracing::warn!(paused, error = %e, "pause/resume failed");
+        }
+    }
+
+    /// Forget revoked partitions (their state, their waiting records) and fence them
+    /// for the batch in hand; note new assignments.
+    fn take_rebalances(&mut self) {
         let changes = std::mem::take(&mut *self.changes.lock().expect("changes lock"));
+        if changes.revoked.is_empty() && changes.assigned.is_empty() {
+            return;
+        }
+        let mut fenced = self.fence.revoked.lock().expect("fence lock");
         for (topic, partition) in &changes.revoked {
             self.assigned.remove(&(topic.clone(), *partition));
             self.profiles.partitions.remove(partition);
             self.restored.remove(partition);
+            fenced.insert(*partition);
+        }
+        drop(fenced);
+        self.metrics.partitions_revoked.inc_by(changes.revoked.len() as u64);
+        if !changes.revoked.is_empty() {
+            self.pending.retain(|m| !changes.revoked.contains(&(m.topic().to_owned(), m.partition())));
         }
         self.assigned.extend(changes.assigned);
-        if !changes.revoked.is_empty() {
-            batch.retain(|m| self.assigned.contains(&(m.topic().to_owned(), m.partition())));
-        }
         let events_partitions = self.assigned.iter().filter(|(t, _)| *t == self.topics.events).count();
         self.metrics.assigned_partitions.set(events_partitions as i64);
         self.metrics.profiles_in_memory.set(self.profiles.len() as i64);
@@ -221,10 +339,13 @@ impl LoopState<'_> {
         let started = std::time::Instant::now();
         let kafka = &self.settings.kafka;
         let (kafka, topic, timeout) = (kafka.clone(), kafka.profiles_topic.clone(), kafka.restore_timeout());
+        let reading = tokio::task::spawn_blocking(move || restore::read_partition(&kafka, &topic, partition, timeout));
         let restored =
-            tokio::task::spawn_blocking(move || restore::read_partition(&kafka, &topic, partition, timeout))
-                .await?
-                .with_context(|| format!("restoring profiles of partition {partition}"))?;
+            self.drive(reading).await?.with_context(|| format!("restoring profiles of partition {partition}"))?;
+        if !self.fence.holds(partition) {
+            tracing::info!(partition, "partition revoked while restoring it; restore dropped");
+            return Ok(());
+        }
         tracing::info!(
             partition,
             profiles = restored.profiles.len(),
@@ -239,10 +360,12 @@ impl LoopState<'_> {
         Ok(())
     }
 
-    fn store_offsets(&self, effects: &Effects) {
+    /// Store the next offsets of a written batch, except for partitions revoked since
+    /// it was collected (their records were fenced off, the new owner reads them).
+    fn store_offsets(&self, positions: &std::collections::BTreeMap<(String, i32), i64>) {
         let mut list = TopicPartitionList::new();
-        for ((topic, partition), next) in &effects.positions {
-            if self.assigned.contains(&(topic.clone(), *partition)) {
+        for ((topic, partition), next) in positions {
+            if self.assigned.contains(&(topic.clone(), *partition)) && self.fence.holds(*partition) {
                 if let Err(e) = list.add_partition_offset(topic, *partition, Offset::Offset(*next)) {
                     tracing::warn!(topic = %topic, partition, offset = next, error = %e, "cannot store offset");
                 }

@@ -4,24 +4,91 @@
 //! 2. profile rows, alias rows and erasures to ClickHouse (rows collapse by version);
 //! 3. the profiles' final values, or tombstones, to the profiles topic.
 //!
-//! Retryable and operator-fixable failures (see [`WriteError`]) repeat the whole
-//! sequence with backoff until it succeeds or the service stops; a rejected write stops
-//! the service. Offsets are stored by the caller
-//! only after this returned `Ok`.
+//! Retryable and operator-fixable failures (see [`WriteError`]) repeat the steps not
+//! done yet with backoff until they succeed or the service stops. Bad records
+//! (docs/operations.md, "Failure policy") are dead-lettered and the rest goes on:
+//! * a profile whose record would exceed `kafka.max_profile_bytes`, or that Kafka
+//!   refuses as too large: the batch's records that changed it are dead-lettered, the
+//!   profile is not written, and its partition is read back from the profiles topic
+//!   before its next record (so it continues from the profile as last written);
+//! * an erasure ClickHouse refuses (an id so long that the mutation exceeds
+//!   `max_query_size`, code 62): erasures go in mutations of at most
+//!   [`ERASE_CHUNK_BYTES`], a refused mutation is split down to the refused erasure,
+//!   and its delete (or reidentify) is dead-lettered;
+//! * a handoff Kafka refuses: its reidentify is dead-lettered;
+//! * a dead letter Kafka refuses (too large for the DLQ topic) is sent once more
+//!   without its value (the headers still point at the source record); refused
+//!   again, it is logged and dropped. Nothing is retried that cannot succeed.
+//!
+//! Fencing: right before every step (so right before each produce), whatever belongs
+//! to a partition revoked since the batch was collected is dropped ([`Fence`]); the
+//! new owner writes those profiles from its own restore. Offsets are stored by the
+//! caller only after this returned `Ok`, and never for fenced partitions.
 
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use clickhouse::Client;
 use tokio_util::sync::CancellationToken;
 
+use rdkafka::message::OwnedMessage;
+use rdkafka::Message;
+
 use crate::config::RetrySettings;
 use crate::error::WriteError;
+use crate::kafka::consumer::Changes;
 use crate::kafka::producer::{Outgoing, Producer};
 use crate::metrics::Metrics;
-use crate::profile::ProfileState;
-use crate::service::apply::{Effects, Profiles, Topics};
-use crate::store::clickhouse::{self as store, ProfileRow};
+use crate::profile::{ProfileKey, ProfileState};
+use crate::service::apply::{dead_letter, dlq_headers_for, Effects, Profiles, Source, Topics};
+use crate::store::clickhouse::{self as store, AliasRow, Erasure, ProfileRow, ERASE_STATEMENT_BYTES};
 use vero_service::health::Health;
+
+/// Largest erase mutation sent at once (its conditions), a quarter of ClickHouse's
+/// default `max_query_size` (262144): many deletes in one batch never add up to a
+/// refused statement, and only an erasure that is too large on its own is refused.
+pub const ERASE_CHUNK_BYTES: usize = 65_536;
+
+/// Which partitions this instance may still write for: not revoked since the batch in
+/// hand was collected. Reads the rebalance callback's record directly, so a revoke
+/// served a moment ago counts before the service loop has looked at it.
+#[derive(Clone)]
+pub struct Fence {
+    pub changes: Arc<Mutex<Changes>>,
+    /// Partitions revoked (and already taken from `changes` by the loop) since the
+    /// batch in hand was collected.
+    pub revoked: Arc<Mutex<BTreeSet<i32>>>,
+}
+
+impl Fence {
+    /// Whether the state of `partition` (events and handoff topics) is still ours.
+    pub fn holds(&self, partition: i32) -> bool {
+        if self.revoked.lock().expect("fence lock").contains(&partition) {
+            return false;
+        }
+        !self.changes.lock().expect("changes lock").revoked.iter().any(|(_, p)| *p == partition)
+    }
+}
+
+/// A batch's effects, rendered for writing; every step removes what it wrote.
+#[derive(Default)]
+pub struct Rendered {
+    messages: Vec<(Source, Outgoing)>,
+    rows: Vec<(i32, ProfileRow)>,
+    aliases: Vec<AliasRow>,
+    erasures: Vec<(Source, Erasure)>,
+    /// Profiles-topic records, with the profile each is of.
+    records: Vec<(i32, ProfileKey, Outgoing)>,
+    /// The records of the batch that changed each profile.
+    sources: BTreeMap<(i32, ProfileKey), Vec<Source>>,
+    /// Dead letters of bad records found while writing, sent at the end of an attempt.
+    letters: Vec<(Source, Outgoing)>,
+    /// Partitions with a profile that was not written: restored again before use.
+    pub reload: BTreeSet<i32>,
+    /// Profile rows written so far.
+    written: usize,
+}
 
 /// Why a batch was not written.
 #[derive(Debug, thiserror::Error)]
@@ -39,26 +106,27 @@ pub struct Writer {
     pub retry: RetrySettings,
     pub metrics: Metrics,
     pub health: Health,
+    /// `kafka.max_profile_bytes`: larger profile records are bad records.
+    pub max_profile_bytes: usize,
 }
 
 impl Writer {
+    /// Write everything in `rendered` that `fence` still holds; `batch` holds the
+    /// records, for dead letters.
     pub async fn write(
         &self,
-        effects: &Effects,
-        profiles: &Profiles,
+        rendered: &mut Rendered,
+        batch: &[OwnedMessage],
+        fence: &Fence,
         cancel: &CancellationToken,
     ) -> Result<(), NotWritten> {
-        if effects.is_empty() {
-            return Ok(());
-        }
-        let (rows, records) = self.render(effects, profiles);
         let mut backoff = self.retry.backoff();
         loop {
             let started = Instant::now();
-            match self.attempt(effects, &rows, &records).await {
+            match self.attempt(rendered, batch, fence).await {
                 Ok(()) => {
                     self.metrics.write_seconds.observe(started.elapsed().as_secs_f64());
-                    self.metrics.profiles_written.inc_by(rows.len() as u64);
+                    self.metrics.profiles_written.inc_by(std::mem::take(&mut rendered.written) as u64);
                     self.metrics.needs_operator.set(0);
                     self.health.ready();
                     return Ok(());
@@ -89,36 +157,199 @@ impl Writer {
         }
     }
 
-    async fn attempt(&self, effects: &Effects, rows: &[ProfileRow], records: &[Outgoing]) -> Result<(), WriteError> {
-        self.producer.send_all(&effects.messages).await?;
-        store::insert_profiles(&self.clickhouse, rows).await?;
-        store::insert_aliases(&self.clickhouse, &effects.aliases).await?;
-        store::erase(&self.clickhouse, &effects.erasures).await?;
-        self.producer.send_all(records).await
+    /// The steps not done yet.
+    async fn attempt(&self, r: &mut Rendered, batch: &[OwnedMessage], fence: &Fence) -> Result<(), WriteError> {
+        r.messages.retain(|(source, _)| fence.holds(source.partition));
+        let messages: Vec<&Outgoing> = r.messages.iter().map(|(_, m)| m).collect();
+        let refused = self.producer.send_each(&messages).await?;
+        for (index, error) in refused {
+            let (source, message) = &r.messages[index];
+            if message.topic == self.topics.dlq {
+                r.letters.push((source.clone(), message.clone()));
+            } else {
+                let reason = format!("the handoff of this reidentify was refused: {error}");
+                r.letters.extend(self.letters_for(batch, std::slice::from_ref(source), &reason));
+            }
+        }
+        r.messages.clear();
+
+        r.rows.retain(|(partition, _)| fence.holds(*partition));
+        let rows: Vec<&ProfileRow> = r.rows.iter().map(|(_, row)| row).collect();
+        store::insert_profiles(&self.clickhouse, &rows).await?;
+        r.written += r.rows.len();
+        r.rows.clear();
+        r.aliases.retain(|alias| fence.holds(alias.kafka_partition));
+        store::insert_aliases(&self.clickhouse, &r.aliases).await?;
+        r.aliases.clear();
+        r.erasures.retain(|(source, _)| fence.holds(source.partition));
+        while !r.erasures.is_empty() {
+            let chunk = erase_chunk(&r.erasures);
+            let refused = self.erase_splitting(&r.erasures[..chunk]).await?;
+            for (index, error) in refused {
+                let reason = format!("ClickHouse refused the erase mutation of this record: {error}");
+                let source = r.erasures[index].0.clone();
+                r.letters.extend(self.letters_for(batch, &[source], &reason));
+            }
+            r.erasures.drain(..chunk);
+        }
+
+        r.records.retain(|(partition, _, _)| fence.holds(*partition));
+        let records: Vec<&Outgoing> = r.records.iter().map(|(_, _, record)| record).collect();
+        let refused = self.producer.send_each(&records).await?;
+        for (index, error) in refused {
+            let (partition, key, _) = &r.records[index];
+            let reason = format!("Kafka refused the profile this record changed: {error}");
+            let sources = r.sources.get(&(*partition, key.clone())).cloned().unwrap_or_default();
+            r.letters.extend(self.letters_for(batch, &sources, &reason));
+            r.reload.insert(*partition);
+        }
+        r.records.clear();
+
+        r.letters.retain(|(source, _)| fence.holds(source.partition));
+        self.send_letters(&r.letters).await?;
+        r.letters.clear();
+        Ok(())
     }
 
-    /// ClickHouse rows and profiles-topic records of every touched profile.
-    fn render(&self, effects: &Effects, profiles: &Profiles) -> (Vec<ProfileRow>, Vec<Outgoing>) {
-        let mut rows = Vec::with_capacity(effects.touched.len());
-        let mut records = Vec::with_capacity(effects.touched.len());
+    /// Run the erase mutation of `erasures`, splitting a refused one in halves down
+    /// to the erasures ClickHouse refuses on their own (returned with the reason).
+    async fn erase_splitting(&self, erasures: &[(Source, Erasure)]) -> Result<Vec<(usize, WriteError)>, WriteError> {
+        let mut refused = Vec::new();
+        let mut pending = vec![(0, erasures.len())];
+        while let Some((start, end)) = pending.pop() {
+            let chunk: Vec<&Erasure> = erasures[start..end].iter().map(|(_, e)| e).collect();
+            match store::erase(&self.clickhouse, &chunk).await {
+                Ok(()) => {}
+                Err(e @ WriteError::Rejected(_)) if end - start == 1 => refused.push((start, e)),
+                Err(WriteError::Rejected(_)) => {
+                    let middle = start + (end - start) / 2;
+                    pending.push((middle, end));
+                    pending.push((start, middle));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(refused)
+    }
+
+    /// Dead letters: a letter Kafka refuses for good goes once more without its
+    /// value; refused again, it is logged and dropped (retrying cannot help).
+    async fn send_letters(&self, letters: &[(Source, Outgoing)]) -> Result<(), WriteError> {
+        let all: Vec<&Outgoing> = letters.iter().map(|(_, letter)| letter).collect();
+        let refused = self.producer.send_each(&all).await?;
+        let stripped: Vec<(Source, Outgoing)> = refused
+            .into_iter()
+            .map(|(index, error)| {
+                let (source, letter) = &letters[index];
+                let reason = format!("{} (value dropped: Kafka refused the dead letter: {error})", reason_of(letter));
+                let headers = dlq_headers_for(&source.topic, source.partition, source.offset, &reason);
+                (source.clone(), Outgoing { payload: None, headers: Some(headers), ..letter.clone() })
+            })
+            .collect();
+        let again: Vec<&Outgoing> = stripped.iter().map(|(_, letter)| letter).collect();
+        for (index, error) in self.producer.send_each(&again).await? {
+            let source = &stripped[index].0;
+            self.metrics.write_failures.with_label_values(&[error.class()]).inc();
+            tracing::error!(
+                topic = %source.topic,
+                partition = source.partition,
+                offset = source.offset,
+                error = %error,
+                "dead letter refused even without its value; dropped"
+            );
+        }
+        Ok(())
+    }
+
+    /// Dead letters of the records at `sources` (found in `batch`).
+    fn letters_for(&self, batch: &[OwnedMessage], sources: &[Source], reason: &str) -> Vec<(Source, Outgoing)> {
+        sources
+            .iter()
+            .filter_map(|source| {
+                let message = batch.iter().find(|m| {
+                    m.topic() == source.topic && m.partition() == source.partition && m.offset() == source.offset
+                })?;
+                Some((source.clone(), dead_letter(&self.topics.dlq, message, reason)))
+            })
+            .collect()
+    }
+
+    /// ClickHouse rows and profiles-topic records of every touched profile. A profile
+    /// whose record would exceed `max_profile_bytes` is left out, the batch's records
+    /// that changed it become dead letters, and its partition is marked for reload.
+    pub fn render(&self, effects: Effects, profiles: &Profiles, batch: &[OwnedMessage]) -> Rendered {
+        let mut r = Rendered {
+            messages: effects.messages,
+            aliases: effects.aliases,
+            erasures: effects.erasures,
+            sources: effects.sources,
+            ..Rendered::default()
+        };
         for (partition, key) in &effects.touched {
-            let current: Option<&ProfileState> = profiles.get(*partition, key);
+            let mut current: Option<&ProfileState> = profiles.get(*partition, key);
+            let payload = current.map(|p| vero_model::encode(&p.to_record()));
+            if let Some(bytes) = payload.as_ref().filter(|bytes| bytes.len() > self.max_profile_bytes) {
+                let reason = format!(
+                    "the profile this record changed would be {} bytes, above kafka.max_profile_bytes ({})",
+                    bytes.len(),
+                    self.max_profile_bytes
+                );
+                let sources = r.sources.get(&(*partition, key.clone())).cloned().unwrap_or_default();
+                r.letters.extend(self.letters_for(batch, &sources, &reason));
+                r.reload.insert(*partition);
+                current = None;
+                if !effects.deleted_versions.contains_key(key) {
+                    continue;
+                }
+            }
             if let Some(&version) = effects.deleted_versions.get(key) {
                 // Erased in this batch: the marker row first, a re-created profile (with
                 // a higher version) after it.
-                rows.push(ProfileRow::deleted(key, version));
+                r.rows.push((*partition, ProfileRow::deleted(key, version)));
             }
             if let Some(profile) = current {
-                rows.push(ProfileRow::live(profile));
+                r.rows.push((*partition, ProfileRow::live(profile)));
             }
-            records.push(Outgoing {
-                topic: self.topics.profiles.clone(),
-                partition: Some(*partition),
-                key: key.kafka_key(),
-                payload: current.map(|p| vero_model::encode(&p.to_record())),
-                headers: None,
-            });
+            r.records.push((
+                *partition,
+                key.clone(),
+                Outgoing {
+                    topic: self.topics.profiles.clone(),
+                    partition: Some(*partition),
+                    key: key.kafka_key(),
+                    payload: payload.filter(|_| current.is_some()),
+                    headers: None,
+                },
+            ));
         }
-        (rows, records)
+        r
     }
+}
+
+/// How many erasures from the start go into one mutation: at most
+/// [`ERASE_CHUNK_BYTES`] of conditions, at least one.
+fn erase_chunk(erasures: &[(Source, Erasure)]) -> usize {
+    let mut bytes = ERASE_STATEMENT_BYTES;
+    let mut count = 0;
+    for (_, erasure) in erasures {
+        bytes += erasure.condition().len() + " OR ".len();
+        if count > 0 && bytes > ERASE_CHUNK_BYTES {
+            break;
+        }
+        count += 1;
+    }
+    count.max(1).min(erasures.len())
+}
+
+/// The `vero.dlq.reason` of a dead letter.
+fn reason_of(letter: &Outgoing) -> String {
+    use rdkafka::message::Headers;
+    letter
+        .headers
+        .as_ref()
+        .and_then(|headers| {
+            headers.iter().find(|h| h.key == vero_model::topics::dlq_headers::REASON).and_then(|h| h.value)
+        })
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .unwrap_or_default()
 }

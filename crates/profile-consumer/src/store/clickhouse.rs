@@ -92,7 +92,7 @@ fn literal(text: &str) -> String {
     out
 }
 
-pub async fn insert_profiles(client: &Client, rows: &[ProfileRow]) -> Result<(), WriteError> {
+pub async fn insert_profiles(client: &Client, rows: &[&ProfileRow]) -> Result<(), WriteError> {
     if rows.is_empty() {
         return Ok(());
     }
@@ -116,24 +116,30 @@ pub async fn insert_aliases(client: &Client, rows: &[AliasRow]) -> Result<(), Wr
     Ok(())
 }
 
+impl Erasure {
+    /// This erasure's part of the mutation's condition.
+    pub fn condition(&self) -> String {
+        format!(
+            "(project = {} AND user_id = {} AND version < {})",
+            literal(&self.key.project),
+            literal(&self.key.user_id),
+            self.version
+        )
+    }
+}
+
+/// The mutation's text without its conditions: what a chunk of them is added to.
+pub const ERASE_STATEMENT_BYTES: usize = "ALTER TABLE vero.profiles DELETE WHERE deleted = 0 AND ()".len();
+
 /// One mutation erasing every live row older than each deletion (the `deleted = 1`
 /// marker rows stay so `FINAL` keeps hiding the profile until a newer row comes).
-pub async fn erase(client: &Client, erasures: &[Erasure]) -> Result<(), WriteError> {
+/// The statement grows with the ids: callers keep it below the server's
+/// `max_query_size` (a statement above it is refused as a syntax error, code 62).
+pub async fn erase(client: &Client, erasures: &[&Erasure]) -> Result<(), WriteError> {
     if erasures.is_empty() {
         return Ok(());
     }
-    let condition = erasures
-        .iter()
-        .map(|e| {
-            format!(
-                "(project = {} AND user_id = {} AND version < {})",
-                literal(&e.key.project),
-                literal(&e.key.user_id),
-                e.version
-            )
-        })
-        .collect::<Vec<_>>()
-        .join(" OR ");
+    let condition = erasures.iter().map(|e| e.condition()).collect::<Vec<_>>().join(" OR ");
     // query_raw: user ids may contain `?`, which `query` would treat as a bind marker.
     client
         .query_raw(&format!("ALTER TABLE vero.profiles DELETE WHERE deleted = 0 AND ({condition})"))
