@@ -26,8 +26,23 @@
 //! delete, and the refused deletes are returned (the caller sends them to the DLQ, so
 //! an operator sees the erasure did not happen).
 //! Values are bound with the client's `?` binding (escaped), never formatted in.
+//!
+//! **Identities from before a reidentify.** A delete of user `u` also erases what the
+//! user was known as before: every id `a` with a `vero.user_aliases` row `a → u`
+//! (written by the profile consumer on `users/reidentify`), followed through chains
+//! (`a → b → u`) up to [`MAX_ALIAS_DEPTH`] steps. All events under those ids are
+//! erased (`project = ? AND has(?, user_id)`), and so is every alias row linking any
+//! of the ids (`has(?, old_id) OR has(?, new_id)`). The alias rows are read when the
+//! delete is processed: a reidentify the profile consumer records *after* that (it
+//! lags, or the reidentify sits on another partition behind the delete) is not
+//! covered; sending the delete again covers it.
+//!
+//! **Completion.** A mutation runs in the background after ClickHouse accepted it.
+//! [`watch_pending`] polls `system.mutations` and exports the number not finished
+//! (`is_done = 0`) in the `vero` database as `vero_sink_erasures_pending`: an erasure
+//! is complete once that count no longer includes it (0 when nothing is pending).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use clickhouse::query::Query;
@@ -54,6 +69,30 @@ const CONDITION: &str = "(project = ? AND user_id = ? AND (kafka_partition != ? 
 /// Bound on one statement's size, well under ClickHouse's default `max_query_size`
 /// (256 KiB), which also limits ALTER statements.
 const MAX_STATEMENT_BYTES: usize = 64 * 1024;
+
+/// How many reidentify steps back a delete follows `vero.user_aliases`.
+pub const MAX_ALIAS_DEPTH: usize = 16;
+/// The alias table the profile consumer records reidentifies in.
+pub const ALIASES: &str = "vero.user_aliases";
+/// How often [`watch_pending`] reads `system.mutations`.
+pub const PENDING_POLL: Duration = Duration::from_secs(5);
+/// Not-finished mutations in the `vero` database.
+pub const PENDING_QUERY: &str = "SELECT count() FROM system.mutations WHERE database = 'vero' AND is_done = 0";
+
+/// Keep `vero_sink_erasures_pending` current until `cancel`: read `system.mutations`
+/// every [`PENDING_POLL`]; a failed read leaves the last value (and is logged).
+pub async fn watch_pending(client: Client, metrics: Metrics, cancel: CancellationToken) {
+    loop {
+        match client.query(PENDING_QUERY).fetch_one::<u64>().await {
+            Ok(pending) => metrics.erasures_pending.set(pending as i64),
+            Err(error) => tracing::warn!(error = %error, "cannot read system.mutations for vero_sink_erasures_pending"),
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(PENDING_POLL) => {}
+        }
+    }
+}
 
 /// The mutation erasing what every delete of `deletes` covers (`deletes` non-empty).
 pub fn mutation(client: &Client, deletes: &[&UserDelete]) -> Query {
@@ -139,9 +178,102 @@ impl Eraser {
                 }
             }
         }
+        // What the users were known as before a reidentify, once per user.
+        let mut users = BTreeSet::new();
+        for (index, delete) in deletes.iter().enumerate() {
+            let user = (delete.command.project.as_str(), delete.command.user_id.as_str());
+            if refused.iter().any(|(i, _)| *i == index) || !users.insert(user) {
+                continue;
+            }
+            if let Err(reason) = self.erase_aliases(user.0, user.1, cancel).await? {
+                refused.push((index, reason));
+            }
+        }
         // Subsumed deletes (see [`statements`]) are applied by their successor's mutation.
         self.metrics.users_deleted.inc_by((deletes.len() - refused.len()) as u64);
         Ok(refused)
+    }
+
+    /// Erase the events under every id `user_id` had before a reidentify and the alias
+    /// rows linking them (module docs). `Ok(Err(reason))`: ClickHouse refused it.
+    async fn erase_aliases(
+        &self,
+        project: &str,
+        user_id: &str,
+        cancel: &CancellationToken,
+    ) -> Result<Result<(), String>, Abandoned> {
+        let mut ids: BTreeSet<String> = BTreeSet::from([user_id.to_owned()]);
+        let mut frontier = vec![user_id.to_owned()];
+        let mut linked = false;
+        for _ in 0..MAX_ALIAS_DEPTH {
+            let sql = format!("SELECT DISTINCT old_id FROM {ALIASES} WHERE project = ? AND has(?, new_id)");
+            let read = self
+                .with_retry(
+                    "alias lookup",
+                    || self.client.query(&sql).bind(project).bind(&frontier).fetch_all::<String>(),
+                    cancel,
+                )
+                .await?;
+            let older = match read {
+                Ok(older) => older,
+                Err(reason) => return Ok(Err(reason)),
+            };
+            linked |= !older.is_empty();
+            frontier = older.into_iter().filter(|id| ids.insert(id.clone())).collect();
+            if frontier.is_empty() {
+                break;
+            }
+        }
+        let all: Vec<String> = ids.iter().cloned().collect();
+        if !linked {
+            // `user_id` may still be the *old* side of an alias (reidentified away).
+            let sql = format!("SELECT count() FROM {ALIASES} WHERE project = ? AND old_id = ?");
+            let read = self
+                .with_retry(
+                    "alias lookup",
+                    || self.client.query(&sql).bind(project).bind(user_id).fetch_one::<u64>(),
+                    cancel,
+                )
+                .await?;
+            match read {
+                Ok(0) => return Ok(Ok(())),
+                Ok(_) => {}
+                Err(reason) => return Ok(Err(reason)),
+            }
+        }
+        let previous: Vec<&String> = ids.iter().filter(|id| id.as_str() != user_id).collect();
+        if !previous.is_empty() {
+            let sql = format!("ALTER TABLE {TABLE} DELETE WHERE project = ? AND has(?, user_id)");
+            let erased = self
+                .with_retry(
+                    "delete mutation",
+                    || self.client.query(&sql).bind(project).bind(&previous).execute(),
+                    cancel,
+                )
+                .await?;
+            if let Err(reason) = erased {
+                return Ok(Err(reason));
+            }
+            self.metrics.delete_mutations.inc();
+        }
+        let sql = format!("ALTER TABLE {ALIASES} DELETE WHERE project = ? AND (has(?, old_id) OR has(?, new_id))");
+        let erased = self
+            .with_retry(
+                "alias delete mutation",
+                || self.client.query(&sql).bind(project).bind(&all).bind(&all).execute(),
+                cancel,
+            )
+            .await?;
+        if let Err(reason) = erased {
+            return Ok(Err(reason));
+        }
+        self.metrics.delete_mutations.inc();
+        tracing::info!(
+            project = %project,
+            previous_ids = previous.len(),
+            "user delete submitted for the ids the user had before a reidentify, and their alias rows"
+        );
+        Ok(Ok(()))
     }
 
     /// One mutation, retried while the failure is retryable. `Ok(Err(reason))` is a
@@ -152,37 +284,59 @@ impl Eraser {
         deletes: &[&UserDelete],
         cancel: &CancellationToken,
     ) -> Result<Result<(), String>, Abandoned> {
+        let submitted = self.with_retry("delete mutation", || self.submit_once(deletes), cancel).await?;
+        if submitted.is_ok() {
+            self.metrics.delete_mutations.inc();
+            for d in deletes {
+                tracing::info!(
+                    project = %d.command.project,
+                    partition = d.partition,
+                    offset = d.offset,
+                    "user delete submitted: the user's earlier events are being erased"
+                );
+            }
+        }
+        Ok(submitted)
+    }
+
+    /// Run `operation` (bounded by the request timeout) until it succeeds or ClickHouse
+    /// refuses it as invalid (`Ok(Err(reason))`); retryable and operator-fixable
+    /// failures are retried with backoff (health and metrics say so) until `cancel`.
+    async fn with_retry<T, F, Fut>(
+        &self,
+        what: &str,
+        mut operation: F,
+        cancel: &CancellationToken,
+    ) -> Result<Result<T, String>, Abandoned>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = clickhouse::error::Result<T>>,
+    {
         let mut backoff = self.retry.backoff();
         loop {
-            match self.submit(deletes).await {
-                Ok(()) => {
-                    self.metrics.delete_mutations.inc();
+            let outcome = match tokio::time::timeout(self.timeout, operation()).await {
+                Ok(result) => result.map_err(Failure::from),
+                Err(_) => Err(Failure::Retryable(format!("no answer within {:?}", self.timeout))),
+            };
+            match outcome {
+                Ok(value) => {
                     self.metrics.needs_operator.set(0);
                     self.health.ready();
-                    for d in deletes {
-                        tracing::info!(
-                            project = %d.command.project,
-                            partition = d.partition,
-                            offset = d.offset,
-                            "user delete submitted: the user's earlier events are being erased"
-                        );
-                    }
-                    return Ok(Ok(()));
+                    return Ok(Ok(value));
                 }
                 Err(failure) => {
                     self.metrics.write_failures.with_label_values(&[failure.class()]).inc();
                     match failure {
                         Failure::Invalid(reason) => return Ok(Err(reason)),
                         Failure::Operator(reason) => {
-                            tracing::error!(deletes = deletes.len(), %reason, "ClickHouse refuses the delete mutation until an operator acts; retrying");
+                            tracing::error!(%what, %reason, "ClickHouse refuses the {what} until an operator acts; retrying");
                             self.metrics.needs_operator.set(1);
-                            self.health.not_ready(format!(
-                                "operator action needed, ClickHouse delete mutation refused: {reason}"
-                            ));
+                            self.health
+                                .not_ready(format!("operator action needed, ClickHouse {what} refused: {reason}"));
                         }
                         Failure::Retryable(reason) => {
-                            tracing::warn!(deletes = deletes.len(), %reason, "delete mutation failed, retrying");
-                            self.health.not_ready(format!("ClickHouse delete mutation failing: {reason}"));
+                            tracing::warn!(%what, %reason, "{what} failed, retrying");
+                            self.health.not_ready(format!("ClickHouse {what} failing: {reason}"));
                         }
                     }
                     self.metrics.delete_mutation_retries.inc();
@@ -194,12 +348,8 @@ impl Eraser {
         }
     }
 
-    async fn submit(&self, deletes: &[&UserDelete]) -> Result<(), Failure> {
-        let execute = mutation(&self.client, deletes).execute();
-        match tokio::time::timeout(self.timeout, execute).await {
-            Ok(result) => result.map_err(Failure::from),
-            Err(_) => Err(Failure::Retryable(format!("no answer within {:?}", self.timeout))),
-        }
+    fn submit_once(&self, deletes: &[&UserDelete]) -> impl std::future::Future<Output = clickhouse::error::Result<()>> {
+        mutation(&self.client, deletes).execute()
     }
 }
 

@@ -24,6 +24,11 @@ pub struct Metrics {
     pub users_deleted: IntCounter,
     /// Delete mutations ClickHouse accepted (one may cover several deletes).
     pub delete_mutations: IntCounter,
+    /// `vero_sink_erasures_pending`: erasing mutations (GDPR deletes) in the `vero`
+    /// database ClickHouse has accepted but not finished (`system.mutations`,
+    /// `is_done = 0`), polled by `crate::erase::watch_pending`. An erasure is complete
+    /// once it is no longer counted here.
+    pub erasures_pending: IntGauge,
     pub delete_mutation_retries: IntCounter,
     /// Failed ClickHouse writes (INSERTs and delete mutations) by failure class:
     /// `retryable`, `operator`, `invalid` (see `vero_clickhouse::Failure`).
@@ -74,6 +79,11 @@ impl Metrics {
         .unwrap();
         let delete_mutations =
             IntCounter::new("vero_sink_delete_mutations_total", "Delete mutations ClickHouse accepted").unwrap();
+        let erasures_pending = IntGauge::new(
+            "vero_sink_erasures_pending",
+            "Erasing mutations in the vero database accepted by ClickHouse and not finished yet",
+        )
+        .unwrap();
         let delete_mutation_retries = IntCounter::new(
             "vero_sink_delete_mutation_retries_total",
             "Delete mutation attempts that failed and were retried",
@@ -106,6 +116,7 @@ impl Metrics {
             Box::new(commands_skipped.clone()),
             Box::new(users_deleted.clone()),
             Box::new(delete_mutations.clone()),
+            Box::new(erasures_pending.clone()),
             Box::new(delete_mutation_retries.clone()),
             Box::new(write_failures.clone()),
             Box::new(needs_operator.clone()),
@@ -126,6 +137,7 @@ impl Metrics {
             commands_skipped,
             users_deleted,
             delete_mutations,
+            erasures_pending,
             delete_mutation_retries,
             write_failures,
             needs_operator,

@@ -81,6 +81,9 @@ async fn start_and_consume(
         metrics.clone(),
         health.clone(),
     );
+    // vero_sink_erasures_pending, for as long as the pipeline runs.
+    let watching = CancellationToken::new();
+    let pending = tokio::spawn(crate::erase::watch_pending(client.clone(), metrics.clone(), watching.clone()));
     // INSERT bodies uncompressed unless configured (see `batch.compress_inserts`).
     let insert_client =
         if settings.batch.compress_inserts { client } else { client.with_compression(clickhouse::Compression::None) };
@@ -96,7 +99,10 @@ async fn start_and_consume(
     metrics.needs_operator.set(0);
     health.ready();
     tracing::info!(server = %version, topic = %settings.kafka.events_topic, group = %settings.kafka.group_id, "consuming");
-    Pipeline::new(consumer, writer, eraser, dlq, settings, metrics, health).run(shutdown).await
+    let result = Pipeline::new(consumer, writer, eraser, dlq, settings, metrics, health).run(shutdown).await;
+    watching.cancel();
+    let _ = pending.await;
+    result
 }
 
 async fn prepare_schema(client: &clickhouse::Client) -> Result<ServerVersion, Failure> {

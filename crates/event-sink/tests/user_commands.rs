@@ -107,6 +107,70 @@ async fn a_delete_erases_the_users_earlier_events_and_spares_later_ones_even_on_
     }
 }
 
+const ALIASES: &str = "SELECT project, old_id, new_id FROM vero.user_aliases FINAL ORDER BY project, old_id FORMAT TSV";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delete_erases_the_ids_before_a_reidentify_and_their_aliases_and_completion_is_observable() {
+    let setup = setup(2).await;
+    let (ops, shutdown, handle) = setup.start_sink().await;
+    setup.wait_for("SELECT count() FROM system.tables WHERE database = 'vero' AND name = 'user_aliases'", "1").await;
+    // A mutation that can never finish (its condition fails on the row): it stays
+    // pending, so the gauge must count it.
+    for sql in [
+        "CREATE TABLE vero.stuck (x String) ENGINE = MergeTree ORDER BY x",
+        "INSERT INTO vero.stuck VALUES ('not a number')",
+        "ALTER TABLE vero.stuck DELETE WHERE toUInt8(x) = 1",
+    ] {
+        tokio::task::block_in_place(|| setup.clickhouse.query(sql)).unwrap();
+    }
+    let deadline = Instant::now() + DEADLINE;
+    while metric(ops, "vero_sink_erasures_pending").await != 1.0 {
+        assert!(Instant::now() < deadline, "vero_sink_erasures_pending never counted the pending mutation");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    for (user, name) in [("anon-0", "a_0"), ("anon-1", "a_1"), ("alice", "al"), ("bob-old", "b_0"), ("bob", "b")] {
+        send_event(&setup, &named_event("demo", user, name)).await;
+    }
+    setup.wait_for("SELECT count() FROM vero.events FINAL", "5").await;
+    // What the profile consumer records on users/reidentify: anon-0 became anon-1,
+    // which became alice; bob-old became bob; in another project, anon-1 became alice.
+    tokio::task::block_in_place(|| {
+        setup.clickhouse.query(
+            "INSERT INTO vero.user_aliases (project, old_id, new_id, at_ms, kafka_partition, kafka_offset) VALUES \
+             ('demo', 'anon-0', 'anon-1', 1, 0, 0), ('demo', 'anon-1', 'alice', 2, 0, 1), \
+             ('demo', 'bob-old', 'bob', 3, 0, 2), ('other', 'anon-1', 'alice', 4, 0, 3)",
+        )
+    })
+    .unwrap();
+
+    send_command(&setup, &command("demo", "alice", UserAction::Delete)).await;
+    wait_metric(ops, "vero_sink_user_deletes_total", 1.0).await;
+    setup.wait_for(VISIBLE, "demo\tbob\tb\ndemo\tbob-old\tb_0").await;
+    setup.wait_for(ALIASES, "demo\tbob-old\tbob\nother\tanon-1\talice").await;
+    // Every erasing mutation finished: only the stuck one is still pending.
+    setup.wait_for(PENDING_MUTATIONS, "0").await;
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let pending = metric(ops, "vero_sink_erasures_pending").await;
+        let real = setup.query("SELECT count() FROM system.mutations WHERE database = 'vero' AND is_done = 0").await;
+        if pending == 1.0 && real.trim() == "1" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "vero_sink_erasures_pending = {pending}, system.mutations says {real}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::task::block_in_place(|| setup.clickhouse.query("DROP TABLE vero.stuck")).unwrap();
+    let deadline = Instant::now() + DEADLINE;
+    while metric(ops, "vero_sink_erasures_pending").await != 0.0 {
+        assert!(Instant::now() < deadline, "vero_sink_erasures_pending never went back to 0");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(metric(ops, "vero_sink_dlq_records_total").await, 0.0);
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(30), handle).await.unwrap().unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn other_commands_are_skipped_in_order_and_their_offsets_are_committed() {
     let setup = setup(1).await;
