@@ -140,12 +140,12 @@ impl Batch {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::row::EventRow;
     use std::time::Duration;
 
-    fn row(partition: i32, offset: i64) -> EventRow {
+    pub(crate) fn row(partition: i32, offset: i64) -> EventRow {
         EventRow {
             event_id: uuid::Uuid::now_v7(),
             project: "p".into(),
@@ -162,6 +162,7 @@ mod tests {
             created_at_ms: None,
             kafka_partition: partition,
             kafka_offset: offset,
+            request_key: uuid::Uuid::now_v7(),
         }
     }
 

@@ -16,8 +16,21 @@ pub struct Settings {
     pub clickhouse: ClickHouseSettings,
     pub batch: BatchSettings,
     pub retry: RetrySettings,
+    pub dedup: DedupSettings,
     pub ops: OpsSettings,
 }
+
+/// Dropping a client's repeated request (`crate::once`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DedupSettings {
+    /// A request whose key was written less than this long before (by received_at)
+    /// is not inserted again; 0 turns it off. At most [`MAX_DEDUP_WINDOW_MS`].
+    pub window_ms: u64,
+}
+
+/// 7 days: `vero.events_request_keys` keeps keys for 8 (its TTL).
+pub const MAX_DEDUP_WINDOW_MS: u64 = 7 * 24 * 3600 * 1000;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -156,6 +169,10 @@ impl Settings {
         );
         anyhow::ensure!(self.kafka.fetch_wait_max_ms <= 300_000, "kafka.fetch_wait_max_ms must be at most 300000");
         self.kafka.properties.refuse("kafka.properties", RESERVED)?;
+        anyhow::ensure!(
+            self.dedup.window_ms <= MAX_DEDUP_WINDOW_MS,
+            "dedup.window_ms must be at most {MAX_DEDUP_WINDOW_MS} (7 days)"
+        );
         anyhow::ensure!(self.retry.initial_backoff_ms > 0, "retry.initial_backoff_ms must be positive");
         anyhow::ensure!(
             self.retry.max_backoff_ms >= self.retry.initial_backoff_ms,

@@ -2,7 +2,10 @@
 //!
 //! * Revoke: the revoked partitions are recorded so the pipeline drops their unwritten
 //!   rows (the next owner re-reads them from the committed offset, which only ever
-//!   covers written rows). Nothing is flushed inside the callback, which must be quick.
+//!   covers written rows). Nothing is flushed inside the callback, but it waits
+//!   (bounded by the ClickHouse request timeout) until no INSERT of the revoked
+//!   partitions is in flight and none can start ([`Fence`]): the next owner then
+//!   sees everything this instance wrote before deciding what is already written.
 //! * Assign: while a flush keeps consumption paused, new partitions are paused too,
 //!   so memory stays bounded.
 //! * Statistics: per-partition lag (`consumer_lag_stored`: end offset minus the offset
@@ -12,13 +15,14 @@
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::statistics::Statistics;
 use rdkafka::ClientContext;
 
 use crate::metrics::Metrics;
+use crate::once::Fence;
 
 pub struct SinkContext {
     metrics: Metrics,
@@ -27,16 +31,19 @@ pub struct SinkContext {
     paused: AtomicBool,
     /// Partitions assigned here: the ones that may have a lag series.
     lagging: Mutex<BTreeSet<i32>>,
+    /// Ownership for the writer: assigned and revoked here.
+    fence: Arc<Fence>,
 }
 
 impl SinkContext {
-    pub fn new(metrics: Metrics, topic: String) -> Self {
+    pub fn new(metrics: Metrics, topic: String, fence: Arc<Fence>) -> Self {
         Self {
             metrics,
             topic,
             revoked: Mutex::new(Vec::new()),
             paused: AtomicBool::new(false),
             lagging: Mutex::default(),
+            fence,
         }
     }
 
@@ -77,6 +84,20 @@ impl ConsumerContext for SinkContext {
                 let _ = self.metrics.consumer_lag.remove_label_values(&[&p.to_string()]);
             }
             drop(lagging);
+            // Blocking wait: moved off the async worker so the INSERT can finish.
+            let wait = || self.fence.revoke(&revoked);
+            let flushed = match tokio::runtime::Handle::try_current() {
+                Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                    tokio::task::block_in_place(wait)
+                }
+                _ => wait(),
+            };
+            if !flushed {
+                tracing::warn!(
+                    ?revoked,
+                    "an INSERT of revoked partitions is still in flight; the next owner may write its rows again"
+                );
+            }
             self.revoked.lock().expect("revoked lock").extend(revoked);
         }
     }
@@ -85,6 +106,7 @@ impl ConsumerContext for SinkContext {
         if let Rebalance::Assign(partitions) = rebalance {
             let assigned: Vec<i32> = partitions.elements().iter().map(|e| e.partition()).collect();
             tracing::info!(?assigned, "partitions assigned");
+            self.fence.assign(&assigned);
             self.lagging.lock().expect("lagging lock").extend(&assigned);
             if self.paused.load(Ordering::SeqCst) {
                 if let Err(e) = consumer.pause(partitions) {

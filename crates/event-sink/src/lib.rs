@@ -3,14 +3,16 @@
 //! Guarantees: every event of the topic ends up either as a row of `vero.events` or
 //! as a record of the dead-letter topic (with the reason and source position in
 //! headers); a user `Delete` command erases that user's earlier events (a mutation,
-//! see [`erase`]) and spares later ones; other user commands are skipped. Offsets are stored only after that (at-least-once), and redelivered
-//! rows collapse into one (`SELECT ... FROM vero.events FINAL`, see
-//! docs/analytics.md). While ClickHouse fails, consumption pauses with at most two batches
+//! see [`erase`]) and spares later ones; other user commands are skipped. Offsets are
+//! stored only after that (at-least-once delivery), and a row is never inserted twice:
+//! a redelivered record at or below its partition's written offset is skipped, and so
+//! is a client's repeated request within the dedup window ([`once`]), so a plain
+//! `SELECT count() FROM vero.events` is exact (see docs/analytics.md). While ClickHouse fails, consumption pauses with at most two batches
 //! in memory (the one being retried and the next) and resumes when it is back.
 //!
 //! Modules: [`config`] (settings), [`service`] (start: schema, consumer; [`run`] and
 //! [`migrate`]), [`pipeline`] (the consume/flush loop), [`batch`], [`row`],
-//! [`writer`] (INSERT with retry and bisection), [`erase`] (GDPR delete mutations), [`dlq`], [`replay`]
+//! [`writer`] (INSERT with retry and bisection), [`once`] (what not to insert; fencing), [`erase`] (GDPR delete mutations), [`dlq`], [`replay`]
 //! (`event-sink replay-dlq`: DLQ records back into the pipeline), [`context`] (rebalance and
 //! statistics callbacks), [`metrics`]; retry pacing and readiness come from `vero_service`.
 
@@ -20,6 +22,7 @@ pub mod context;
 pub mod dlq;
 pub mod erase;
 pub mod metrics;
+pub mod once;
 pub mod pipeline;
 pub mod replay;
 pub mod row;

@@ -7,6 +7,10 @@ use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, 
 pub struct Metrics {
     pub registry: Registry,
     pub rows_inserted: IntCounter,
+    /// Rows not inserted, by reason: `written` (at or below the partition's written
+    /// offset: a redelivery), `repeat` (a client's retry within the dedup window),
+    /// `not_owned` (partition revoked meanwhile). See `crate::once`.
+    pub rows_skipped: IntCounterVec,
     pub batches_inserted: IntCounter,
     pub insert_seconds: Histogram,
     pub insert_retries: IntCounter,
@@ -45,6 +49,11 @@ impl Metrics {
     pub fn new() -> Self {
         let registry = Registry::new();
         let rows_inserted = IntCounter::new("vero_sink_rows_inserted_total", "Rows inserted into vero.events").unwrap();
+        let rows_skipped = IntCounterVec::new(
+            Opts::new("vero_sink_rows_skipped_total", "Rows not inserted (already written, a repeat, not owned)"),
+            &["reason"],
+        )
+        .unwrap();
         let batches_inserted =
             IntCounter::new("vero_sink_batches_inserted_total", "Successful INSERT statements").unwrap();
         let insert_seconds = Histogram::with_opts(
@@ -106,6 +115,7 @@ impl Metrics {
         .unwrap();
         for collector in [
             Box::new(rows_inserted.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(rows_skipped.clone()),
             Box::new(batches_inserted.clone()),
             Box::new(insert_seconds.clone()),
             Box::new(insert_retries.clone()),
@@ -127,6 +137,7 @@ impl Metrics {
         Self {
             registry,
             rows_inserted,
+            rows_skipped,
             batches_inserted,
             insert_seconds,
             insert_retries,

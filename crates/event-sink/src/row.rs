@@ -5,6 +5,7 @@
 //! row type fits every schema variant. [`EventRow::from_event`] refuses events whose
 //! time cannot be stored (outside 1970..2106, the range of ClickHouse's `DateTime`),
 //! because ClickHouse would either reject the whole insert or silently wrap the value.
+//! Every row carries its request key, computed here from the event.
 
 use clickhouse::Row;
 use serde::Serialize;
@@ -33,6 +34,10 @@ pub struct EventRow {
     pub created_at_ms: Option<i64>,
     pub kafka_partition: i32,
     pub kafka_offset: i64,
+    /// The client request's identity ([`vero_model::request_key`]): a repeat within
+    /// the dedup window is not inserted (see [`crate::once`]).
+    #[serde(with = "clickhouse::serde::uuid")]
+    pub request_key: Uuid,
 }
 
 impl EventRow {
@@ -42,7 +47,9 @@ impl EventRow {
                 return Err(format!("{field} {ms} ms is outside the storable range 1970-01-01..2105-12-31"));
             }
         }
+        let request_key = vero_model::request_key::request_key(&event);
         Ok(Self {
+            request_key,
             event_id: event.event_id,
             project: event.project,
             event_name: event.event_name,
@@ -123,6 +130,7 @@ mod tests {
         let row = EventRow::from_event(e.clone(), 3, 42).unwrap();
         assert_eq!((row.event_id, row.kafka_partition, row.kafka_offset), (e.event_id, 3, 42));
         assert_eq!((row.development_mode, row.created_at_ms), (1, Some(1_699_999_999_000)));
+        assert_eq!(row.request_key, vero_model::request_key::request_key(&e));
         assert!(row.approx_bytes() > 64);
         assert_eq!(row.to_event(), e);
     }

@@ -7,6 +7,7 @@
 //! `shutdown`. [`migrate`] is the manual path
 //! (`event-sink migrate`).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::consumer::{Consumer, StreamConsumer};
@@ -21,6 +22,7 @@ use crate::context::SinkContext;
 use crate::dlq::DeadLetterQueue;
 use crate::erase::Eraser;
 use crate::metrics::Metrics;
+use crate::once::Fence;
 use crate::pipeline::Pipeline;
 use crate::writer::Writer;
 use vero_service::health::Health;
@@ -73,7 +75,9 @@ async fn start_and_consume(
             Err(invalid) => return Err(invalid.into()),
         }
     };
-    let consumer = create_consumer(&settings, metrics.clone())?;
+    // A revoke waits at most one request timeout for an INSERT in flight.
+    let fence = Arc::new(Fence::new(settings.clickhouse.request_timeout()));
+    let consumer = create_consumer(&settings, metrics.clone(), fence.clone())?;
     let eraser = Eraser::new(
         client.clone(),
         settings.retry.clone(),
@@ -94,6 +98,8 @@ async fn start_and_consume(
         settings.clickhouse.request_timeout(),
         metrics.clone(),
         health.clone(),
+        fence,
+        settings.dedup.window_ms,
     );
     let dlq = DeadLetterQueue::new(&settings.kafka, settings.retry.clone(), metrics.clone(), health.clone())?;
     metrics.needs_operator.set(0);
@@ -114,9 +120,13 @@ async fn prepare_schema(client: &clickhouse::Client) -> Result<ServerVersion, Fa
     Ok(version)
 }
 
-fn create_consumer(settings: &Settings, metrics: Metrics) -> anyhow::Result<StreamConsumer<SinkContext>> {
+fn create_consumer(
+    settings: &Settings,
+    metrics: Metrics,
+    fence: Arc<Fence>,
+) -> anyhow::Result<StreamConsumer<SinkContext>> {
     let kafka = &settings.kafka;
-    let context = SinkContext::new(metrics, kafka.events_topic.clone());
+    let context = SinkContext::new(metrics, kafka.events_topic.clone(), fence);
     let mut config = ClientConfig::new();
     config
         .set("bootstrap.servers", &kafka.brokers)

@@ -13,10 +13,16 @@
 //!   something in the batch. The batch is split in halves and each half retried, down
 //!   to single rows, so the good rows land and only the refused ones are returned
 //!   (they go to the DLQ).
-//! * On servers with insert deduplication (22.2+), each INSERT carries a token derived
-//!   from its rows' Kafka partition/offsets: re-sending a batch whose first attempt did
-//!   land (e.g. the response was lost) is dropped by the server.
+//! * Every attempt first asks ClickHouse which rows must not be inserted (already
+//!   written by Kafka position, a client's repeat within the dedup window, a partition
+//!   no longer owned: [`crate::once`]) and inserts only the others, while the
+//!   partitions are marked in flight for the [`Fence`]. So a retried INSERT whose first
+//!   attempt did land inserts nothing the second time, on every server version.
+//! * On servers with insert deduplication (22.2+), each INSERT also carries a token
+//!   derived from its rows' Kafka partition/offsets.
 
+use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::Instant;
 
 use clickhouse::Client;
@@ -25,6 +31,7 @@ use vero_clickhouse::{Failure, ServerVersion};
 
 use crate::config::RetrySettings;
 use crate::metrics::Metrics;
+use crate::once::{self, Fence, Skip};
 use crate::row::EventRow;
 use vero_service::health::Health;
 
@@ -42,9 +49,13 @@ pub struct Writer {
     timeout: std::time::Duration,
     metrics: Metrics,
     health: Health,
+    fence: Arc<Fence>,
+    /// `dedup.window_ms`; 0 = client repeats are not dropped.
+    window_ms: i64,
 }
 
 impl Writer {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         client: Client,
         version: ServerVersion,
@@ -52,8 +63,11 @@ impl Writer {
         timeout: std::time::Duration,
         metrics: Metrics,
         health: Health,
+        fence: Arc<Fence>,
+        window_ms: u64,
     ) -> Self {
-        Self { client, version, retry, timeout, metrics, health }
+        let window_ms = i64::try_from(window_ms).unwrap_or(i64::MAX);
+        Self { client, version, retry, timeout, metrics, health, fence, window_ms }
     }
 
     /// Write `rows`; returns `(index, reason)` of every row ClickHouse refused.
@@ -93,13 +107,18 @@ impl Writer {
         let mut backoff = self.retry.backoff();
         loop {
             let started = Instant::now();
-            match self.insert(rows).await {
-                Ok(()) => {
+            match self.insert_new(rows).await {
+                Ok((inserted, skipped)) => {
                     let seconds = started.elapsed().as_secs_f64();
-                    tracing::debug!(rows = rows.len(), seconds, "INSERT done");
-                    self.metrics.insert_seconds.observe(seconds);
-                    self.metrics.batches_inserted.inc();
-                    self.metrics.rows_inserted.inc_by(rows.len() as u64);
+                    tracing::debug!(rows = rows.len(), inserted, seconds, "INSERT done");
+                    for skip in skipped {
+                        self.metrics.rows_skipped.with_label_values(&[skip.label()]).inc();
+                    }
+                    if inserted > 0 {
+                        self.metrics.insert_seconds.observe(seconds);
+                        self.metrics.batches_inserted.inc();
+                        self.metrics.rows_inserted.inc_by(inserted as u64);
+                    }
                     self.metrics.needs_operator.set(0);
                     self.health.ready();
                     return Ok(Ok(()));
@@ -128,7 +147,24 @@ impl Writer {
         }
     }
 
-    async fn insert(&self, rows: &[EventRow]) -> Result<(), Failure> {
+    /// Insert the rows of `rows` that [`once::decide`] lets through, holding the
+    /// partitions in flight meanwhile; returns how many were inserted and why the
+    /// others were not.
+    async fn insert_new(&self, rows: &[EventRow]) -> Result<(usize, Vec<Skip>), Failure> {
+        let partitions: BTreeSet<i32> = rows.iter().map(|r| r.kafka_partition).collect();
+        let writing = self.fence.begin(&partitions);
+        let all: Vec<&EventRow> = rows.iter().collect();
+        let decisions = once::decide(&self.client, &all, &writing.owned, self.window_ms).await?;
+        let keep: Vec<&EventRow> =
+            all.iter().zip(&decisions).filter(|(_, decision)| decision.is_none()).map(|(row, _)| *row).collect();
+        if !keep.is_empty() {
+            self.insert(&keep).await?;
+        }
+        drop(writing);
+        Ok((keep.len(), decisions.into_iter().flatten().collect()))
+    }
+
+    async fn insert(&self, rows: &[&EventRow]) -> Result<(), Failure> {
         let mut insert = self
             .client
             .insert_unescaped::<EventRow>(TABLE)
@@ -138,7 +174,7 @@ impl Writer {
             insert = insert.with_setting("insert_deduplication_token", deduplication_token(rows));
         }
         for row in rows {
-            insert.write(row).await?;
+            insert.write(*row).await?;
         }
         insert.end().await?;
         Ok(())
@@ -147,7 +183,7 @@ impl Writer {
 
 /// Same rows (by Kafka position) => same token. A batch holds contiguous offset ranges
 /// per partition, so `partition:first-last` pairs identify it.
-pub fn deduplication_token(rows: &[EventRow]) -> String {
+pub fn deduplication_token(rows: &[&EventRow]) -> String {
     let mut ranges: std::collections::BTreeMap<i32, (i64, i64, usize)> = Default::default();
     for row in rows {
         let range = ranges.entry(row.kafka_partition).or_insert((row.kafka_offset, row.kafka_offset, 0));
