@@ -4,8 +4,8 @@
 //! offset is stored only after every record up to it is in ClickHouse or acknowledged
 //! by the dead-letter topic, and librdkafka's auto-commit commits stored offsets only.
 //! A crash therefore re-delivers at most the batches written since the last commit;
-//! ReplacingMergeTree (and insert deduplication where the server has it) turns those
-//! into one visible row per event (see docs/analytics.md).
+//! the writer skips every redelivered row at or below its partition's written offset
+//! (see [`crate::once`]), so each event is one row even without `FINAL`.
 //!
 //! The topic carries events and user commands. Events become rows; a `Delete` command
 //! becomes a mutation submitted after the batch's rows are written (see [`crate::erase`]
