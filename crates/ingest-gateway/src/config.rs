@@ -27,6 +27,8 @@ pub struct Settings {
     pub ops: OpsSettings,
     pub kafka: KafkaSettings,
     pub rate_limit: RateLimitSettings,
+    /// Bounds on what one request may add to a profile (`[limits]`).
+    pub limits: crate::limits::LimitsSettings,
     pub projects: Vec<Project>,
 }
 
@@ -179,6 +181,7 @@ impl Settings {
             k.delivery_timeout_ms,
             k.linger_ms
         );
+        self.limits.validate()?;
         if self.rate_limit.enabled {
             positive("rate_limit.requests_per_second", u64::from(self.rate_limit.requests_per_second))?;
             positive("rate_limit.burst", u64::from(self.rate_limit.burst))?;

@@ -22,6 +22,7 @@ pub mod config;
 pub mod error;
 pub mod fields;
 pub mod http;
+pub mod limits;
 pub mod metrics;
 pub mod service;
 pub mod sink;

@@ -33,6 +33,8 @@ pub struct Gateway {
     sink: Arc<dyn EventSink>,
     cors: Cors,
     limits: BodyLimits,
+    /// What one request may add to a profile.
+    profile_limits: crate::limits::LimitsSettings,
     retry_after_secs: u64,
     pub metrics: Metrics,
     /// The hot path's counters, resolved on first use (so a series appears in
@@ -55,6 +57,7 @@ impl Gateway {
                 max_decompressed_bytes: http.max_decompressed_bytes,
                 read_timeout: http.body_read_timeout(),
             },
+            profile_limits: settings.limits.clone(),
             retry_after_secs: http.retry_after_secs,
             metrics: Metrics::new(),
             events_track_ok: OnceLock::new(),
@@ -142,11 +145,13 @@ impl Gateway {
             Producing::Event => {
                 track::message_id::merge_header(&mut fields, parts.headers.get(track::message_id::HEADER))?;
                 let event = track::build_event(fields, stamp)?;
+                self.profile_limits.check_event(&event)?;
                 let payload = vero_model::encode_event(&event);
                 (event.user_id, payload)
             }
             Producing::Command(action) => {
                 let command = users::build_command(action, fields, stamp)?;
+                self.profile_limits.check_command(&command)?;
                 let payload = vero_model::encode(&command);
                 (command.user_id, payload)
             }
