@@ -261,9 +261,10 @@ impl Writer {
         Ok(())
     }
 
-    /// Dead letters of the records at `sources` (found in `batch`).
+    /// Dead letters of the records at `sources` (found in `batch`), counted as
+    /// `dead_lettered` (they were counted as applied too when applied).
     fn letters_for(&self, batch: &[OwnedMessage], sources: &[Source], reason: &str) -> Vec<(Source, Outgoing)> {
-        sources
+        let letters: Vec<(Source, Outgoing)> = sources
             .iter()
             .filter_map(|source| {
                 let message = batch.iter().find(|m| {
@@ -271,7 +272,9 @@ impl Writer {
                 })?;
                 Some((source.clone(), dead_letter(&self.topics.dlq, message, reason)))
             })
-            .collect()
+            .collect();
+        self.metrics.records.with_label_values(&["dead_lettered"]).inc_by(letters.len() as u64);
+        letters
     }
 
     /// ClickHouse rows and profiles-topic records of every touched profile. A profile
