@@ -60,13 +60,19 @@ impl DeadLetterQueue {
         Ok(())
     }
 
+    /// Send one letter, retrying with backoff while Kafka is unavailable or refuses for
+    /// a reason an operator fixes. A letter Kafka refuses for good (too large for the
+    /// DLQ topic) goes once more without its value, the headers still pointing at the
+    /// source record; refused again, it is logged and dropped: never retried forever.
     async fn send(&self, letter: &DeadLetter, cancel: &CancellationToken) -> Result<(), Abandoned> {
         let partition = letter.partition.to_string();
         let offset = letter.offset.to_string();
         let mut backoff = self.retry.backoff();
+        let mut reason = letter.reason.clone();
+        let mut payload = letter.payload.as_deref();
         loop {
             let headers = OwnedHeaders::new()
-                .insert(Header { key: dlq_headers::REASON, value: Some(letter.reason.as_str()) })
+                .insert(Header { key: dlq_headers::REASON, value: Some(reason.as_str()) })
                 .insert(Header { key: dlq_headers::SOURCE_TOPIC, value: Some(self.source_topic.as_str()) })
                 .insert(Header { key: dlq_headers::SOURCE_PARTITION, value: Some(partition.as_str()) })
                 .insert(Header { key: dlq_headers::SOURCE_OFFSET, value: Some(offset.as_str()) })
@@ -75,8 +81,8 @@ impl DeadLetterQueue {
             if let Some(key) = &letter.key {
                 record = record.key(key.as_slice());
             }
-            if let Some(payload) = &letter.payload {
-                record = record.payload(payload.as_slice());
+            if let Some(payload) = payload {
+                record = record.payload(payload);
             }
             match self.producer.send(record, Timeout::Never).await {
                 Ok(_) => {
@@ -89,6 +95,21 @@ impl DeadLetterQueue {
                     self.metrics.dlq_records.with_label_values(&[letter.kind]).inc();
                     return Ok(());
                 }
+                Err((error, _)) if is_permanent(&error) && payload.is_some() => {
+                    tracing::error!(%error, partition = letter.partition, offset = letter.offset, "dead letter refused, sending it without its value");
+                    reason = format!("{} (value dropped: Kafka refused the dead letter: {error})", letter.reason);
+                    payload = None;
+                }
+                Err((error, _)) if is_permanent(&error) => {
+                    tracing::error!(
+                        %error,
+                        partition = letter.partition,
+                        offset = letter.offset,
+                        reason = %letter.reason,
+                        "dead letter refused even without its value; dropped"
+                    );
+                    return Ok(());
+                }
                 Err((error, _)) => {
                     tracing::warn!(%error, "dead-letter produce failed, retrying");
                     self.health.not_ready(format!("dead-letter topic unavailable: {error}"));
@@ -99,4 +120,10 @@ impl DeadLetterQueue {
             }
         }
     }
+}
+
+/// Producer errors about the letter itself, which no retry fixes.
+fn is_permanent(error: &rdkafka::error::KafkaError) -> bool {
+    use rdkafka::types::RDKafkaErrorCode::{InvalidMessageSize, InvalidRecord, MessageSizeTooLarge};
+    matches!(error.rdkafka_error_code(), Some(MessageSizeTooLarge | InvalidMessageSize | InvalidRecord))
 }

@@ -184,3 +184,28 @@ async fn a_killed_sink_process_redelivers_without_visible_duplicates() {
     };
     assert!(exit.success(), "{exit:?}");
 }
+
+/// A dead letter the DLQ topic refuses for good (here: larger than the producer's
+/// `message.max.bytes`) goes there without its value instead of being retried forever;
+/// the partition keeps flowing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_letter_too_large_for_the_dlq_goes_without_its_value() {
+    let setup = setup(1).await;
+    let (ops, shutdown, handle) =
+        setup.start_sink_with(&[("VERO__KAFKA__PROPERTIES__MESSAGE_MAX_BYTES", "10000")]).await;
+    let producer = producer(&setup);
+    produce(&producer, &setup.topic, "user-x", &vec![b'x'; 20_000]).await;
+    produce_events(&setup, 0..5).await;
+    setup.wait_for("SELECT count() FROM vero.events FINAL", "5").await;
+
+    let dlq = read_topic(setup.kafka.bootstrap_servers(), &setup.dlq, 1, DEADLINE).unwrap();
+    assert_eq!(dlq.len(), 1, "{dlq:?}");
+    assert_eq!(dlq[0].payload, None, "the value is dropped");
+    assert_eq!(dlq[0].key_str(), "user-x");
+    let reason = dlq[0].header_str(dlq_headers::REASON).unwrap();
+    assert!(reason.contains("not a TrackEvent") && reason.contains("value dropped"), "{reason}");
+    assert_eq!(dlq[0].header_str(dlq_headers::SOURCE_OFFSET), Some("0"));
+    wait_metric(ops, "vero_sink_dlq_records_total", 1.0).await;
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(30), handle).await.unwrap().unwrap();
+}
