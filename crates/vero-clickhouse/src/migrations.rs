@@ -10,8 +10,9 @@
 //!
 //! ClickHouse up to 18.x has no `ADD COLUMN IF NOT EXISTS`: there a variant writes
 //! `ALTER TABLE db.t ADD COLUMN c ...` and [`apply`] skips that statement when
-//! `system.columns` already has the column ([`added_column`]), which makes it
-//! idempotent too.
+//! `system.columns` already has the column ([`added_column`]), or when it fails
+//! because the column appeared meanwhile (two services migrating at once), which makes
+//! it idempotent too.
 //!
 //! Applied migrations are recorded in `vero.schema_migrations` (id, name, variant file,
 //! time); [`apply`] runs the ones not recorded yet, in id order, and returns what it
@@ -277,16 +278,25 @@ pub async fn apply(client: &Client, version: ServerVersion, migrations: &[Migrat
             tracing::info!(id = migration.id, file, server = %version, "applying ClickHouse migration");
         }
         for statement in statements(sql) {
-            if let Some(column) = added_column(&statement) {
-                if column_exists(client, &column).await? {
+            let added = added_column(&statement);
+            if let Some(column) = &added {
+                if column_exists(client, column).await? {
                     continue;
                 }
             }
             // `query_raw`: the SQL is ours and may contain `?`, which `query` would bind.
-            client.query_raw(&statement).execute().await.map_err(|e| match Failure::from(e) {
-                Failure::Invalid(m) => Failure::Invalid(format!("{file}: {m}")),
-                other => other,
-            })?;
+            if let Err(e) = client.query_raw(&statement).execute().await {
+                // Another service starting at the same time added the column meanwhile.
+                if let Some(column) = &added {
+                    if column_exists(client, column).await? {
+                        continue;
+                    }
+                }
+                return Err(match Failure::from(e) {
+                    Failure::Invalid(m) => Failure::Invalid(format!("{file}: {m}")),
+                    other => other,
+                });
+            }
         }
         if !recorded {
             let mut insert = client

@@ -58,6 +58,12 @@ pub struct Pipeline {
 impl Pipeline {
     /// Start Kafka, ClickHouse, the gateway, the event sink and the profile consumer.
     pub async fn start(partitions: i32) -> anyhow::Result<Self> {
+        Self::start_with(partitions, &[]).await
+    }
+
+    /// [`Pipeline::start`] with `sink_overrides` (`VERO__...` variables) for the event
+    /// sink, e.g. a short `VERO__DEDUP__WINDOW_MS`.
+    pub async fn start_with(partitions: i32, sink_overrides: &[(&str, &str)]) -> anyhow::Result<Self> {
         let kafka = MockKafka::start(1)?;
         let (topic, dlq) = (unique_name("e2e_events"), unique_name("e2e_dlq"));
         kafka.create_topic(&topic, partitions)?;
@@ -84,19 +90,17 @@ impl Pipeline {
         let task = tokio::spawn(ingest_gateway::run(gateway_settings, listener, shutdown.clone()));
         let gateway = Running { shutdown, task };
 
-        let sink_settings = event_sink::Settings::load_with_env(
-            &config_dir("event-sink"),
-            None,
-            vars(&[
-                ("VERO__KAFKA__BROKERS", kafka.bootstrap_servers().to_owned()),
-                ("VERO__KAFKA__EVENTS_TOPIC", topic.clone()),
-                ("VERO__KAFKA__DLQ_TOPIC", dlq.clone()),
-                ("VERO__KAFKA__GROUP_ID", unique_name("e2e_sink")),
-                ("VERO__CLICKHOUSE__URL", clickhouse.http_url()),
-                ("VERO__BATCH__MAX_AGE_MS", "200".to_owned()),
-                ("VERO__OPS__LISTEN", "127.0.0.1:0".to_owned()),
-            ]),
-        )?;
+        let mut sink_vars = vars(&[
+            ("VERO__KAFKA__BROKERS", kafka.bootstrap_servers().to_owned()),
+            ("VERO__KAFKA__EVENTS_TOPIC", topic.clone()),
+            ("VERO__KAFKA__DLQ_TOPIC", dlq.clone()),
+            ("VERO__KAFKA__GROUP_ID", unique_name("e2e_sink")),
+            ("VERO__CLICKHOUSE__URL", clickhouse.http_url()),
+            ("VERO__BATCH__MAX_AGE_MS", "200".to_owned()),
+            ("VERO__OPS__LISTEN", "127.0.0.1:0".to_owned()),
+        ]);
+        sink_vars.extend(sink_overrides.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+        let sink_settings = event_sink::Settings::load_with_env(&config_dir("event-sink"), None, sink_vars)?;
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(event_sink::run(sink_settings, listener, shutdown.clone()));
@@ -137,12 +141,25 @@ impl Pipeline {
         content_type: &str,
         body: impl Into<Bytes>,
     ) -> anyhow::Result<(u16, String)> {
-        let request = hyper::Request::builder()
+        self.send_with_headers(method, path, &[("content-type", content_type)], body).await
+    }
+
+    /// [`Pipeline::send`] with any request headers (a `user-agent` is added).
+    pub async fn send_with_headers(
+        &self,
+        method: hyper::Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+    ) -> anyhow::Result<(u16, String)> {
+        let mut request = hyper::Request::builder()
             .method(method)
             .uri(format!("http://{}{path}", self.gateway_addr))
-            .header("content-type", content_type)
-            .header("user-agent", "vero-e2e/1.0")
-            .body(Full::new(body.into()))?;
+            .header("user-agent", "vero-e2e/1.0");
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let request = request.body(Full::new(body.into()))?;
         let response = self.http.request(request).await?;
         let status = response.status().as_u16();
         let body = response.into_body().collect().await?.to_bytes();

@@ -1,0 +1,68 @@
+//! A client retrying over HTTP, through the whole pipeline (gateway → Kafka → event
+//! sink → ClickHouse): the same request twice within the dedup window is one row in a
+//! plain `count()`, once the window has elapsed it is a second row, a request differing
+//! only in `data` is another row, and an `Idempotency-Key` makes two bodies one request.
+
+use std::time::Duration;
+
+use serde_json::json;
+use vero_e2e::{Pipeline, TOKEN};
+
+const DEADLINE: Duration = Duration::from_secs(90);
+const TRACK: &str = "/api/v2/events/track";
+/// Short enough to let it elapse in the test, long enough for two quick requests.
+const WINDOW_MS: u64 = 3_000;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn retries_within_the_window_are_one_row_and_after_it_two() {
+    let window = WINDOW_MS.to_string();
+    let pipeline = Pipeline::start_with(2, &[("VERO__DEDUP__WINDOW_MS", &window)]).await.unwrap();
+    let json = ("content-type", "application/json");
+    let post = |body: serde_json::Value, key: Option<&'static str>| {
+        let pipeline = &pipeline;
+        async move {
+            let mut headers = vec![json];
+            headers.extend(key.map(|k| ("idempotency-key", k)));
+            let answer =
+                pipeline.send_with_headers(hyper::Method::POST, TRACK, &headers, body.to_string()).await.unwrap();
+            assert_eq!(answer.0, 200, "{answer:?}");
+        }
+    };
+    let count = |sql: &'static str, expected: &'static str| pipeline.wait_for(sql, expected, DEADLINE);
+    let body = json!({
+        "auth_token": TOKEN,
+        "identity": {"id": "1", "email": "janedoe@getvero.com"},
+        "event_name": "user_signed_up",
+        "data": {"item": "Blue shoes", "price": 40.00}
+    });
+    post(body.clone(), None).await;
+    post(body.clone(), None).await; // the retry
+    let mut other_data = body.clone();
+    other_data["data"]["price"] = json!(41.0);
+    post(other_data, None).await;
+    // Both keyed requests carry the same id: one request, though the bodies differ.
+    let mut keyed = body.clone();
+    keyed["event_name"] = json!("purchased");
+    post(keyed.clone(), Some("order-17")).await;
+    keyed["data"]["price"] = json!(99.0);
+    post(keyed, Some("order-17")).await;
+    let marker = json!({"auth_token": TOKEN, "identity": {"id": "1"}, "event_name": "marker"});
+    post(marker, None).await;
+    // The marker is behind every request above on the user's partition.
+    assert_eq!(count("SELECT count() FROM vero.events WHERE event_name = 'marker'", "1").await, "1");
+    assert_eq!(
+        count("SELECT count() FROM vero.events WHERE event_name = 'user_signed_up'", "2").await,
+        "2",
+        "the retry is no row; other data is"
+    );
+    assert_eq!(pipeline.query("SELECT count() FROM vero.events").await.unwrap().trim(), "4");
+    let keyed_rows = pipeline.query("SELECT data FROM vero.events WHERE event_name = 'purchased'").await.unwrap();
+    assert_eq!(keyed_rows.trim(), r#"{"item":"Blue shoes","price":40.0}"#, "the first of the keyed requests");
+
+    // After the window the same request is a new event.
+    tokio::time::sleep(Duration::from_millis(WINDOW_MS + 500)).await;
+    post(body.clone(), None).await;
+    assert_eq!(count("SELECT count() FROM vero.events WHERE event_name = 'user_signed_up'", "3").await, "3");
+    assert_eq!(pipeline.query("SELECT count() FROM vero.events").await.unwrap().trim(), "5");
+    pipeline.stop().await.unwrap();
+}
