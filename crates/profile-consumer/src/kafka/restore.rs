@@ -16,6 +16,20 @@ use vero_model::profile::{decode_profile, Profile};
 use crate::config::KafkaSettings;
 use crate::profile::{ProfileKey, ProfileState};
 
+/// A profile the restore cannot read: the last value of its key on the profiles topic
+/// does not decode. Starting that user over would silently lose the profile, so the
+/// restore stops here (operator-fixable: docs/operations.md "Failure policy").
+#[derive(Debug, thiserror::Error)]
+#[error("the profile of {project}/{user_id} at {topic}/{partition} offset {offset} cannot be read: {reason}")]
+pub struct Unreadable {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub project: String,
+    pub user_id: String,
+    pub reason: String,
+}
+
 /// What one restore read.
 #[derive(Debug, Default)]
 pub struct Restored {
@@ -53,6 +67,9 @@ pub fn read_partition(
     consumer.assign(&assignment)?;
     let deadline = Instant::now() + timeout;
     let mut next_offset = low;
+    // Keys whose latest value so far does not decode; a later value or tombstone of
+    // the same key supersedes it.
+    let mut unreadable: HashMap<ProfileKey, Unreadable> = HashMap::new();
     // Read until end-of-partition was reported at or past the high watermark seen
     // at the start: everything acknowledged before we began is in.
     loop {
@@ -72,6 +89,7 @@ pub fn read_partition(
                     continue;
                 };
                 let key = ProfileKey::new(project, user_id);
+                unreadable.remove(&key);
                 match message.payload() {
                     None => {
                         restored.profiles.remove(&key);
@@ -84,12 +102,25 @@ pub fn read_partition(
                             restored.profiles.insert(key, profile);
                         }
                         Err(e) => {
-                            tracing::error!(topic, partition, offset = message.offset(), error = %e, "unreadable profile")
+                            tracing::error!(topic, partition, offset = message.offset(), error = %e, "unreadable profile");
+                            restored.profiles.remove(&key);
+                            let unread = Unreadable {
+                                topic: topic.to_owned(),
+                                partition,
+                                offset: message.offset(),
+                                project: key.project.clone(),
+                                user_id: key.user_id.clone(),
+                                reason: format!("{e:#}"),
+                            };
+                            unreadable.insert(key, unread);
                         }
                     },
                 }
             }
         }
+    }
+    if let Some(first) = unreadable.into_values().min_by_key(|u| u.offset) {
+        return Err(first.into());
     }
     Ok(restored)
 }

@@ -27,7 +27,6 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use anyhow::Context;
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, OwnedMessage};
@@ -179,8 +178,9 @@ impl LoopState<'_> {
                 continue;
             }
             for partition in batch.iter().map(Message::partition).collect::<BTreeSet<_>>() {
-                if !self.restored.contains(&partition) && self.fence.holds(partition) {
-                    self.restore(partition).await?;
+                let needed = !self.restored.contains(&partition) && self.fence.holds(partition);
+                if needed && !self.restore(partition, &writer.health, shutdown).await? {
+                    return Ok(());
                 }
             }
             let mut effects = Effects::default();
@@ -335,16 +335,47 @@ impl LoopState<'_> {
         self.metrics.profiles_in_memory.set(self.profiles.len() as i64);
     }
 
-    async fn restore(&mut self, partition: i32) -> anyhow::Result<()> {
+    /// Read `partition`'s profiles back from the profiles topic. A profile that cannot
+    /// be read is operator-fixable, never a reason to start the user over: the restore
+    /// is retried with backoff (consumption paused, `/readyz` 503 naming topic,
+    /// partition and offset, `vero_profiles_needs_operator` 1) until it reads.
+    /// `Ok(false)`: shutdown came first (nothing of the batch may be applied).
+    async fn restore(&mut self, partition: i32, health: &Health, shutdown: &CancellationToken) -> anyhow::Result<bool> {
         let started = std::time::Instant::now();
-        let kafka = &self.settings.kafka;
-        let (kafka, topic, timeout) = (kafka.clone(), kafka.profiles_topic.clone(), kafka.restore_timeout());
-        let reading = tokio::task::spawn_blocking(move || restore::read_partition(&kafka, &topic, partition, timeout));
-        let restored =
-            self.drive(reading).await?.with_context(|| format!("restoring profiles of partition {partition}"))?;
+        let mut backoff = self.settings.retry.backoff();
+        let mut held = false;
+        let restored = loop {
+            let kafka = &self.settings.kafka;
+            let (kafka, topic, timeout) = (kafka.clone(), kafka.profiles_topic.clone(), kafka.restore_timeout());
+            let reading =
+                tokio::task::spawn_blocking(move || restore::read_partition(&kafka, &topic, partition, timeout));
+            match self.drive(reading).await? {
+                Ok(restored) => break restored,
+                Err(e) if e.downcast_ref::<restore::Unreadable>().is_some() => {
+                    tracing::error!(partition, error = %e, "restore stopped at a profile it cannot read");
+                    self.metrics.needs_operator.set(1);
+                    health.not_ready(format!(
+                        "operator action needed: {e} (write the profile's value, or a tombstone, to that key, or \
+                         roll out a version that reads it)"
+                    ));
+                    held = true;
+                    if !self.fence.holds(partition) {
+                        break restore::Restored::default();
+                    }
+                    if !self.drive(backoff.wait(shutdown)).await {
+                        return Ok(false);
+                    }
+                }
+                Err(e) => return Err(e.context(format!("restoring profiles of partition {partition}"))),
+            }
+        };
+        if held {
+            self.metrics.needs_operator.set(0);
+            health.ready();
+        }
         if !self.fence.holds(partition) {
             tracing::info!(partition, "partition revoked while restoring it; restore dropped");
-            return Ok(());
+            return Ok(true);
         }
         tracing::info!(
             partition,
@@ -357,7 +388,7 @@ impl LoopState<'_> {
         self.metrics.restore_seconds.observe(started.elapsed().as_secs_f64());
         self.profiles.partitions.insert(partition, restored.profiles);
         self.restored.insert(partition);
-        Ok(())
+        Ok(true)
     }
 
     /// Store the next offsets of a written batch, except for partitions revoked since
