@@ -13,7 +13,6 @@ use common::{event, Pipeline, DEADLINE, PARTITIONS};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::ClientConfig;
 use vero_model::profile::decode_profile;
-use vero_service::kafka_properties::KafkaProperties;
 
 /// librdkafka `max.poll.interval.ms` of the tests (its minimum is the session timeout,
 /// and heartbeats go every 3 s): a write retried for 14 s outlives it twice.
@@ -22,8 +21,7 @@ const MAX_POLL: Duration = Duration::from_millis(6_000);
 /// Short session and poll interval, one batch per burst of events.
 fn short_timeouts(settings: &mut profile_consumer::Settings) {
     settings.kafka.session_timeout_ms = 6_000;
-    let max_poll = MAX_POLL.as_millis().to_string();
-    settings.kafka.properties = KafkaProperties::from_pairs([("max.poll.interval.ms", max_poll.as_str())]).unwrap();
+    settings.kafka.max_poll_interval_ms = MAX_POLL.as_millis() as u64;
     settings.retry.max_backoff_ms = 500;
     // The events a test sends at once go into one batch: the write in hand holds them.
     settings.batch.linger_ms = 1_000;

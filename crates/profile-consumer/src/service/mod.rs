@@ -7,12 +7,12 @@
 //! profiles topic, apply the batch, write its effects ([`write`]), then store the
 //! offsets.
 //!
-//! Group membership: while a restore or a write runs (and retries, e.g. while
-//! ClickHouse is down) the consumer is polled on, so rebalance callbacks and
-//! `max.poll.interval.ms` are served and a slow write never gets the instance evicted.
-//! Records received meanwhile start the next batch; once the work has run
-//! [`PAUSE_AFTER`] (or a batch worth of records is waiting) the assigned partitions
-//! are paused, and resumed when it is done.
+//! Group membership: a restore or write that runs longer than [`PAUSE_AFTER`] (one
+//! that retries while ClickHouse is down) pauses the assigned partitions and polls the
+//! consumer until it is done, so rebalance callbacks and `max.poll.interval.ms` are
+//! served and a slow write never gets the instance evicted; records still received
+//! start the next batch. A shorter one is not interrupted: a rebalance waits for it
+//! (at most that second) and finds it written, offsets stored.
 //!
 //! Fencing: a revoke (rebalance, or the group session lost) drops at once the state,
 //! the waiting records and the restore of the revoked partitions, and
@@ -43,9 +43,10 @@ use apply::{Applier, Effects, Profiles, Topics};
 use vero_service::health::Health;
 use write::{Fence, NotWritten, Writer};
 
-/// How long a restore or write may run before the assigned partitions are paused.
-/// Until then records keep coming into the next batch; pausing drops librdkafka's
-/// prefetched records, which a short write should not pay for.
+/// How long a restore or write may run before the assigned partitions are paused and
+/// the consumer is polled. Until then a rebalance waits (a write it interrupts is
+/// fenced and redone by the new owner, which re-sends its handoffs); pausing also
+/// drops librdkafka's prefetched records, which a short write should not pay for.
 const PAUSE_AFTER: Duration = Duration::from_millis(1000);
 
 /// Run until `shutdown` is cancelled. `ops` serves `/metrics`, `/healthz`, `/readyz`.
@@ -263,9 +264,10 @@ impl LoopState<'_> {
         }
     }
 
-    /// Run `work` while keeping the group membership: the consumer is polled meanwhile
-    /// (received records wait in `pending`), and the assigned partitions are paused
-    /// once `work` has run [`PAUSE_AFTER`] or a batch worth of records waits.
+    /// Run `work` while keeping the group membership: once it has run [`PAUSE_AFTER`]
+    /// the assigned partitions are paused and the consumer is polled until it is done
+    /// (records still received wait in `pending`). Before that nothing is polled, so a
+    /// rebalance waits for a short write and finds it written, as it always did.
     async fn drive<T>(&mut self, work: impl Future<Output = T>) -> T {
         tokio::pin!(work);
         let consumer = self.consumer;
@@ -274,19 +276,15 @@ impl LoopState<'_> {
         // does while paused): the metrics and the waiting records follow at once.
         let mut tick = tokio::time::interval(Duration::from_millis(250));
         let out = loop {
-            let full = self.pending.len() >= self.settings.batch.max_records;
-            if full && !self.paused {
-                self.set_paused(true);
-            }
             tokio::select! {
                 // The work first: a fence check and the produce it guards run in one poll,
                 // with no rebalance callback in between.
                 biased;
                 out = &mut work => break out,
                 _ = tokio::time::sleep_until(pause_at), if !self.paused => self.set_paused(true),
-                _ = tick.tick() => self.take_rebalances(),
-                // Polled while paused too: that serves rebalances and the group session.
-                received = consumer.recv(), if self.paused || !full => self.accept(received),
+                _ = tick.tick(), if self.paused => self.take_rebalances(),
+                // Polled once paused: that serves rebalances and the group session.
+                received = consumer.recv(), if self.paused => self.accept(received),
             }
         };
         if self.paused {
