@@ -43,6 +43,24 @@ pub struct KafkaSettings {
     pub group_id: String,
     pub auto_offset_reset: String,
     pub session_timeout_ms: u64,
+    /// librdkafka `max.poll.interval.ms`: a member that does not poll for this long
+    /// leaves the group, and it is the rebalance timeout sent with JoinGroup (how long
+    /// a rebalance waits for members that do not rejoin, e.g. one killed with -9).
+    pub max_poll_interval_ms: u64,
+    /// librdkafka `group.instance.id` (static membership, KIP-345); empty = dynamic
+    /// membership. A restarted instance with the same id takes its partitions back
+    /// without a rebalance of the others. Needed on tansu 0.6, which never reassigns
+    /// a killed dynamic member's partitions (docs/reliability.md).
+    #[serde(default)]
+    pub group_instance_id: String,
+    /// Static partition assignment instead of the consumer group: this instance is
+    /// number `static_member_index` of `static_members` and owns partitions
+    /// `p % static_members == static_member_index` (vero_service::static_assignment).
+    /// 0 = join the consumer group. Use on tansu 0.6 (docs/reliability.md).
+    #[serde(default)]
+    pub static_members: u32,
+    #[serde(default)]
+    pub static_member_index: u32,
     pub auto_commit_interval_ms: u64,
     /// librdkafka `queued.max.messages.kbytes`: the bound on prefetched messages.
     pub queued_max_messages_kbytes: u32,

@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::statistics::Statistics;
-use rdkafka::ClientContext;
+use rdkafka::{ClientContext, TopicPartitionList};
 
 use crate::metrics::Metrics;
 use crate::once::Fence;
@@ -78,6 +78,7 @@ impl ConsumerContext for SinkContext {
         if let Rebalance::Revoke(partitions) = rebalance {
             let revoked: Vec<i32> = partitions.elements().iter().map(|e| e.partition()).collect();
             tracing::info!(?revoked, "partitions revoked");
+            self.metrics.offset_gaps.on_revoke(partitions);
             let mut lagging = self.lagging.lock().expect("lagging lock");
             for p in &revoked {
                 lagging.remove(p);
@@ -104,14 +105,25 @@ impl ConsumerContext for SinkContext {
 
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(partitions) = rebalance {
-            let assigned: Vec<i32> = partitions.elements().iter().map(|e| e.partition()).collect();
-            tracing::info!(?assigned, "partitions assigned");
-            self.fence.assign(&assigned);
-            self.lagging.lock().expect("lagging lock").extend(&assigned);
-            if self.paused.load(Ordering::SeqCst) {
-                if let Err(e) = consumer.pause(partitions) {
-                    tracing::warn!(error = %e, "pausing newly assigned partitions failed");
-                }
+            self.on_assigned(consumer, partitions);
+        } else if let Ok(assignment) = consumer.assignment() {
+            self.metrics.assigned_partitions.set(assignment.count() as i64);
+        }
+    }
+}
+
+impl SinkContext {
+    /// Take over `partitions`: from a group rebalance, or once at start under static
+    /// assignment (no callback fires for `assign()`).
+    pub fn on_assigned<K: Consumer<Self>>(&self, consumer: &K, partitions: &TopicPartitionList) {
+        self.metrics.offset_gaps.on_assign(consumer, partitions);
+        let assigned: Vec<i32> = partitions.elements().iter().map(|e| e.partition()).collect();
+        tracing::info!(?assigned, "partitions assigned");
+        self.fence.assign(&assigned);
+        self.lagging.lock().expect("lagging lock").extend(&assigned);
+        if self.paused.load(Ordering::SeqCst) {
+            if let Err(e) = consumer.pause(partitions) {
+                tracing::warn!(error = %e, "pausing newly assigned partitions failed");
             }
         }
         if let Ok(assignment) = consumer.assignment() {

@@ -6,6 +6,9 @@ use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, 
 #[derive(Clone)]
 pub struct Metrics {
     pub registry: Registry,
+    /// `vero_consumer_offsets_skipped_total`: records the broker deleted before the
+    /// sink read them. Alert `VeroConsumerSkippedRecords`.
+    pub offset_gaps: std::sync::Arc<vero_service::offset_gaps::OffsetGaps>,
     pub rows_inserted: IntCounter,
     /// Rows not inserted, by reason: `written` (at or below the partition's written
     /// offset: a redelivery), `repeat` (a client's retry within the dedup window),
@@ -134,8 +137,12 @@ impl Metrics {
         ] {
             registry.register(collector).expect("metric names are unique");
         }
+        let offset_gaps = std::sync::Arc::new(
+            vero_service::offset_gaps::OffsetGaps::new(&registry).expect("metric names are unique"),
+        );
         Self {
             registry,
+            offset_gaps,
             rows_inserted,
             rows_skipped,
             batches_inserted,

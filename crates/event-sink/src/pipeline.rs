@@ -185,6 +185,7 @@ impl Pipeline {
             }
         };
         let (partition, offset) = (message.partition(), message.offset());
+        self.metrics.offset_gaps.observe(message.topic(), partition, offset);
         if self.is_blocked(partition) {
             // Fetched before the pause took effect; read again by whoever unblocks it.
             return;

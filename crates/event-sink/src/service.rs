@@ -26,6 +26,7 @@ use crate::once::Fence;
 use crate::pipeline::Pipeline;
 use crate::writer::Writer;
 use vero_service::health::Health;
+use vero_service::static_assignment::StaticAssignment;
 
 /// Run the sink until `shutdown` is cancelled; the ops endpoints are served on
 /// `ops_listener` meanwhile.
@@ -133,6 +134,7 @@ fn create_consumer(
         .set("group.id", &kafka.group_id)
         .set("auto.offset.reset", &kafka.auto_offset_reset)
         .set("session.timeout.ms", kafka.session_timeout_ms.to_string())
+        .set("max.poll.interval.ms", kafka.max_poll_interval_ms.to_string())
         // Commit periodically, but only offsets we stored after a successful write.
         .set("enable.auto.commit", "true")
         .set("auto.commit.interval.ms", kafka.auto_commit_interval_ms.to_string())
@@ -144,9 +146,18 @@ fn create_consumer(
         .set("fetch.queue.backoff.ms", kafka.fetch_queue_backoff_ms.to_string())
         .set("fetch.wait.max.ms", kafka.fetch_wait_max_ms.to_string())
         .set("statistics.interval.ms", "5000");
+    if !kafka.group_instance_id.is_empty() {
+        config.set("group.instance.id", &kafka.group_instance_id);
+    }
     kafka.apply_properties(&mut config);
     let consumer: StreamConsumer<SinkContext> = config.create_with_context(context)?;
-    consumer.subscribe(&[&kafka.events_topic])?;
+    let assignment = StaticAssignment::new(kafka.static_members, kafka.static_member_index)?;
+    if assignment.is_static() {
+        let assigned = assignment.assign(&consumer, &[&kafka.events_topic], Duration::from_secs(30))?;
+        consumer.context().on_assigned(&consumer, &assigned);
+    } else {
+        consumer.subscribe(&[&kafka.events_topic])?;
+    }
     Ok(consumer)
 }
 

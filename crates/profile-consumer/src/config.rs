@@ -33,6 +33,24 @@ pub struct KafkaSettings {
     /// Replication factor of created topics; -1 = the broker's default.
     pub replication_factor: i32,
     pub session_timeout_ms: u64,
+    /// librdkafka `max.poll.interval.ms`: a member that does not poll for this long
+    /// leaves the group, and it is the rebalance timeout sent with JoinGroup (how long
+    /// a rebalance waits for members that do not rejoin, e.g. one killed with -9).
+    pub max_poll_interval_ms: u64,
+    /// librdkafka `group.instance.id` (static membership, KIP-345); empty = dynamic
+    /// membership. A restarted instance with the same id takes its partitions back
+    /// without a rebalance of the others. Needed on tansu 0.6, which never reassigns
+    /// a killed dynamic member's partitions (docs/reliability.md).
+    #[serde(default)]
+    pub group_instance_id: String,
+    /// Static partition assignment instead of the consumer group: this instance is
+    /// number `static_member_index` of `static_members` and owns partitions
+    /// `p % static_members == static_member_index` (vero_service::static_assignment).
+    /// 0 = join the consumer group. Use on tansu 0.6 (docs/reliability.md).
+    #[serde(default)]
+    pub static_members: u32,
+    #[serde(default)]
+    pub static_member_index: u32,
     /// Upper bound to wait for one produced record's acknowledgement.
     pub produce_timeout_ms: u64,
     /// Upper bound to read one profiles partition back on assignment.
@@ -152,6 +170,10 @@ impl Settings {
                 create_topics: true,
                 replication_factor: 1,
                 session_timeout_ms: 6_000,
+                max_poll_interval_ms: 30_000,
+                group_instance_id: String::new(),
+                static_members: 0,
+                static_member_index: 0,
                 produce_timeout_ms: 30_000,
                 restore_timeout_ms: 60_000,
                 max_profile_bytes: 900_000,

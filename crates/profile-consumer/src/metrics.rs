@@ -6,6 +6,9 @@ use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, 
 #[derive(Clone)]
 pub struct Metrics {
     pub registry: Registry,
+    /// `vero_consumer_offsets_skipped_total`: records the broker deleted before this
+    /// consumer read them. Alert `VeroConsumerSkippedRecords`.
+    pub offset_gaps: std::sync::Arc<vero_service::offset_gaps::OffsetGaps>,
     /// Records taken from Kafka (events and handoff topics), by outcome: `applied`,
     /// `duplicate` (at or below the profile's last applied offset), `dead_lettered`.
     pub records: IntCounterVec,
@@ -112,8 +115,12 @@ impl Metrics {
         ] {
             registry.register(collector).expect("metric names are unique");
         }
+        let offset_gaps = std::sync::Arc::new(
+            vero_service::offset_gaps::OffsetGaps::new(&registry).expect("metric names are unique"),
+        );
         Self {
             registry,
+            offset_gaps,
             records,
             profiles_written,
             write_seconds,

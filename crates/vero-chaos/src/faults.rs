@@ -42,8 +42,12 @@ pub enum Fault {
     ClickHouseDown {
         secs: u64,
     },
-    /// The broker killed, down for `secs`, restarted with its data.
+    /// The broker stopped (SIGTERM), down for `secs`, restarted with its data.
     BrokerDown {
+        secs: u64,
+    },
+    /// The broker killed (-9), down for `secs`, restarted with its data.
+    BrokerCrash {
         secs: u64,
     },
     /// ClickHouse refuses writes: the `default` user becomes read-only for `secs`.
@@ -72,7 +76,8 @@ impl Fault {
                 format!("SIGSTOP consumers {}s > session/poll timeout", MAX_POLL_INTERVAL_MS / 1000 + 4)
             }
             Fault::ClickHouseDown { secs } => format!("ClickHouse killed, {secs}s down"),
-            Fault::BrokerDown { secs } => format!("broker killed, {secs}s down"),
+            Fault::BrokerDown { secs } => format!("broker stopped (SIGTERM), {secs}s down"),
+            Fault::BrokerCrash { secs } => format!("broker killed (-9), {secs}s down"),
             Fault::ClickHouseReadOnly { secs } => format!("ClickHouse read-only user {secs}s"),
             Fault::SinkCutOff { secs } => format!("sink cut off from ClickHouse {secs}s"),
             Fault::ClientRetries => "clients retry after 5 ms timeouts".into(),
@@ -90,6 +95,7 @@ impl Fault {
             Fault::FreezeConsumers => "freeze",
             Fault::ClickHouseDown { .. } => "clickhouse-down",
             Fault::BrokerDown { .. } => "broker-down",
+            Fault::BrokerCrash { .. } => "broker-crash",
             Fault::ClickHouseReadOnly { .. } => "clickhouse-readonly",
             Fault::SinkCutOff { .. } => "sink-cutoff",
             Fault::ClientRetries => "client-retries",
@@ -275,6 +281,11 @@ async fn inject(rig: &mut Rig, fault: Fault) -> anyhow::Result<()> {
             tokio::task::block_in_place(|| rig.clickhouse.restart())?;
         }
         Fault::BrokerDown { secs } => {
+            tokio::task::block_in_place(|| rig.broker.stop());
+            tokio::time::sleep(Duration::from_secs(secs)).await;
+            tokio::task::block_in_place(|| rig.broker.restart())?;
+        }
+        Fault::BrokerCrash { secs } => {
             rig.broker.kill();
             tokio::time::sleep(Duration::from_secs(secs)).await;
             tokio::task::block_in_place(|| rig.broker.restart())?;

@@ -42,6 +42,7 @@ impl Schedule {
                 Fault::KillSink { times: 2 },
                 Fault::KillProfiles { times: 2 },
                 Fault::KillGateway { times: 2 },
+                Fault::FreezeConsumers,
                 Fault::ClickHouseDown { secs: 8 },
             ],
             Schedule::Full => vec![
@@ -52,6 +53,7 @@ impl Schedule {
                 Fault::FreezeConsumers,
                 Fault::ClickHouseDown { secs: 15 },
                 Fault::BrokerDown { secs: 10 },
+                Fault::BrokerCrash { secs: 10 },
                 Fault::ClickHouseReadOnly { secs: 10 },
                 Fault::SinkCutOff { secs: 15 },
                 Fault::ClientRetries,

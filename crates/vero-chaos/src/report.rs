@@ -31,7 +31,7 @@ pub fn table(outcomes: &[Outcome]) -> String {
             v.profile_mismatches.len(),
             dlq,
             recovery,
-            verdict.replace('|', "/"),
+            shorten(&verdict.replace('|', "/"), 160),
         ));
     }
     out
@@ -40,4 +40,13 @@ pub fn table(outcomes: &[Outcome]) -> String {
 pub fn closing_line(outcomes: &[Outcome]) -> String {
     let passed = outcomes.iter().filter(|o| o.holds()).count();
     format!("chaos: {passed} passed, {} failed", outcomes.len() - passed)
+}
+
+/// At most `max` characters (the full verdict is in the run's log).
+fn shorten(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_owned();
+    }
+    let cut: String = text.chars().take(max).collect();
+    format!("{cut}…")
 }

@@ -10,13 +10,19 @@
 //! * [`kafka_properties::KafkaProperties`]: `kafka.properties`, the extra librdkafka
 //!   settings of every Kafka client (SASL/TLS), secrets redacted, the properties the
 //!   guarantees depend on refused.
+//! * [`offset_gaps::OffsetGaps`]: records a consumer skipped because the broker had
+//!   deleted them become a metric and an error log instead of passing unnoticed.
+//! * [`static_assignment::StaticAssignment`]: fixed partition ownership instead of
+//!   consumer-group rebalancing (for brokers whose group coordinator cannot be relied on).
 //! * [`ops`]: the operator endpoints `/metrics`, `/healthz` and `/readyz` for the
 //!   consumers (the gateway serves the same paths on its own router).
 
 pub mod backoff;
 pub mod health;
 pub mod kafka_properties;
+pub mod offset_gaps;
 pub mod ops;
 pub mod settings;
 pub mod shutdown;
+pub mod static_assignment;
 pub mod telemetry;

@@ -134,9 +134,26 @@ impl Tansu {
         }
     }
 
+    /// SIGTERM the broker and wait up to 20 s for it to exit (then kill it): a clean
+    /// restart, as an operator's `systemctl restart` would do.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while Instant::now() < deadline {
+                if matches!(child.try_wait(), Ok(Some(_))) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
     /// Start again on the same port with the same storage (after [`Tansu::kill`]).
     pub fn restart(&mut self) -> anyhow::Result<()> {
-        self.kill();
+        self.kill(); // no-op after kill/stop
         self.spawn_and_wait()
     }
 

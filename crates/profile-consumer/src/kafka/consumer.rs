@@ -19,7 +19,10 @@ use std::sync::{Arc, Mutex};
 use prometheus::IntGaugeVec;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::statistics::Statistics;
-use rdkafka::{ClientConfig, ClientContext};
+use rdkafka::{ClientConfig, ClientContext, TopicPartitionList};
+
+use vero_service::offset_gaps::OffsetGaps;
+use vero_service::static_assignment::StaticAssignment;
 
 use crate::config::KafkaSettings;
 
@@ -37,6 +40,7 @@ pub struct RebalanceContext {
     events_topic: String,
     /// Events-topic partitions assigned here: the ones that may have a lag series.
     lagging: Mutex<BTreeSet<i32>>,
+    gaps: Arc<OffsetGaps>,
     /// Set while the service loop keeps the assigned partitions paused.
     paused: AtomicBool,
 }
@@ -45,6 +49,12 @@ impl RebalanceContext {
     /// Called by the service loop when it pauses or resumes the assigned partitions.
     pub fn set_paused(&self, paused: bool) {
         self.paused.store(paused, Ordering::SeqCst);
+    }
+
+    /// Records the broker deleted before this consumer read them (see
+    /// [`vero_service::offset_gaps`]); the service loop reports every received offset.
+    pub fn offset_gaps(&self) -> &OffsetGaps {
+        &self.gaps
     }
 }
 
@@ -89,42 +99,54 @@ impl ConsumerContext for RebalanceContext {
                 changes.assigned.remove(&tp);
                 changes.revoked.insert(tp);
             }
+            self.gaps.on_revoke(list);
             tracing::info!(partitions = list.count(), "partitions revoked");
         }
     }
 
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
-            Rebalance::Assign(list) => {
-                // Assigned while the loop holds consumption paused (a write or restore
-                // retrying): paused too, so nothing piles up until it resumes. Otherwise
-                // resumed: librdkafka keeps a partition's pause across a revoke, and the
-                // loop's resume may have come while it was not assigned.
-                let paused = self.paused.load(Ordering::SeqCst);
-                let result = if paused { consumer.pause(list) } else { consumer.resume(list) };
-                if let Err(e) = result {
-                    tracing::warn!(paused, error = %e, "pausing/resuming newly assigned partitions failed");
-                }
-                let mut changes = self.changes.lock().expect("changes lock");
-                let mut lagging = self.lagging.lock().expect("lagging lock");
-                for element in list.elements() {
-                    if element.topic() == self.events_topic {
-                        lagging.insert(element.partition());
-                    }
-                    changes.assigned.insert((element.topic().to_owned(), element.partition()));
-                }
-                tracing::info!(partitions = list.count(), "partitions assigned");
-            }
+            Rebalance::Assign(list) => self.on_assigned(consumer, list),
             Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance error"),
             Rebalance::Revoke(_) => {}
         }
     }
 }
 
+impl RebalanceContext {
+    /// Take over `list`: from a group rebalance, or once at start under static
+    /// assignment (no callback fires for `assign()`).
+    pub fn on_assigned<K: Consumer<Self>>(&self, consumer: &K, list: &TopicPartitionList) {
+        self.gaps.on_assign(consumer, list);
+        // Assigned while the loop holds consumption paused (a write or restore
+        // retrying): paused too, so nothing piles up until it resumes. Otherwise
+        // resumed: librdkafka keeps a partition's pause across a revoke, and the
+        // loop's resume may have come while it was not assigned.
+        let paused = self.paused.load(Ordering::SeqCst);
+        let result = if paused { consumer.pause(list) } else { consumer.resume(list) };
+        if let Err(e) = result {
+            tracing::warn!(paused, error = %e, "pausing/resuming newly assigned partitions failed");
+        }
+        let mut changes = self.changes.lock().expect("changes lock");
+        let mut lagging = self.lagging.lock().expect("lagging lock");
+        for element in list.elements() {
+            if element.topic() == self.events_topic {
+                lagging.insert(element.partition());
+            }
+            changes.assigned.insert((element.topic().to_owned(), element.partition()));
+        }
+        tracing::info!(partitions = list.count(), "partitions assigned");
+    }
+}
+
 pub type GroupConsumer = StreamConsumer<RebalanceContext>;
 
 /// Create the consumer, subscribed to the events and handoff topics.
-pub fn subscribe(settings: &KafkaSettings, lag: IntGaugeVec) -> anyhow::Result<(GroupConsumer, Arc<Mutex<Changes>>)> {
+pub fn subscribe(
+    settings: &KafkaSettings,
+    lag: IntGaugeVec,
+    gaps: Arc<OffsetGaps>,
+) -> anyhow::Result<(GroupConsumer, Arc<Mutex<Changes>>)> {
     let changes = Arc::new(Mutex::new(Changes::default()));
     let mut config = ClientConfig::new();
     config
@@ -136,16 +158,28 @@ pub fn subscribe(settings: &KafkaSettings, lag: IntGaugeVec) -> anyhow::Result<(
         .set("auto.offset.reset", "earliest")
         .set("partition.assignment.strategy", "range")
         .set("session.timeout.ms", settings.session_timeout_ms.to_string())
+        .set("max.poll.interval.ms", settings.max_poll_interval_ms.to_string())
         .set("enable.partition.eof", "false")
         .set("statistics.interval.ms", "5000");
+    if !settings.group_instance_id.is_empty() {
+        config.set("group.instance.id", &settings.group_instance_id);
+    }
     settings.apply_properties(&mut config);
     let consumer: GroupConsumer = config.create_with_context(RebalanceContext {
         changes: changes.clone(),
         lag,
         events_topic: settings.events_topic.clone(),
         lagging: Mutex::new(BTreeSet::new()),
+        gaps,
         paused: AtomicBool::new(false),
     })?;
-    consumer.subscribe(&[&settings.events_topic, &settings.handoff_topic])?;
+    let topics = [settings.events_topic.as_str(), settings.handoff_topic.as_str()];
+    let assignment = StaticAssignment::new(settings.static_members, settings.static_member_index)?;
+    if assignment.is_static() {
+        let assigned = assignment.assign(&consumer, &topics, std::time::Duration::from_secs(30))?;
+        consumer.context().on_assigned(&consumer, &assigned);
+    } else {
+        consumer.subscribe(&topics)?;
+    }
     Ok((consumer, changes))
 }

@@ -82,7 +82,8 @@ async fn serve(
         partitions,
     };
     let producer = Producer::new(&settings.kafka)?;
-    let (consumer, changes) = consumer::subscribe(&settings.kafka, metrics.consumer_lag.clone())?;
+    let (consumer, changes) =
+        consumer::subscribe(&settings.kafka, metrics.consumer_lag.clone(), metrics.offset_gaps.clone())?;
     health.ready();
     tracing::info!(partitions, group = %settings.kafka.group_id, "consuming");
     let writer = Writer {
@@ -143,7 +144,7 @@ async fn migrate(
             // Operator-fixable (login refused, ...) is retried like an outage, visibly.
             Err(e) if !matches!(e, vero_clickhouse::Failure::Invalid(_)) => {
                 health.not_ready(format!("ClickHouse schema: {e}"));
-                tracing::warn!(error = %e, "ClickHouse not reachable for migrations, retrying");
+                tracing::warn!(error = %e, "ClickHouse refuses or cannot be reached for migrations, retrying");
                 if !backoff.wait(shutdown).await {
                     return Ok(false);
                 }
@@ -258,6 +259,7 @@ impl LoopState<'_> {
         self.take_rebalances();
         match received {
             Ok(message) => {
+                self.consumer.context().offset_gaps().observe(message.topic(), message.partition(), message.offset());
                 self.pending.push(message.detach());
             }
             Err(e) => tracing::warn!(error = %e, "Kafka consumer error"),
