@@ -329,13 +329,13 @@ impl Eraser {
                     match failure {
                         Failure::Invalid(reason) => return Ok(Err(reason)),
                         Failure::Operator(reason) => {
-                            tracing::error!(%what, %reason, "ClickHouse refuses the {what} until an operator acts; retrying");
+                            tracing::error!(%what, %reason, "ClickHouse refuses this write until an operator acts; retrying");
                             self.metrics.needs_operator.set(1);
                             self.health
                                 .not_ready(format!("operator action needed, ClickHouse {what} refused: {reason}"));
                         }
                         Failure::Retryable(reason) => {
-                            tracing::warn!(%what, %reason, "{what} failed, retrying");
+                            tracing::warn!(%what, %reason, "ClickHouse write failed, retrying");
                             self.health.not_ready(format!("ClickHouse {what} failing: {reason}"));
                         }
                     }
