@@ -5,8 +5,11 @@
 //!   handle is neither `Send` nor `Sync`; tests drive faults through a channel.
 //! * [`kafka_probe`]: a tiny rdkafka reader that returns every record of a topic, the
 //!   reliable way to see what landed.
+//! * [`cli::Cli`]: the command-line contract of every service binary, checked on the
+//!   real binary.
 //! * [`unique_name`]: per-test topic/group/database names so tests never share state.
 
+pub mod cli;
 pub mod clickhouse;
 pub mod kafka_probe;
 pub mod mock_kafka;
