@@ -16,12 +16,24 @@ pub struct ClickHouseSettings {
     pub password: String,
     /// Upper bound for one request (query or insert), in milliseconds.
     pub request_timeout_ms: u64,
+    /// Name of the ClickHouse cluster (a `<remote_servers>` entry) to run the cluster
+    /// schema on: sharded `*_local` Replicated tables with Distributed tables under
+    /// today's names (docs/design.md, "Cluster schema"). `None`, the default, is the
+    /// single-node schema. Env `VERO__CLICKHOUSE__CLUSTER`; shared by both consumers.
+    #[serde(default)]
+    pub cluster: Option<String>,
 }
 
 impl ClickHouseSettings {
     /// Settings for an unauthenticated local/test server at `url`.
     pub fn local(url: impl Into<String>) -> Self {
-        Self { url: url.into(), user: "default".into(), password: String::new(), request_timeout_ms: 30_000 }
+        Self {
+            url: url.into(),
+            user: "default".into(),
+            password: String::new(),
+            request_timeout_ms: 30_000,
+            cluster: None,
+        }
     }
 
     pub fn request_timeout(&self) -> Duration {
@@ -36,6 +48,7 @@ impl fmt::Debug for ClickHouseSettings {
             .field("user", &self.user)
             .field("password", &if self.password.is_empty() { "<empty>" } else { "<redacted>" })
             .field("request_timeout_ms", &self.request_timeout_ms)
+            .field("cluster", &self.cluster)
             .finish()
     }
 }
