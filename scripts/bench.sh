@@ -6,6 +6,9 @@
 #   VERO_BENCH_OVERLOAD_SECS=300 length of the overload run (shorten for a quick look)
 #   VERO_BENCH_RECORDS=200000    records for the produce-path and sink comparisons
 #   VERO_BENCH_E2E_RATE=2000     open-loop req/s of the end-to-end run
+#   VERO_BENCH_STEPS=http,dedup  run only these steps (http produce sink e2e overload dedup micro);
+#                                the sections of the others are kept from docs/benchmarks.md
+#   VERO_BENCH_BASELINE_REV=...  the gateway revision the dedup step compares against
 # Everything listens on 127.0.0.1 only; every step is bounded in time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,8 +21,25 @@ ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" || true
 
 log "building release binaries"
 cargo build --release -p vero-bench -p vero-loadgen -p ingest-gateway -p event-sink -p vero-testkit --bins
-log "criterion microbenchmarks"
-cargo bench -p vero-bench --bench micro -- --noplot
+# The dedup step's baseline: the gateway from before the request-id work (issue 10),
+# built from git in its own worktree and target dir (kept between runs).
+wants() { [[ -z "${VERO_BENCH_STEPS:-}" || ",${VERO_BENCH_STEPS}," == *",$1,"* ]]; }
+if wants dedup; then
+  export VERO_BENCH_BASELINE_REV="${VERO_BENCH_BASELINE_REV:-8a8942c0f11fc75bf83b17c0493458db96d68996}"
+  baseline_src=target/bench/baseline-src
+  if [[ "$(git -C "$baseline_src" rev-parse HEAD 2>/dev/null)" != "$(git rev-parse "$VERO_BENCH_BASELINE_REV")" ]]; then
+    rm -rf "$baseline_src"; git worktree prune
+    git worktree add --detach "$baseline_src" "$VERO_BENCH_BASELINE_REV"
+  fi
+  log "building the baseline gateway ($VERO_BENCH_BASELINE_REV; the first build takes a few minutes)"
+  (cd "$baseline_src" && CARGO_TARGET_DIR="$PWD/../baseline-target" cargo build --release -p ingest-gateway --bin ingest-gateway)
+  export VERO_BENCH_BASELINE_GATEWAY="$PWD/target/bench/baseline-target/release/ingest-gateway"
+  export VERO_BENCH_BASELINE_CONFIG="$PWD/$baseline_src/config/gateway"
+fi
+if wants micro; then
+  log "criterion microbenchmarks"
+  cargo bench -p vero-bench --bench micro -- --noplot
+fi
 log "bench suite (this takes a while; VERO_BENCH_OVERLOAD_SECS=${VERO_BENCH_OVERLOAD_SECS:-300} s of overload included)"
 VERO_BENCH_COMMAND="${VERO_BENCH_COMMAND:-make bench}" target/release/bench-suite docs/benchmarks.md target/criterion
 log "done: docs/benchmarks.md"

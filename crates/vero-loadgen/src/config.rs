@@ -48,6 +48,11 @@ pub struct LoadConfig {
     /// Request body sizes in bytes, picked uniformly (bodies are padded to the size).
     #[arg(long, value_delimiter = ',', default_value = "300,600,2000")]
     pub payload_bytes: Vec<usize>,
+    /// Send an explicit request id (`extras.message_id`, unique per request) in every
+    /// body, as Segment/RudderStack clients do; without it the gateway's requests carry
+    /// none and the consumers' content rule identifies repeats.
+    #[arg(long)]
+    pub message_ids: bool,
     /// Per-request timeout in milliseconds; a timed-out request counts as an error.
     #[arg(long, default_value_t = 10_000)]
     pub timeout_ms: u64,

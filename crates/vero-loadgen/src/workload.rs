@@ -24,6 +24,8 @@ pub struct Workload {
     run_json: String,
     users: u64,
     sizes: Vec<usize>,
+    /// Put `extras.message_id` (`<run>-<seq>`) in every body.
+    message_ids: bool,
 }
 
 const ITEMS: [&str; 4] = ["Blue shoes", "Red scarf", "Green hat", "Wool socks"];
@@ -44,6 +46,7 @@ impl Workload {
             run_json: json_string(run_id),
             users: config.users.max(1),
             sizes: if config.payload_bytes.is_empty() { vec![300] } else { config.payload_bytes.clone() },
+            message_ids: config.message_ids,
         }
     }
 
@@ -67,9 +70,18 @@ impl Workload {
             1 + seq % 3,
         );
         const TAIL: &[u8] = br#""},"extras":{"source":"vero-loadgen"}}"#;
-        let pad = target.saturating_sub(out.len() + TAIL.len());
+        // `<run>-<seq>` as a JSON string: the run id is already escaped and quoted.
+        let message_id = if self.message_ids {
+            format!(r#","message_id":{}-{seq}""#, &self.run_json[..self.run_json.len() - 1])
+        } else {
+            String::new()
+        };
+        let tail_len = TAIL.len() + message_id.len();
+        let pad = target.saturating_sub(out.len() + tail_len);
         out.resize(out.len() + pad, b'x');
-        out.extend_from_slice(TAIL);
+        out.extend_from_slice(&TAIL[..TAIL.len() - 2]);
+        out.extend_from_slice(message_id.as_bytes());
+        out.extend_from_slice(b"}}");
     }
 }
 
@@ -96,6 +108,21 @@ mod tests {
         assert_eq!(json["data"]["loadgen_run"], "run-1");
         assert_eq!(json["data"]["loadgen_seq"], 42);
         assert!(json["data"]["price"].is_f64());
+        assert_eq!(json["extras"]["source"], "vero-loadgen");
+        assert!(json["extras"].get("message_id").is_none());
+    }
+
+    #[test]
+    fn message_ids_are_unique_per_request_and_keep_the_size() {
+        let mut config = LoadConfig::for_url("http://127.0.0.1:1/");
+        config.payload_bytes = vec![600];
+        config.message_ids = true;
+        let workload = Workload::new(&config, "run-\"7");
+        let mut body = Vec::new();
+        workload.body(42, &mut rand::rng(), &mut body);
+        assert_eq!(body.len(), 600);
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(json["extras"]["message_id"], "run-\"7-42");
         assert_eq!(json["extras"]["source"], "vero-loadgen");
     }
 

@@ -25,8 +25,11 @@ async fn main() -> anyhow::Result<()> {
     std::fs::write(work.join("results.json"), serde_json::to_vec_pretty(&results)?)?;
     let notes = std::fs::read_to_string("crates/vero-bench/benchmarks-notes.md").unwrap_or_default();
     let mut md = markdown::render(&results, &notes);
+    let old = std::fs::read_to_string(&out).unwrap_or_default();
+    // A partial run (VERO_BENCH_STEPS) keeps the sections of the steps it skipped.
+    md = suite::sections::keep_unmeasured(&md, &old, suite::step_wanted);
     // Keep the analyst section (written by `analyst-bench`, not part of this suite).
-    if let Some(section) = std::fs::read_to_string(&out).ok().as_deref().and_then(vero_bench::analyst::section_of) {
+    if let Some(section) = vero_bench::analyst::section_of(&old) {
         md = vero_bench::analyst::splice_section(&md, section);
     }
     std::fs::write(&out, md)?;

@@ -23,6 +23,34 @@ fn verdict(ok: bool) -> &'static str {
     }
 }
 
+fn render_dedup_cost(md: &mut String, cost: Option<&super::dedup_cost::DedupCost>) {
+    use super::dedup_cost::{BASELINE, CONNECTIONS, CURRENT, CURRENT_WITH_IDS};
+    let _ = writeln!(md, "\n## Gateway cost of idempotent retries (issue 10)\n");
+    let Some(cost) = cost else {
+        let _ = writeln!(md, "Not measured in this run (see failures above).");
+        return;
+    };
+    let _ = writeln!(
+        md,
+        "The gateway built from `{}` (before the request-id work) against today's, closed loop at {CONNECTIONS} \
+         connections, each variant measured {} times, interleaved; the median counts. \
+         `current + message_id`: every body carries `extras.message_id`.\n",
+        cost.baseline_rev,
+        cost.runs.iter().filter(|r| r.variant == BASELINE).count()
+    );
+    let _ = writeln!(md, "| variant | req/s (200s) per round | median req/s | ratio vs baseline | target (>= 0.90) |");
+    let _ = writeln!(md, "|---|---|---|---|---|");
+    let base = cost.median_rps(BASELINE).unwrap_or_default();
+    for variant in [BASELINE, CURRENT, CURRENT_WITH_IDS] {
+        let rounds: Vec<String> =
+            cost.runs.iter().filter(|r| r.variant == variant).map(|r| format!("{:.0}", r.report.ok_rps)).collect();
+        let median = cost.median_rps(variant).unwrap_or_default();
+        let target = if variant == BASELINE { String::new() } else { verdict(median >= 0.9 * base).to_owned() };
+        let _ =
+            writeln!(md, "| {variant} | {} | {median:.0} | {} | {target} |", rounds.join(", "), ratio(median, base));
+    }
+}
+
 pub fn render(results: &Results, notes: &str) -> String {
     let mut md = String::new();
     let _ = writeln!(md, "# Benchmarks\n");
@@ -259,6 +287,8 @@ pub fn render(results: &Results, notes: &str) -> String {
             let _ = writeln!(md, "Not measured in this run (see failures above).");
         }
     }
+
+    render_dedup_cost(&mut md, results.dedup_cost.as_ref());
 
     let _ = writeln!(md, "\n## Microbenchmarks (criterion, mean per call)\n");
     let c = &results.criterion.mean_ns;

@@ -12,10 +12,14 @@
 //! 4. End to end: gateway + sink + ClickHouse, open loop, ingest-to-queryable latency.
 //! 5. Overload: open loop far above capacity with the rate limit on; statuses and
 //!    peak RSS of the gateway.
+//! 6. Dedup cost: the gateway from before idempotent retries vs today's
+//!    ([`dedup_cost`]).
 //!
 //! The broker is librdkafka's mock cluster (`vero-dev-broker`), in its own process.
 
+pub mod dedup_cost;
 pub mod markdown;
+pub mod sections;
 mod steps;
 
 use std::path::PathBuf;
@@ -113,6 +117,8 @@ pub struct Results {
     pub sink: Option<SinkRun>,
     pub e2e: Option<Report>,
     pub overload: Option<OverloadRun>,
+    #[serde(default)]
+    pub dedup_cost: Option<dedup_cost::DedupCost>,
     pub criterion: Criterion,
     /// Steps that failed, with the reason.
     pub failures: Vec<String>,
@@ -135,7 +141,8 @@ impl Bench {
         let _ = std::fs::remove_file(&bootstrap_file);
         let mut command = std::process::Command::new(bins.join("vero-dev-broker"));
         // One fresh topic per gateway HTTP run, so each scan sees only its own run.
-        let http_topics: Vec<String> = steps::HTTP_CONNECTIONS.iter().map(|c| steps::http_topic(*c)).collect();
+        let mut http_topics: Vec<String> = steps::HTTP_CONNECTIONS.iter().map(|c| steps::http_topic(*c)).collect();
+        http_topics.push(dedup_cost::DEDUP_TOPIC.into());
         command.arg(&bootstrap_file).env("VERO_DEV_PARTITIONS", "6").env("VERO_DEV_TOPICS", http_topics.join(","));
         let mut broker = Guard::spawn("vero-dev-broker", command, &work)?;
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
@@ -158,8 +165,7 @@ pub async fn run_all(bench: &Bench, results: &mut Results) {
     results.config = Some(bench.config.clone());
     let mut failures = Vec::new();
     // `VERO_BENCH_STEPS=sink,e2e` runs a subset (for a quick look; `make bench` runs all).
-    let only = std::env::var("VERO_BENCH_STEPS").unwrap_or_default();
-    let wanted = |name: &str| only.is_empty() || only.split(',').any(|s| s.trim() == name);
+    let wanted = step_wanted;
     macro_rules! step {
         ($name:expr, $call:expr) => {
             if wanted($name) {
@@ -176,7 +182,14 @@ pub async fn run_all(bench: &Bench, results: &mut Results) {
     step!("sink", steps::sink(bench, results));
     step!("e2e", steps::e2e(bench, results));
     step!("overload", steps::overload(bench, results));
+    step!("dedup", dedup_cost::run(bench, results));
     results.failures.extend(failures);
+}
+
+/// Whether `VERO_BENCH_STEPS` (e.g. `sink,e2e`; empty = all) selects step `name`.
+pub fn step_wanted(name: &str) -> bool {
+    let only = std::env::var("VERO_BENCH_STEPS").unwrap_or_default();
+    only.trim().is_empty() || only.split(',').any(|s| s.trim() == name)
 }
 
 /// `nproc`, CPU model and memory, from `/proc`.

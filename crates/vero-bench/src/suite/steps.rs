@@ -43,7 +43,7 @@ fn start_gateway(bench: &Bench, name: &str, topic: &str, extra: &[(&str, String)
     Ok((guard, port))
 }
 
-async fn load(config: LoadConfig) -> anyhow::Result<Report> {
+pub(super) async fn load(config: LoadConfig) -> anyhow::Result<Report> {
     let report = vero_loadgen::run(config, CancellationToken::new()).await?;
     println!("{report}");
     Ok(report)
