@@ -8,6 +8,10 @@
 //! [`ClickHouseServer::restart`] brings the same database back where clients expect
 //! it. Dropping the handle kills the process and removes the directory.
 //!
+//! [`ClickHouseServer::start_with`] adds XML of the caller's inside `<yandex>` of the
+//! config (the cluster test kit, [`crate::clickhouse_cluster`], passes
+//! `<remote_servers>`, `<macros>`, `<zookeeper>`, ...) on ports the caller chose.
+//!
 //! [`ClickHouseServer::query`] is a tiny blocking HTTP client (text in, text out) so
 //! tests can check what analysts would see without depending on the code under test.
 
@@ -17,7 +21,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
+use anyhow::{anyhow, bail, Context};
+
+use crate::process::wait_started;
 
 /// How long a (re)start may take on a loaded 2-core machine before we give up.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -37,7 +43,14 @@ impl ClickHouseServer {
     pub fn start() -> anyhow::Result<Self> {
         let temp = tempfile::Builder::new().prefix("vero-clickhouse-").tempdir().context("creating temp dir")?;
         let (http_port, tcp_port) = (free_port()?, free_port()?);
-        Self::launch(temp.path().to_owned(), Some(temp), http_port, tcp_port)
+        Self::launch(temp.path().to_owned(), Some(temp), http_port, tcp_port, "")
+    }
+
+    /// Start a fresh server in a temp dir on the given ports with `extra_config` (XML
+    /// elements) added to its `config.xml`, and wait until it answers `/ping`.
+    pub fn start_with(http_port: u16, tcp_port: u16, extra_config: &str) -> anyhow::Result<Self> {
+        let temp = tempfile::Builder::new().prefix("vero-clickhouse-").tempdir().context("creating temp dir")?;
+        Self::launch(temp.path().to_owned(), Some(temp), http_port, tcp_port, extra_config)
     }
 
     /// Start a server that keeps its data in `dir` (created if missing) on the given
@@ -45,12 +58,18 @@ impl ClickHouseServer {
     pub fn start_in(dir: &Path, http_port: u16, tcp_port: u16) -> anyhow::Result<Self> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let dir = dir.canonicalize()?;
-        Self::launch(dir, None, http_port, tcp_port)
+        Self::launch(dir, None, http_port, tcp_port, "")
     }
 
-    fn launch(dir: PathBuf, temp: Option<tempfile::TempDir>, http_port: u16, tcp_port: u16) -> anyhow::Result<Self> {
+    fn launch(
+        dir: PathBuf,
+        temp: Option<tempfile::TempDir>,
+        http_port: u16,
+        tcp_port: u16,
+        extra_config: &str,
+    ) -> anyhow::Result<Self> {
         let binary = find_binary()?;
-        write_config(&dir, http_port, tcp_port)?;
+        write_config(&dir, http_port, tcp_port, extra_config)?;
         let mut server = Self { dir, _temp: temp, binary, http_port, tcp_port, child: None };
         server.spawn_and_wait()?;
         Ok(server)
@@ -118,7 +137,7 @@ impl ClickHouseServer {
             .append(true)
             .open(self.dir.as_path().join("stdout.log"))
             .context("opening server stdout log")?;
-        let child = Command::new(&self.binary)
+        let mut child = Command::new(&self.binary)
             .arg(format!("--config-file={}", config.display()))
             .current_dir(self.dir.as_path())
             .stdin(Stdio::null())
@@ -126,22 +145,11 @@ impl ClickHouseServer {
             .stderr(log)
             .spawn()
             .with_context(|| format!("starting {}", self.binary.display()))?;
+        let port = self.http_port;
+        let ping = || matches!(http_get_ping(port), Ok(body) if body.starts_with("Ok."));
+        let waited = wait_started(&mut child, "clickhouse-server", "answer /ping", START_TIMEOUT, ping);
         self.child = Some(child);
-        let deadline = Instant::now() + START_TIMEOUT;
-        loop {
-            if let Ok(body) = http_get_ping(self.http_port) {
-                if body.starts_with("Ok.") {
-                    return Ok(());
-                }
-            }
-            if !self.is_running() {
-                bail!("clickhouse-server exited during start; logs:\n{}", self.logs_tail());
-            }
-            if Instant::now() > deadline {
-                bail!("clickhouse-server did not answer /ping within {START_TIMEOUT:?}; logs:\n{}", self.logs_tail());
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        waited.map_err(|e| anyhow!("{e}; logs:\n{}", self.logs_tail()))
     }
 
     /// The end of the server's error log, for failure messages.
@@ -178,11 +186,13 @@ fn find_binary() -> anyhow::Result<PathBuf> {
         .context("clickhouse-server not found on PATH or in /usr/sbin (run scripts/install-deps.sh)")
 }
 
-fn free_port() -> anyhow::Result<u16> {
+/// A port nobody listens on right now (the OS picks it; it stays free unless another
+/// process binds it before the caller does).
+pub fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0").context("binding a free port")?.local_addr()?.port())
 }
 
-fn write_config(dir: &Path, http_port: u16, tcp_port: u16) -> anyhow::Result<()> {
+fn write_config(dir: &Path, http_port: u16, tcp_port: u16, extra_config: &str) -> anyhow::Result<()> {
     let d = dir.display();
     let config = format!(
         r#"<?xml version="1.0"?>
@@ -208,6 +218,7 @@ fn write_config(dir: &Path, http_port: u16, tcp_port: u16) -> anyhow::Result<()>
     <uncompressed_cache_size>268435456</uncompressed_cache_size>
     <max_concurrent_queries>100</max_concurrent_queries>
     <mlock_executable>false</mlock_executable>
+{extra_config}
 </yandex>
 "#
     );

@@ -5,15 +5,21 @@
 //!   handle is neither `Send` nor `Sync`; tests drive faults through a channel.
 //! * [`kafka_probe`]: a tiny rdkafka reader that returns every record of a topic, the
 //!   reliable way to see what landed.
+//! * [`clickhouse::ClickHouseServer`], [`clickhouse_cluster::ClickHouseCluster`]
+//!   (shards × replicas over a [`zookeeper::ZooKeeper`]), [`tansu::Tansu`]: server
+//!   processes on free ports in temp dirs, killed when the handle drops.
 //! * [`cli::Cli`]: the command-line contract of every service binary, checked on the
 //!   real binary.
 //! * [`unique_name`]: per-test topic/group/database names so tests never share state.
 
 pub mod cli;
 pub mod clickhouse;
+pub mod clickhouse_cluster;
 pub mod kafka_probe;
 pub mod mock_kafka;
+mod process;
 pub mod tansu;
+pub mod zookeeper;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
