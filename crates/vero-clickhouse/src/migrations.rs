@@ -26,7 +26,15 @@
 //! migrations may alter what the earlier one re-created). Those come back in the
 //! result with [`Applied::repaired`] set. A service starting, or `event-sink migrate`,
 //! therefore re-creates whatever is missing.
+//!
+//! Cluster mode ([`embedded_for`] with a cluster name, i.e. `clickhouse.cluster` set):
+//! the migrations are those of `schemas/clickhouse/cluster/`, which carry the same ids
+//! and names, and [`apply`] (the same function) runs them `ON CLUSTER`; see
+//! [`cluster`] for what changes.
 
+mod cluster;
+
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 
 use clickhouse::Client;
@@ -45,12 +53,15 @@ pub struct Migration {
     pub id: u32,
     pub name: String,
     /// `(max major version, file, sql)`, `None` = current ClickHouse (the default file).
-    variants: Vec<(Option<u32>, &'static str, &'static str)>,
+    variants: Vec<(Option<u32>, &'static str, Cow<'static, str>)>,
+    /// The cluster this migration runs `ON CLUSTER` of; `None` for the single-node schema.
+    cluster: Option<String>,
 }
 
 impl Migration {
-    /// The file and SQL to run on `version`.
-    pub fn variant_for(&self, version: ServerVersion) -> (&'static str, &'static str) {
+    /// The file and SQL to run on `version` (in cluster mode with the cluster's name in
+    /// place of `{cluster}`).
+    pub fn variant_for(&self, version: ServerVersion) -> (&'static str, &str) {
         let fitting = self
             .variants
             .iter()
@@ -67,9 +78,20 @@ impl Migration {
     }
 }
 
-/// All migrations embedded in this build, in id order.
+/// All single-node migrations embedded in this build, in id order.
 pub fn embedded() -> Result<Vec<Migration>, String> {
     parse_files(embedded::EMBEDDED)
+}
+
+/// The migrations for the `clickhouse.cluster` setting: [`embedded`] for `None`, else
+/// the cluster schema of `schemas/clickhouse/cluster/` for that cluster. An error when
+/// the name is not a plain identifier, or when a single-node migration has no cluster
+/// counterpart (a cluster would silently lack its tables).
+pub fn embedded_for(cluster: Option<&str>) -> Result<Vec<Migration>, String> {
+    match cluster {
+        None => embedded(),
+        Some(name) => cluster::migrations(name, embedded::EMBEDDED_CLUSTER, &embedded()?),
+    }
 }
 
 /// Group `(file name, sql)` pairs into migrations; names that do not follow the
@@ -86,12 +108,16 @@ pub fn parse_files(files: &[(&'static str, &'static str)]) -> Result<Vec<Migrati
         };
         let (id, name) = stem.split_once('_').ok_or_else(|| format!("{file}: expected NNNN_name.sql"))?;
         let id: u32 = id.parse().map_err(|_| format!("{file}: expected a numeric prefix"))?;
-        let migration =
-            by_id.entry(id).or_insert_with(|| Migration { id, name: name.to_owned(), variants: Vec::new() });
+        let migration = by_id.entry(id).or_insert_with(|| Migration {
+            id,
+            name: name.to_owned(),
+            variants: Vec::new(),
+            cluster: None,
+        });
         if migration.name != name {
             return Err(format!("{file}: migration {id} is already named {}", migration.name));
         }
-        migration.variants.push((max_major, file, sql));
+        migration.variants.push((max_major, file, Cow::Borrowed(*sql)));
     }
     for migration in by_id.values() {
         if !migration.variants.iter().any(|(max, _, _)| max.is_none()) {
@@ -254,10 +280,21 @@ pub async fn applied_ids(client: &Client) -> Result<BTreeSet<u32>, Failure> {
 /// Apply every migration in `migrations` not yet recorded, in order, choosing each
 /// one's variant for `version`, and re-run recorded ones from the first whose objects
 /// are missing (see the module docs). Stops at the first failing statement.
+///
+/// Migrations of [`embedded_for`] with a cluster run `ON CLUSTER` ([`cluster`]).
 pub async fn apply(client: &Client, version: ServerVersion, migrations: &[Migration]) -> Result<Vec<Applied>, Failure> {
     debug_assert_eq!(DATABASE, "vero", "the statements above name the database");
-    client.query(CREATE_DATABASE).execute().await.map_err(Failure::from)?;
-    client.query(CREATE_MIGRATIONS_TABLE).execute().await.map_err(Failure::from)?;
+    let on_cluster = migrations.first().and_then(|m| m.cluster.as_deref());
+    if migrations.iter().any(|m| m.cluster.as_deref() != on_cluster) {
+        return Err(Failure::Invalid("migrations of the single-node and the cluster schema mixed".into()));
+    }
+    match on_cluster {
+        None => {
+            client.query(CREATE_DATABASE).execute().await.map_err(Failure::from)?;
+            client.query(CREATE_MIGRATIONS_TABLE).execute().await.map_err(Failure::from)?;
+        }
+        Some(name) => cluster::bootstrap(client, name, &existing_objects(client).await?).await?,
+    }
     let done = applied_ids(client).await?;
     let existing = existing_objects(client).await?;
     // Index of the first recorded migration whose objects are not all there.
@@ -285,7 +322,11 @@ pub async fn apply(client: &Client, version: ServerVersion, migrations: &[Migrat
                 }
             }
             // `query_raw`: the SQL is ours and may contain `?`, which `query` would bind.
-            if let Err(e) = client.query_raw(&statement).execute().await {
+            let mut query = client.query_raw(&statement);
+            if on_cluster.is_some() {
+                query = cluster::ddl_settings(query);
+            }
+            if let Err(e) = query.execute().await {
                 // Another service starting at the same time added the column meanwhile.
                 if let Some(column) = &added {
                     if column_exists(client, column).await? {

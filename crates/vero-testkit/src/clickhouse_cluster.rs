@@ -145,6 +145,11 @@ impl ClickHouseCluster {
         (0..self.replicas).try_for_each(|r| self.restart_node(shard, r))
     }
 
+    /// The coordinator (its log: `logs_tail`).
+    pub fn zookeeper(&self) -> &ZooKeeper {
+        &self.zookeeper
+    }
+
     /// The coordinator, to kill and restart it (`kill` / `restart`).
     pub fn zookeeper_mut(&mut self) -> &mut ZooKeeper {
         &mut self.zookeeper

@@ -7,8 +7,8 @@
 //! server off) and runs the server's Java main class directly with the package's jars
 //! (`/usr/share/java/zookeeper.jar` names its dependencies in its manifest), so no
 //! system service, `/etc/zookeeper` or root is involved. It waits, bounded, until the
-//! server answers the `ruok` four-letter command with `imok`; on failure the error
-//! shows the end of the server's log.
+//! server serves sessions (the `stat` four-letter command shows its version); on
+//! failure the error shows the end of the server's log.
 //!
 //! The process keeps its port and data for its whole life: [`ZooKeeper::kill`] then
 //! [`ZooKeeper::restart`] is a coordinator crash and recovery. Dropping the handle
@@ -52,7 +52,7 @@ fn jar() -> anyhow::Result<PathBuf> {
 }
 
 impl ZooKeeper {
-    /// Start a fresh server and wait until it answers `ruok`.
+    /// Start a fresh server and wait until it serves sessions.
     pub fn start() -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new().prefix("vero-zookeeper-").tempdir().context("creating temp dir")?;
         let port = TcpListener::bind("127.0.0.1:0").context("binding a free port")?.local_addr()?.port();
@@ -114,8 +114,11 @@ impl ZooKeeper {
             .spawn()
             .context("starting java for ZooKeeper (is a JRE installed? scripts/install-deps.sh)")?;
         let port = self.port;
-        let ruok = || matches!(four_letter(port, "ruok").as_deref(), Ok("imok"));
-        let waited = wait_started(&mut child, "ZooKeeper", "answer ruok", START_TIMEOUT, ruok);
+        // `ruok` answers `imok` before the server serves sessions ("ZooKeeperServer not
+        // running" closes them, and ClickHouse 18.16 can crash on such a failed
+        // connection); `stat` shows the version only once it serves.
+        let serving = || four_letter(port, "stat").is_ok_and(|s| s.starts_with("Zookeeper version"));
+        let waited = wait_started(&mut child, "ZooKeeper", "serve (four-letter stat)", START_TIMEOUT, serving);
         self.child = Some(child);
         waited.map_err(|e| anyhow!("{e}; log:\n{}", self.logs_tail()))
     }

@@ -1,0 +1,34 @@
+-- cluster/0002_exactly_once.sql for ClickHouse up to 18.x: no TTL, as in the
+-- single-node 0002_exactly_once.v18.sql (drop old days by hand, on every shard:
+-- ALTER TABLE vero.events_request_keys_local ON CLUSTER <cluster> DROP PARTITION <YYYYMMDD>).
+CREATE TABLE IF NOT EXISTS vero.events_written_local ON CLUSTER {cluster}
+(
+    kafka_partition Int32,
+    kafka_offset    Int64
+)
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/vero/events_written', '{replica}', kafka_offset)
+ORDER BY kafka_partition;
+
+CREATE TABLE IF NOT EXISTS vero.events_written ON CLUSTER {cluster} AS vero.events_written_local
+ENGINE = Distributed({cluster}, vero, events_written_local, kafka_partition);
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS vero.events_written_mv ON CLUSTER {cluster} TO vero.events_written_local AS
+SELECT kafka_partition, max(kafka_offset) AS kafka_offset FROM vero.events_local GROUP BY kafka_partition;
+
+CREATE TABLE IF NOT EXISTS vero.events_request_keys_local ON CLUSTER {cluster}
+(
+    kafka_partition Int32,
+    request_key     UUID,
+    received_at_ms  Int64,
+    kafka_offset    Int64
+)
+ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/vero/events_request_keys', '{replica}')
+PARTITION BY toYYYYMMDD(toDateTime(intDiv(received_at_ms, 1000), 'UTC'))
+ORDER BY (kafka_partition, request_key)
+SETTINGS index_granularity = 1024;
+
+CREATE TABLE IF NOT EXISTS vero.events_request_keys ON CLUSTER {cluster} AS vero.events_request_keys_local
+ENGINE = Distributed({cluster}, vero, events_request_keys_local, kafka_partition);
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS vero.events_request_keys_mv ON CLUSTER {cluster} TO vero.events_request_keys_local AS
+SELECT kafka_partition, request_key, received_at_ms, kafka_offset FROM vero.events_local;
