@@ -7,6 +7,8 @@ use std::time::Duration;
 use rdkafka::ClientConfig;
 use serde::Deserialize;
 use vero_clickhouse::ClickHouseSettings;
+use vero_model::profile::RECENT_REQUESTS_MAX_BYTES;
+use vero_model::request_key::MAX_WINDOW_MS;
 use vero_service::kafka_properties::{self, KafkaProperties, Reserved};
 
 #[derive(Debug, Clone, Deserialize)]
@@ -16,7 +18,18 @@ pub struct Settings {
     pub clickhouse: ClickHouseSettings,
     pub batch: BatchSettings,
     pub retry: RetrySettings,
+    pub dedup: DedupSettings,
     pub ops: OpsSettings,
+}
+
+/// Not counting a client's repeated request (`crate::profile::dedup`): the same key
+/// and meaning as the event sink's `dedup.window_ms`, so both drop the same events.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DedupSettings {
+    /// A track event repeating a request applied less than this long apart (by
+    /// received_at) is not applied; 0 turns it off. At most 7 days.
+    pub window_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -141,7 +154,16 @@ impl Settings {
     /// Reject values that would make the service misbehave instead of failing later.
     pub fn validate(&self) -> anyhow::Result<()> {
         anyhow::ensure!(self.batch.max_records > 0, "batch.max_records must be at least 1");
-        anyhow::ensure!(self.kafka.max_profile_bytes >= 1024, "kafka.max_profile_bytes must be at least 1024");
+        anyhow::ensure!(
+            self.kafka.max_profile_bytes >= RECENT_REQUESTS_MAX_BYTES + 1024,
+            "kafka.max_profile_bytes must be at least {} (1024 plus the {RECENT_REQUESTS_MAX_BYTES} bytes reserved \
+             for a profile's dedup state)",
+            RECENT_REQUESTS_MAX_BYTES + 1024
+        );
+        anyhow::ensure!(
+            self.dedup.window_ms <= MAX_WINDOW_MS,
+            "dedup.window_ms must be at most {MAX_WINDOW_MS} (7 days)"
+        );
         anyhow::ensure!(
             self.retry.initial_backoff_ms > 0 && self.retry.initial_backoff_ms <= self.retry.max_backoff_ms,
             "retry.initial_backoff_ms must be positive and at most retry.max_backoff_ms"
@@ -182,6 +204,7 @@ impl Settings {
             clickhouse: ClickHouseSettings::local(clickhouse_url),
             batch: BatchSettings { max_records: 500, linger_ms: 50 },
             retry: RetrySettings { initial_backoff_ms: 50, max_backoff_ms: 1_000 },
+            dedup: DedupSettings { window_ms: 300_000 },
             ops: OpsSettings { listen: "127.0.0.1:0".into() },
         }
     }
@@ -212,6 +235,12 @@ mod tests {
         let mut settings = Settings::for_tests("b", "http://c", "g");
         settings.kafka.handoff_topic = settings.kafka.profiles_topic.clone();
         assert!(settings.validate().unwrap_err().to_string().contains("twice"));
+        let mut settings = Settings::for_tests("b", "http://c", "g");
+        settings.dedup.window_ms = MAX_WINDOW_MS + 1;
+        assert!(settings.validate().unwrap_err().to_string().contains("dedup.window_ms"));
+        settings.dedup.window_ms = MAX_WINDOW_MS;
+        settings.kafka.max_profile_bytes = RECENT_REQUESTS_MAX_BYTES;
+        assert!(settings.validate().unwrap_err().to_string().contains("reserved"));
     }
 
     #[test]

@@ -10,7 +10,8 @@ pub struct Metrics {
     /// consumer read them. Alert `VeroConsumerSkippedRecords`.
     pub offset_gaps: std::sync::Arc<vero_service::offset_gaps::OffsetGaps>,
     /// Records taken from Kafka (events and handoff topics), by outcome: `applied`,
-    /// `duplicate` (at or below the profile's last applied offset), `dead_lettered`.
+    /// `duplicate` (at or below the profile's last applied offset), `repeat` (a
+    /// client's retry within the dedup window), `dead_lettered`.
     pub records: IntCounterVec,
     /// Profile rows written (ClickHouse and the profiles topic), deletions included.
     pub profiles_written: IntCounter,
@@ -36,6 +37,9 @@ pub struct Metrics {
     pub partitions_revoked: IntCounter,
     /// 1 while the assigned partitions are paused because a write or restore runs long.
     pub consumption_paused: IntGauge,
+    /// Request keys that fell out of a profile's dedup state (its 1000-key cap) while
+    /// still within the window: a repeat of one of them would count.
+    pub request_keys_evicted: IntCounter,
 }
 
 impl Metrics {
@@ -97,6 +101,11 @@ impl Metrics {
             "1 while consumption is paused because a write or restore runs long",
         )
         .unwrap();
+        let request_keys_evicted = IntCounter::new(
+            "vero_profiles_request_keys_evicted_total",
+            "Request keys dropped from a profile's dedup state to its cap while still within the window",
+        )
+        .unwrap();
         for collector in [
             Box::new(records.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(profiles_written.clone()),
@@ -112,6 +121,7 @@ impl Metrics {
             Box::new(needs_operator.clone()),
             Box::new(partitions_revoked.clone()),
             Box::new(consumption_paused.clone()),
+            Box::new(request_keys_evicted.clone()),
         ] {
             registry.register(collector).expect("metric names are unique");
         }
@@ -135,6 +145,7 @@ impl Metrics {
             needs_operator,
             partitions_revoked,
             consumption_paused,
+            request_keys_evicted,
         }
     }
 }

@@ -65,6 +65,14 @@ impl Fields {
         }
     }
 
+    /// The items of an array field.
+    pub(crate) fn array(&mut self, name: &'static str) -> Result<Vec<Value>, DecodeError> {
+        match self.take(name)? {
+            Value::Array(items) => Ok(items),
+            _ => Err(DecodeError::Field(name)),
+        }
+    }
+
     pub(crate) fn boolean(&mut self, name: &'static str) -> Result<bool, DecodeError> {
         match self.take(name)? {
             Value::Boolean(b) => Ok(b),

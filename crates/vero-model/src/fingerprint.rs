@@ -228,11 +228,12 @@ mod tests {
     /// (file, the specification's fingerprint, the legacy apache-avro 0.21 one), as
     /// the 8 header bytes in wire order. The spec values are what Java's
     /// `SchemaNormalization.parsingFingerprint64` and fastavro compute.
-    const PINNED: [(&str, &str, &str); 4] = [
+    const PINNED: [(&str, &str, &str); 5] = [
         ("track_event.v1.avsc", "c20c30983659544d", "d3efd4cdef04c2f7"),
         ("track_event.v2.avsc", "d5eae38f53074c38", "0aa3628a5fa7c2d4"),
         ("user_command.v1.avsc", "01350462a2a052c1", "a85624f275ce53de"),
         ("profile.v1.avsc", "a1d805ca72893bff", "fd077b06c50b4b43"),
+        ("profile.v2.avsc", "76620dd36697388b", "6fc69a76a87278e6"),
     ];
 
     #[test]

@@ -7,12 +7,37 @@
 //! the profiles topic stays co-partitioned with the events topic. A null value (a
 //! tombstone) means the profile was deleted. JSON-valued fields are JSON object text,
 //! like the event record's, so attribute types survive unchanged.
+//!
+//! Version 2 adds [`Profile::recent_requests`], the request keys of the events applied
+//! within the dedup window, so a client's retry is recognised after a restore too
+//! (`docs/design.md`, "Idempotent retries"). Version 1 records read with an empty list.
 
 use apache_avro::types::Value;
+use uuid::Uuid;
 
 use crate::avro_value::{optional_millis, optional_string, string_array, Fields};
 use crate::codec::{AvroRecord, DecodeError};
 use crate::schemas::{profile_versions, SchemaVersion};
+
+/// Most request keys a profile keeps ([`Profile::recent_requests`]): bounds the
+/// profile's dedup state to [`RECENT_REQUESTS_MAX_BYTES`] on the wire.
+pub const MAX_RECENT_REQUESTS: usize = 1000;
+
+/// The most one [`RecentRequest`] takes encoded: the uuid as a 36-byte string with its
+/// one-byte length, and `received_at` as a varint of at most 10 bytes.
+const RECENT_REQUEST_MAX_BYTES: usize = 1 + 36 + 10;
+
+/// The most [`Profile::recent_requests`] takes encoded at [`MAX_RECENT_REQUESTS`]
+/// entries: the entries plus the array's block count (2 bytes) and end marker (1).
+/// What `profile-consumer` reserves of `kafka.max_profile_bytes` for it.
+pub const RECENT_REQUESTS_MAX_BYTES: usize = MAX_RECENT_REQUESTS * RECENT_REQUEST_MAX_BYTES + 3;
+
+/// One applied track event's request key and gateway receive time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecentRequest {
+    pub request_key: Uuid,
+    pub received_at: i64,
+}
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Profile {
@@ -40,6 +65,9 @@ pub struct Profile {
     pub events_offset: i64,
     pub handoff_offset: i64,
     pub version: i64,
+    /// Request keys of the track events applied within the dedup window, oldest
+    /// `received_at` first; at most [`MAX_RECENT_REQUESTS`] (schema v2).
+    pub recent_requests: Vec<RecentRequest>,
 }
 
 impl Profile {
@@ -54,6 +82,18 @@ impl Profile {
 
     pub fn key(&self) -> Vec<u8> {
         Self::key_for(&self.project, &self.user_id)
+    }
+
+    /// The exact encoded size of [`Profile::recent_requests`] (Avro binary: one block
+    /// with its count, the entries, the end marker), so a size check can tell the
+    /// dedup state from the rest without encoding twice.
+    pub fn recent_requests_encoded_len(&self) -> usize {
+        // A uuid is written as its 36-character hyphenated text, length byte first.
+        let entries: usize = self.recent_requests.iter().map(|r| 1 + 36 + long_len(r.received_at)).sum();
+        match self.recent_requests.len() {
+            0 => 1,
+            n => long_len(n as i64) + entries + 1,
+        }
     }
 
     /// Split a profiles-topic key back into `(project, user_id)`.
@@ -91,6 +131,20 @@ impl AvroRecord for Profile {
             ("events_offset".into(), Value::Long(self.events_offset)),
             ("handoff_offset".into(), Value::Long(self.handoff_offset)),
             ("version".into(), Value::Long(self.version)),
+            (
+                "recent_requests".into(),
+                Value::Array(
+                    self.recent_requests
+                        .iter()
+                        .map(|r| {
+                            Value::Record(vec![
+                                ("request_key".into(), Value::Uuid(r.request_key)),
+                                ("received_at".into(), Value::TimestampMillis(r.received_at)),
+                            ])
+                        })
+                        .collect(),
+                ),
+            ),
         ]
     }
 
@@ -116,8 +170,25 @@ impl AvroRecord for Profile {
             events_offset: f.millis("events_offset")?,
             handoff_offset: f.millis("handoff_offset")?,
             version: f.millis("version")?,
+            recent_requests: f
+                .array("recent_requests")?
+                .into_iter()
+                .map(|item| {
+                    let mut entry = Fields::from_value(item).map_err(|_| DecodeError::Field("recent_requests"))?;
+                    Ok(RecentRequest {
+                        request_key: entry.uuid("request_key")?,
+                        received_at: entry.millis("received_at")?,
+                    })
+                })
+                .collect::<Result<_, DecodeError>>()?,
         })
     }
+}
+
+/// Bytes of an Avro `long` (zig-zag varint).
+fn long_len(n: i64) -> usize {
+    let z = ((n << 1) ^ (n >> 63)) as u64;
+    (64 - z.leading_zeros() as usize).div_ceil(7).max(1)
 }
 
 /// Decode a profiles-topic value written with any known profile schema version,
@@ -160,6 +231,10 @@ mod tests {
             events_offset: 3,
             handoff_offset: -1,
             version: 1_764_000_000_000_000,
+            recent_requests: vec![
+                RecentRequest { request_key: Uuid::from_u128(7), received_at: 1_764_000_000_000 },
+                RecentRequest { request_key: Uuid::from_u128(u128::MAX), received_at: -1 },
+            ],
         }
     }
 
@@ -169,6 +244,42 @@ mod tests {
         assert_eq!(decode_profile(&encode(&profile)).unwrap(), profile);
         let bare = Profile { email: None, first_seen: None, last_event_name: None, tags: vec![], ..sample() };
         assert_eq!(decode_profile(&encode(&bare)).unwrap(), bare);
+    }
+
+    #[test]
+    fn a_version_1_profile_reads_with_no_recent_requests() {
+        let profile = sample();
+        let v1 = crate::codec::encode_with(&profile, &profile_versions()[0]);
+        assert_eq!(v1[2..10], profile_versions()[0].fingerprint);
+        assert_eq!(decode_profile(&v1).unwrap(), Profile { recent_requests: vec![], ..profile });
+    }
+
+    #[test]
+    fn the_recent_requests_length_is_exact_and_bounded() {
+        let bare = Profile { recent_requests: vec![], ..sample() };
+        let base = encode(&bare).len();
+        assert_eq!(bare.recent_requests_encoded_len(), 1);
+        for n in [1, 2, 63, 64, 65, MAX_RECENT_REQUESTS] {
+            let recent = (0..n)
+                .map(|i| RecentRequest { request_key: Uuid::from_u128(i as u128), received_at: i64::MIN + i as i64 })
+                .collect();
+            let profile = Profile { recent_requests: recent, ..sample() };
+            let len = profile.recent_requests_encoded_len();
+            assert_eq!(encode(&profile).len() - base, len - 1, "{n} entries");
+            assert!(len <= RECENT_REQUESTS_MAX_BYTES, "{n} entries: {len}");
+        }
+        for n in [0i64, -1, 63, -64, 64, i64::MAX, i64::MIN, 1_764_000_000_000] {
+            let mut bytes = Vec::new();
+            let mut z = ((n << 1) ^ (n >> 63)) as u64;
+            loop {
+                bytes.push(z as u8);
+                z >>= 7;
+                if z == 0 {
+                    break;
+                }
+            }
+            assert_eq!(long_len(n), bytes.len(), "{n}");
+        }
     }
 
     #[test]

@@ -26,6 +26,11 @@ use uuid::Uuid;
 
 use crate::TrackEvent;
 
+/// The longest dedup window a consumer accepts (`dedup.window_ms` of the event sink
+/// and the profile consumer): 7 days, below the 8 days `vero.events_request_keys`
+/// keeps keys.
+pub const MAX_WINDOW_MS: u64 = 7 * 24 * 3600 * 1000;
+
 /// The `extras` field that carries a client's explicit request id.
 pub const MESSAGE_ID: &str = "message_id";
 

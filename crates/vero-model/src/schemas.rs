@@ -27,8 +27,10 @@ pub const USER_COMMAND_VERSIONS: &[(&str, &str)] =
     &[("user_command.v1.avsc", include_str!("../../../schemas/avro/user_command.v1.avsc"))];
 
 /// The `.avsc` texts of the merged user profile, oldest first.
-pub const PROFILE_VERSIONS: &[(&str, &str)] =
-    &[("profile.v1.avsc", include_str!("../../../schemas/avro/profile.v1.avsc"))];
+pub const PROFILE_VERSIONS: &[(&str, &str)] = &[
+    ("profile.v1.avsc", include_str!("../../../schemas/avro/profile.v1.avsc")),
+    ("profile.v2.avsc", include_str!("../../../schemas/avro/profile.v2.avsc")),
+];
 
 /// One parsed schema version with its single-object-encoding fingerprint.
 #[derive(Debug)]

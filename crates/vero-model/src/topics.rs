@@ -25,6 +25,12 @@ pub mod dlq_headers {
     pub const SOURCE_PARTITION: &str = "vero.dlq.source.partition";
     pub const SOURCE_OFFSET: &str = "vero.dlq.source.offset";
     pub const CONSUMER: &str = "vero.dlq.consumer";
+    /// On a record `event-sink replay-dlq` put back: the DLQ position it came from,
+    /// `<dlq topic>/<partition>/<offset>`.
+    pub const REPLAYED_FROM: &str = "vero.dlq.replayed.from";
+    /// On a replayed record: the [`CONSUMER`] that dead-lettered it, the only one that
+    /// applies it again (the others had applied the original record already).
+    pub const REPLAYED_FOR: &str = "vero.dlq.replayed.for";
 }
 
 /// The Kafka key for a user's records: the user id's UTF-8 bytes.

@@ -22,7 +22,7 @@ use apache_avro::types::Value as Avro;
 use serde_json::{json, Value};
 use uuid::Uuid;
 use vero_model::codec::{encode_event_with, AvroRecord};
-use vero_model::profile::Profile;
+use vero_model::profile::{Profile, RecentRequest};
 use vero_model::schemas::{profile_versions, track_event_versions, user_command_versions, SchemaVersion};
 use vero_model::{encode, encode_event, TrackEvent, UserAction, UserCommand};
 
@@ -93,6 +93,10 @@ fn profile() -> Profile {
         events_offset: 3,
         handoff_offset: -1,
         version: 1_764_000_000_000_000,
+        recent_requests: vec![
+            RecentRequest { request_key: Uuid::from_u128(0x0123_4567_89ab_8def_8123_4567_89ab_cdef), received_at: 1 },
+            RecentRequest { request_key: Uuid::now_v7(), received_at: 1_764_000_000_000 },
+        ],
     }
 }
 
@@ -108,6 +112,9 @@ fn expected<R: AvroRecord>(record: &R) -> Value {
             Avro::Uuid(u) => json!(u.to_string()),
             Avro::Union(_, inner) => plain(*inner),
             Avro::Array(items) => Value::Array(items.into_iter().map(plain).collect()),
+            Avro::Record(fields) => {
+                Value::Object(fields.into_iter().map(|(name, value)| (name, plain(value))).collect())
+            }
             other => panic!("no plain JSON for {other:?} in our schemas"),
         }
     }
@@ -141,6 +148,9 @@ fn messages() -> Vec<Message> {
     }
     let p = profile();
     add("profile.merged.bin", encode(&p), Some(expected(&p)));
+    // A profile written before version 2 resolves to it with no recent requests.
+    let v1 = vero_model::codec::encode_with(&p, &profile_versions()[0]);
+    add("profile.written-v1.bin", v1, Some(expected(&Profile { recent_requests: vec![], ..p.clone() })));
     // The fingerprint apache-avro 0.21 computed: no other implementation knows it.
     let legacy = |mut bytes: Vec<u8>, version: &SchemaVersion| {
         bytes[2..10].copy_from_slice(&version.legacy_fingerprint);

@@ -3,15 +3,17 @@
 //! [`ProfileState`] is what the merge rules ([`merge`]) work on: typed maps instead of
 //! JSON text. It converts losslessly to and from [`vero_model::profile::Profile`], the
 //! Avro record of the profiles topic, so attribute versions survive a restore and
-//! merges stay deterministic after a restart or a partition move.
+//! merges stay deterministic after a restart or a partition move, and so do the
+//! request keys of [`dedup`].
 
+pub mod dedup;
 pub mod merge;
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use vero_model::profile::Profile;
+use vero_model::profile::{Profile, RecentRequest};
 
 /// Which of two writes of the same attribute is newer: client event time, then the
 /// gateway's received_at, then the Kafka offset. Compared lexicographically, so every
@@ -56,6 +58,9 @@ pub struct ProfileState {
     pub events_offset: i64,
     pub handoff_offset: i64,
     pub version: i64,
+    /// Request keys of the track events applied within the dedup window, oldest
+    /// received_at first ([`dedup`]).
+    pub recent_requests: Vec<RecentRequest>,
 }
 
 /// A profiles-topic value that does not hold a valid profile.
@@ -85,6 +90,7 @@ impl ProfileState {
             events_offset: -1,
             handoff_offset: -1,
             version: 0,
+            recent_requests: Vec::new(),
         }
     }
 
@@ -124,7 +130,17 @@ impl ProfileState {
             events_offset: self.events_offset,
             handoff_offset: self.handoff_offset,
             version: self.version,
+            recent_requests: self.recent_requests.clone(),
         }
+    }
+
+    /// The profiles-topic value of this profile, and its size without the dedup state
+    /// (what `kafka.max_profile_bytes` bounds, less the part reserved for that state).
+    pub fn encode_sized(&self) -> (Vec<u8>, usize) {
+        let record = self.to_record();
+        let bytes = vero_model::encode(&record);
+        let size = bytes.len() - record.recent_requests_encoded_len();
+        (bytes, size)
     }
 
     pub fn from_record(record: Profile) -> Result<Self, BadProfile> {
@@ -163,6 +179,7 @@ impl ProfileState {
             events_offset: record.events_offset,
             handoff_offset: record.handoff_offset,
             version: record.version,
+            recent_requests: record.recent_requests,
         })
     }
 }

@@ -3,7 +3,9 @@
 //! offsets are stored only after [`super::write`] wrote every effect.
 //!
 //! * Events-topic records are applied to the profile of `(project, user_id)` held for
-//!   the record's partition, unless the profile already applied that offset.
+//!   the record's partition, unless the profile already applied that offset, or the
+//!   record is a track event repeating a request within the dedup window
+//!   ([`crate::profile::dedup`]): then nothing of the profile changes.
 //! * `users/reidentify` takes the old profile out of this partition, sends it to the
 //!   new id's partition on the handoff topic, records an alias, and erases the old id.
 //! * `users/delete` erases the profile; a later record for that id starts a new one.
@@ -19,6 +21,7 @@ use vero_model::topics::dlq_headers;
 use vero_model::{decode_record, Record, TrackEvent, UserAction, UserCommand};
 
 use crate::kafka::producer::Outgoing;
+use crate::profile::dedup::Dedup;
 use crate::profile::merge::{validate_command, validate_event};
 use crate::profile::{ProfileKey, ProfileState};
 use crate::store::clickhouse::{AliasRow, Erasure};
@@ -62,6 +65,8 @@ impl Profiles {
 pub enum Outcome {
     Applied,
     Duplicate,
+    /// A client's repeated request within the dedup window: not applied.
+    Repeat,
     DeadLettered,
 }
 
@@ -70,6 +75,7 @@ impl Outcome {
         match self {
             Outcome::Applied => "applied",
             Outcome::Duplicate => "duplicate",
+            Outcome::Repeat => "repeat",
             Outcome::DeadLettered => "dead_lettered",
         }
     }
@@ -101,6 +107,9 @@ pub struct Effects {
     pub messages: Vec<(Source, Outgoing)>,
     /// Next offset to store per (topic, partition).
     pub positions: BTreeMap<(String, i32), i64>,
+    /// Request keys that fell out of a profile's dedup state to its count cap while
+    /// still within the window.
+    pub keys_evicted: usize,
 }
 
 impl Effects {
@@ -115,6 +124,8 @@ pub struct Applier<'a> {
     pub profiles: &'a mut Profiles,
     pub effects: &'a mut Effects,
     pub now_micros: i64,
+    /// `dedup.window_ms` and the key cap of [`crate::profile::dedup`].
+    pub dedup: Dedup,
     /// The record being applied.
     pub current: Option<Source>,
 }
@@ -172,11 +183,18 @@ impl Applier<'_> {
     fn apply_event(&mut self, event: &TrackEvent, partition: i32, offset: i64) -> Result<Outcome, String> {
         let identity = validate_event(event).map_err(|e| e.to_string())?;
         let key = ProfileKey::new(event.project.clone(), event.user_id.clone());
+        let dedup = self.dedup;
         let profile = self.profile(partition, key.clone());
         if profile.has_applied(partition, offset) {
             return Ok(Outcome::Duplicate);
         }
+        let request = vero_model::request_key::request_key(event);
+        if profile.is_repeat(request, event.received_at, dedup) {
+            return Ok(Outcome::Repeat);
+        }
         profile.apply_event(event, identity, partition, offset);
+        let evicted = profile.remember_request(request, event.received_at, dedup);
+        self.effects.keys_evicted += evicted;
         self.changed(partition, key);
         Ok(Outcome::Applied)
     }
@@ -226,6 +244,8 @@ impl Applier<'_> {
         let mut moved = self.erase(partition, &key).unwrap_or_else(|| ProfileState::new(key.clone()));
         moved.apply_command(command, serde_json::Map::new(), partition, offset);
         moved.bump_version(self.now_micros);
+        // Request keys contain the user id: none of the new id's events can repeat them.
+        moved.recent_requests.clear();
         let target = vero_model::partition::partition_for_key(new_id.as_bytes(), self.topics.partitions);
         self.effects.messages.push((
             self.source(partition),

@@ -39,6 +39,7 @@ use crate::kafka::consumer::{Changes, GroupConsumer};
 use crate::kafka::producer::Producer;
 use crate::kafka::{consumer, restore, topics};
 use crate::metrics::Metrics;
+use crate::profile::dedup::Dedup;
 use apply::{Applier, Effects, Profiles, Topics};
 use vero_service::health::Health;
 use write::{Fence, NotWritten, Writer};
@@ -193,6 +194,7 @@ impl LoopState<'_> {
                     profiles: &mut self.profiles,
                     effects: &mut effects,
                     now_micros: now_micros(),
+                    dedup: Dedup::new(self.settings.dedup.window_ms),
                     current: None,
                 };
                 // Records of partitions revoked meanwhile are someone else's now.
@@ -202,6 +204,14 @@ impl LoopState<'_> {
                 }
             }
             self.metrics.profiles_in_memory.set(self.profiles.len() as i64);
+            if effects.keys_evicted > 0 {
+                tracing::warn!(
+                    keys = effects.keys_evicted,
+                    "request keys fell out of a profile's dedup state within the window (over 1000 requests): \
+                     a repeat of them would count"
+                );
+                self.metrics.request_keys_evicted.inc_by(effects.keys_evicted as u64);
+            }
             let positions = std::mem::take(&mut effects.positions);
             let mut rendered = writer.render(effects, &self.profiles, &batch);
             match self.drive(writer.write(&mut rendered, &batch, &fence, shutdown)).await {

@@ -43,6 +43,7 @@ use crate::metrics::Metrics;
 use crate::profile::{ProfileKey, ProfileState};
 use crate::service::apply::{dead_letter, dlq_headers_for, Effects, Profiles, Source, Topics};
 use crate::store::clickhouse::{self as store, AliasRow, Erasure, ProfileRow, ERASE_STATEMENT_BYTES};
+use vero_model::profile::RECENT_REQUESTS_MAX_BYTES;
 use vero_service::health::Health;
 
 /// Largest erase mutation sent at once (its conditions), a quarter of ClickHouse's
@@ -290,11 +291,14 @@ impl Writer {
         };
         for (partition, key) in &effects.touched {
             let mut current: Option<&ProfileState> = profiles.get(*partition, key);
-            let payload = current.map(|p| vero_model::encode(&p.to_record()));
-            if let Some(bytes) = payload.as_ref().filter(|bytes| bytes.len() > self.max_profile_bytes) {
+            // The dedup state has a bytes share of its own: it never makes a record bad.
+            let sized = current.map(ProfileState::encode_sized);
+            if let Some((_, size)) =
+                sized.as_ref().filter(|(_, size)| size + RECENT_REQUESTS_MAX_BYTES > self.max_profile_bytes)
+            {
                 let reason = format!(
-                    "the profile this record changed would be {} bytes, above kafka.max_profile_bytes ({})",
-                    bytes.len(),
+                    "the profile this record changed would be {size} bytes, above kafka.max_profile_bytes ({}) \
+                     less the {RECENT_REQUESTS_MAX_BYTES} bytes reserved for its dedup state",
                     self.max_profile_bytes
                 );
                 let sources = r.sources.get(&(*partition, key.clone())).cloned().unwrap_or_default();
@@ -320,7 +324,7 @@ impl Writer {
                     topic: self.topics.profiles.clone(),
                     partition: Some(*partition),
                     key: key.kafka_key(),
-                    payload: payload.filter(|_| current.is_some()),
+                    payload: sized.map(|(bytes, _)| bytes).filter(|_| current.is_some()),
                     headers: None,
                 },
             ));
