@@ -12,7 +12,10 @@
 //!
 //! Each test starts its own cluster (a few seconds), so tests share no state.
 
-use vero_clickhouse::migrations::{self, created_objects, Applied, Migration};
+mod analytics_docs;
+
+use analytics_docs::{doc_queries, normalize, run_chdb, seed_events, with_final, SEED_PROFILES};
+use vero_clickhouse::migrations::{self, created_objects, statements, Applied, Migration};
 use vero_clickhouse::{ClickHouseSettings, ServerVersion};
 use vero_testkit::clickhouse::ClickHouseServer;
 use vero_testkit::clickhouse_cluster::ClickHouseCluster;
@@ -127,11 +130,20 @@ async fn cluster_migrations_create_replicated_local_and_distributed_tables_on_ev
     }
 
     // The same block again, on either replica of the shard (a retry, or a failover
-    // retry), is dropped: replicated block deduplication is shard-wide.
+    // retry), is dropped: replicated block deduplication is shard-wide. "The same"
+    // is after DEFAULTs: a block that leaves inserted_at to DEFAULT now() is a new
+    // block a second later, and lands twice.
+    let pinned = insert_events("vero.events_local", &[one_event(3, 0)])
+        .replace("kafka_offset)", "kafka_offset, inserted_at)")
+        .replace(", 3)", ", 3, '2024-06-01 00:00:00')");
+    for replica in [0, 0, 1] {
+        cluster.node(0, replica).query(&pinned).unwrap();
+    }
+    std::thread::sleep(std::time::Duration::from_millis(1100));
     shard0.query(&insert_events("vero.events_local", &[one_event(1, 0)])).unwrap();
-    cluster.node(0, 1).query(&insert_events("vero.events_local", &[one_event(1, 0)])).unwrap();
     sync_everywhere(&cluster, "vero.events_local");
-    assert_eq!(count(cluster.node(0, 1), "SELECT count() FROM vero.events_local"), 1);
+    let copies = "SELECT user_id, count() FROM vero.events_local GROUP BY user_id ORDER BY user_id";
+    assert_eq!(cluster.node(0, 1).query(copies).unwrap(), "u1\t2\nu3\t1\n");
 
     // The sharding key: a row of partition p goes to shard p % 2, as the sink routes.
     let routed: Vec<String> = (10..14).map(|p| one_event(p as u32, p)).collect();
@@ -172,4 +184,143 @@ async fn cluster_migrations_create_replicated_local_and_distributed_tables_on_ev
     let expected = count(cluster.node(1, 1), "SELECT count() FROM vero.events_local");
     assert_eq!(count(lost, "SELECT count() FROM vero.events_local"), expected);
     assert!(expected >= 3, "shard 1 holds partition 1's row and two routed ones");
+}
+
+/// Events for many users on 6 partitions (3 per shard), in the docs' project and
+/// month, each user's events 15 minutes apart from the user's first day on, so
+/// funnels, retention and per-day counts have something to find. Runs on the single
+/// node; the cluster gets copies of its rows.
+const GENERATED_EVENTS: &str = "INSERT INTO vero.events (event_id, project, event_name, user_id, email, identity, \
+    data, extras, source, user_agent, development_mode, received_at_ms, created_at_ms, kafka_partition, kafka_offset) \
+    SELECT toUUID(concat('0190d000-0000-7000-8000-', substring(toString(1000000000000 + number), 2, 12))), \
+           if(number % 40 = 39, 'shop', 'demo'), \
+           ['viewed_product', 'added_to_cart', 'purchased', 'page_viewed', 'user_signed_up'][1 + cityHash64(number, 1) % 5], \
+           toString(100 + number % 40), \
+           if(number % 40 < 20, concat('g', toString(number % 40), '@example.com'), NULL), \
+           '{}', \
+           concat('{\"item\":\"', ['Blue shoes', 'Red hat', 'Green socks'][1 + cityHash64(number, 2) % 3], \
+                  '\",\"price\":', toString(5 + cityHash64(number, 3) % 40), \
+                  ',\"quantity\":', toString(1 + cityHash64(number, 4) % 3), '}'), \
+           '{}', 'web', NULL, toUInt8(cityHash64(number, 5) % 10 = 0), \
+           1717200000000 + toInt64((number % 40) % 28) * 86400000 \
+               + toInt64(intDiv(number, 40) * 900 + cityHash64(number, 6) % 600) * 1000, \
+           NULL, toInt32((number % 40) % 6), toInt64(1000 + number) \
+    FROM system.numbers LIMIT 3000";
+
+const GENERATED_PROFILES: &str = "INSERT INTO vero.profiles (project, user_id, email, attributes, tags, subscribed, \
+    event_count, previous_ids, deleted, version) \
+    SELECT if(number = 39, 'shop', 'demo'), toString(100 + number), \
+           if(number < 20, concat('g', toString(number), '@example.com'), NULL), '{}', [], 1, 75, [], 0, 1 \
+    FROM system.numbers LIMIT 40";
+
+/// (name, type, default kind, default expression) of every column of `vero.<table>`.
+fn columns(node: &ClickHouseServer, table: &str) -> String {
+    node.query(&format!(
+        "SELECT name, type, default_kind, default_expression FROM system.columns \
+         WHERE database = 'vero' AND table = '{table}'"
+    ))
+    .unwrap()
+}
+
+#[tokio::test]
+async fn docs_queries_answer_the_same_on_the_cluster_as_on_one_node() {
+    let (cluster, single) = tokio::join!(start_cluster(), async {
+        tokio::task::spawn_blocking(ClickHouseServer::start).await.unwrap().unwrap()
+    });
+    apply_via(&single, &migrations::embedded().unwrap()).await;
+    apply_via(cluster.node(0, 0), &cluster_migrations(&cluster)).await;
+
+    // The cluster's tables have exactly the single-node columns.
+    let tables = single.query("SELECT name FROM system.tables WHERE database = 'vero' AND engine LIKE '%MergeTree'");
+    let tables = tables.unwrap();
+    assert!(tables.lines().count() >= 5, "{tables}");
+    for table in tables.lines().filter(|t| *t != "schema_migrations") {
+        let expected = columns(&single, table);
+        assert_eq!(columns(cluster.node(1, 1), &format!("{table}_local")), expected, "vero.{table}_local");
+        assert_eq!(columns(cluster.node(1, 1), table), expected, "vero.{table} (Distributed)");
+    }
+
+    for seed in [seed_events().as_str(), SEED_PROFILES, GENERATED_EVENTS, GENERATED_PROFILES] {
+        single.query(seed).unwrap();
+    }
+    // Each row to the shard of its partition, as the consumers write; a profile to its
+    // user's shard.
+    let source = |table: &str| format!("remote('127.0.0.1:{}', vero.{table})", single.tcp_port());
+    for shard in 0..cluster.shards() {
+        let node = cluster.node(shard, 0);
+        let of_shard = format!("kafka_partition % {} = {shard}", cluster.shards());
+        node.query(&format!("INSERT INTO vero.events_local SELECT * FROM {} WHERE {of_shard}", source("events")))
+            .unwrap();
+        node.query(&format!(
+            "INSERT INTO vero.profiles_local SELECT * FROM {} WHERE (project, user_id) IN \
+             (SELECT project, user_id FROM {} WHERE {of_shard})",
+            source("profiles"),
+            source("events")
+        ))
+        .unwrap();
+    }
+    sync_everywhere(&cluster, "vero.events_local");
+    sync_everywhere(&cluster, "vero.profiles_local");
+    let total = count(&single, "SELECT count() FROM vero.events");
+    assert_eq!(total, 3018);
+    assert_eq!(count(cluster.node(0, 1), "SELECT count() FROM vero.events"), total);
+    let profiles = count(&single, "SELECT count() FROM vero.profiles");
+    assert_eq!((profiles, count(cluster.node(0, 1), "SELECT count() FROM vero.profiles")), (45, profiles));
+    let on_shard_0 = count(cluster.node(0, 1), "SELECT count() FROM vero.events_local");
+    assert!(on_shard_0 > 1000 && on_shard_0 < 2000, "both shards hold part of the events: {on_shard_0}");
+
+    // Every documented query, plain and with FINAL, from a second replica of each shard.
+    let mut wrong = Vec::new();
+    let mut non_empty = 0;
+    for query in doc_queries() {
+        for sql in [query.sql.clone(), with_final(&query.sql)] {
+            let expected = normalize(&single.query(&sql).unwrap());
+            non_empty += usize::from(!expected.is_empty());
+            for shard in 0..cluster.shards() {
+                match cluster.node(shard, 1).query(&sql) {
+                    Ok(got) if normalize(&got) == expected => {}
+                    Ok(got) => wrong.push(format!(
+                        "{} via shard {shard}:\n{sql}\n-> cluster\n{}\n-> one node\n{expected}",
+                        query.name,
+                        normalize(&got)
+                    )),
+                    Err(e) => wrong.push(format!("{} via shard {shard}:\n{sql}\n-> {e:#}", query.name)),
+                }
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "docs/analytics.md queries differ on the cluster:\n\n{}", wrong.join("\n\n"));
+    assert!(non_empty >= 20, "the seed must give most queries an answer to compare ({non_empty})");
+
+    // docs/operations.md: a subquery over vero.events inside IN is refused on the
+    // cluster by default, and answers as on one node with distributed_product_mode =
+    // 'local' (each shard filters by its own users, who live only there).
+    let buyers = "SELECT count() FROM vero.events WHERE event_name = 'page_viewed' \
+                  AND user_id IN (SELECT user_id FROM vero.events WHERE event_name = 'purchased')";
+    let err = cluster.node(0, 1).query(buyers).unwrap_err();
+    assert!(format!("{err:#}").contains("distributed_product_mode"), "{err:#}");
+    let local = format!("{buyers} SETTINGS distributed_product_mode = 'local'");
+    assert_eq!(cluster.node(0, 1).query(&local).unwrap(), single.query(buyers).unwrap());
+}
+
+/// Every statement of the cluster schema, as a service would run it, parses on
+/// current ClickHouse (chdb): `formatQuery` of each one.
+#[test]
+fn cluster_ddl_parses_on_current_clickhouse_via_chdb() {
+    let current = ServerVersion { major: 99, minor: 0 };
+    let mut items = Vec::new();
+    for migration in migrations::embedded_for(Some("vero_cluster")).unwrap() {
+        let (file, sql) = migration.variant_for(current);
+        assert!(file.starts_with(&format!("{:04}_", migration.id)) && !file.contains(".v"), "{file}");
+        for (i, statement) in statements(sql).into_iter().enumerate() {
+            assert!(statement.contains("ON CLUSTER vero_cluster") && !statement.contains("{cluster}"), "{statement}");
+            let quoted = statement.replace('\\', "\\\\").replace('\'', "\\'");
+            items.push(serde_json::json!({"label": format!("{file} #{}", i + 1), "sql": format!("SELECT formatQuery('{quoted}')")}));
+        }
+    }
+    assert!(items.len() >= 12, "{} statements", items.len());
+    for (item, result) in items.iter().zip(run_chdb(&items)) {
+        assert_eq!(result["ok"], true, "{}: {}", item["label"], result["error"]);
+        assert!(result["output"].as_str().unwrap().contains("ON CLUSTER vero_cluster"), "{}", item["label"]);
+    }
 }
