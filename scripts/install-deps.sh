@@ -3,6 +3,9 @@
 # Idempotent: each step checks first, so a warm machine passes through in seconds.
 #   - clickhouse-server / clickhouse-client (Debian packages): tests start their own
 #     server processes on free ports; `make run` starts one on 8123.
+#   - zookeeper (Debian): the cluster tests (vero_testkit::clickhouse_cluster) run its
+#     server class from /usr/share/java/zookeeper.jar with a generated zoo.cfg (the
+#     system service is never started); libslf4j-java gives that server a log.
 #   - chdb (PyPI): a current ClickHouse engine in-process, to check our SQL on it.
 #   - tansu (crates.io): a Kafka-compatible broker for the real-broker tests. Cold
 #     build is ~8 minutes on 2 cores; cargo keeps the binary in ~/.cargo/bin.
@@ -14,14 +17,17 @@ apt_packages=()
 command -v clickhouse-server >/dev/null 2>&1 || apt_packages+=(clickhouse-server)
 command -v clickhouse-client >/dev/null 2>&1 || apt_packages+=(clickhouse-client)
 command -v wrk >/dev/null 2>&1 || apt_packages+=(wrk)
+[ -f /usr/share/java/zookeeper.jar ] || apt_packages+=(zookeeper)
+[ -f /usr/share/java/slf4j-simple.jar ] || apt_packages+=(libslf4j-java)
 command -v python3 >/dev/null 2>&1 || apt_packages+=(python3 python3-pip)
 if [ ${#apt_packages[@]} -gt 0 ]; then
   log "apt-get install ${apt_packages[*]}"
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${apt_packages[@]}" >/dev/null
 fi
-# The Debian package starts nothing by itself in a container, but make sure the
-# system server never holds the ports tests or `make run` want.
+# The Debian packages start nothing by themselves in a container, but make sure the
+# system server never holds the ports tests or `make run` want. (The zookeeper
+# package's service is not started either; tests pick free ports anyway.)
 if pgrep -f '/etc/clickhouse-server/config.xml' >/dev/null 2>&1; then
   log "stopping the system clickhouse-server (tests start their own)"
   pkill -f '/etc/clickhouse-server/config.xml' || true
