@@ -324,3 +324,32 @@ fn cluster_ddl_parses_on_current_clickhouse_via_chdb() {
         assert!(result["output"].as_str().unwrap().contains("ON CLUSTER vero_cluster"), "{}", item["label"]);
     }
 }
+
+/// A node down: a migration that has work fails within the DDL timeout with a
+/// retryable error and is not recorded; the node runs the queued DDL when it is back,
+/// and the next run finishes. Once the schema is complete, a node down does not stop
+/// a service from starting (nothing runs ON CLUSTER).
+#[tokio::test]
+async fn cluster_migrations_with_a_node_down_fail_retryably_then_finish() {
+    let mut cluster = start_cluster().await;
+    let all = cluster_migrations(&cluster);
+    cluster.kill_node(1, 1).unwrap();
+    let client = vero_clickhouse::client::build(&ClickHouseSettings::local(cluster.node(0, 0).http_url()));
+    let version = ServerVersion::detect(&client).await.unwrap();
+    let started = std::time::Instant::now();
+    let err = migrations::apply(&client, version, &all).await.unwrap_err();
+    assert!(err.is_retryable() && err.message().contains("distributed_ddl_task_timeout"), "{err}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(60), "bounded by the DDL timeout");
+
+    let mut cluster =
+        tokio::task::spawn_blocking(move || cluster.restart_node(1, 1).map(|()| cluster)).await.unwrap().unwrap();
+    let applied = apply_via(cluster.node(0, 0), &all).await;
+    assert_eq!(ids(&applied), all.iter().map(|m| m.id).collect::<Vec<_>>());
+    let tables = cluster.node(1, 1).query("SELECT count() FROM system.tables WHERE database = 'vero'").unwrap();
+    assert_eq!(tables, cluster.node(0, 0).query("SELECT count() FROM system.tables WHERE database = 'vero'").unwrap());
+
+    cluster.kill_node(1, 1).unwrap();
+    let started = std::time::Instant::now();
+    assert!(apply_via(cluster.node(0, 0), &all).await.is_empty());
+    assert!(started.elapsed() < std::time::Duration::from_secs(5), "no ON CLUSTER wait when nothing is missing");
+}
