@@ -9,7 +9,9 @@
 //! * [`error::Failure`]: every ClickHouse error classified once as retryable or not.
 //! * [`migrations`]: the ordered, idempotent schema migrations of
 //!   `schemas/clickhouse/`, embedded at build time, recorded in
-//!   `vero.schema_migrations`.
+//!   `vero.schema_migrations`; with `clickhouse.cluster` set
+//!   ([`migrations::embedded_for`]) the cluster schema of `schemas/clickhouse/cluster/`,
+//!   run `ON CLUSTER` by the same [`migrations::apply`].
 
 pub mod client;
 pub mod config;

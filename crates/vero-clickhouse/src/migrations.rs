@@ -288,6 +288,7 @@ pub async fn apply(client: &Client, version: ServerVersion, migrations: &[Migrat
     if migrations.iter().any(|m| m.cluster.as_deref() != on_cluster) {
         return Err(Failure::Invalid("migrations of the single-node and the cluster schema mixed".into()));
     }
+    cluster::check_record_kind(client, on_cluster).await?;
     match on_cluster {
         None => {
             client.query(CREATE_DATABASE).execute().await.map_err(Failure::from)?;

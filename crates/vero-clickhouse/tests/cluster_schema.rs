@@ -113,6 +113,11 @@ async fn cluster_migrations_create_replicated_local_and_distributed_tables_on_ev
         assert_eq!(record, expected);
     }
     assert!(apply_via(cluster.node(1, 1), &all).await.is_empty(), "recorded cluster-wide");
+    // A service without clickhouse.cluster must not take the cluster for one node.
+    let client = vero_clickhouse::client::build(&ClickHouseSettings::local(cluster.node(1, 1).http_url()));
+    let version = ServerVersion::detect(&client).await.unwrap();
+    let err = migrations::apply(&client, version, &migrations::embedded().unwrap()).await.unwrap_err();
+    assert!(matches!(&err, vero_clickhouse::Failure::Operator(m) if m.contains("set clickhouse.cluster")), "{err}");
 
     // Replication within a shard, through the materialized views too; the Distributed
     // table reads every shard from any node.
@@ -229,6 +234,11 @@ async fn docs_queries_answer_the_same_on_the_cluster_as_on_one_node() {
     });
     apply_via(&single, &migrations::embedded().unwrap()).await;
     apply_via(cluster.node(0, 0), &cluster_migrations(&cluster)).await;
+    // Nor a cluster service take a single node with the single-node schema for a cluster node.
+    let client = vero_clickhouse::client::build(&ClickHouseSettings::local(single.http_url()));
+    let version = ServerVersion::detect(&client).await.unwrap();
+    let err = migrations::apply(&client, version, &cluster_migrations(&cluster)).await.unwrap_err();
+    assert!(matches!(&err, vero_clickhouse::Failure::Operator(m) if m.contains("single-node schema")), "{err}");
 
     // The cluster's tables have exactly the single-node columns.
     let tables = single.query("SELECT name FROM system.tables WHERE database = 'vero' AND engine LIKE '%MergeTree'");

@@ -99,6 +99,33 @@ pub(super) async fn bootstrap(client: &Client, cluster: &str, existing: &BTreeSe
     Ok(())
 }
 
+/// Refuse to migrate a node whose `vero.schema_migrations` belongs to the other
+/// schema: a single-node server configured as a cluster node would otherwise keep its
+/// plain `vero.events` under the Distributed name (`IF NOT EXISTS`), and a cluster
+/// node migrated without `clickhouse.cluster` would look complete. Both are
+/// deployment mistakes ([`Failure::Operator`]).
+pub(super) async fn check_record_kind(client: &Client, cluster: Option<&str>) -> Result<(), Failure> {
+    let engines: Vec<String> = client
+        .query("SELECT engine FROM system.tables WHERE database = 'vero' AND name = 'schema_migrations'")
+        .fetch_all()
+        .await
+        .map_err(Failure::from)?;
+    let replicated = match engines.first() {
+        None => return Ok(()),
+        Some(engine) => engine.starts_with("Replicated"),
+    };
+    match cluster {
+        Some(name) if !replicated => Err(Failure::Operator(format!(
+            "clickhouse.cluster is {name:?} but this server has the single-node schema (a plain \
+             vero.schema_migrations); moving to a cluster: docs/operations.md, \"ClickHouse cluster\""
+        ))),
+        None if replicated => Err(Failure::Operator(
+            "this server has the cluster schema (a replicated vero.schema_migrations): set clickhouse.cluster".into(),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Settings of every `ON CLUSTER` statement: a bounded wait for the nodes, and the
 /// answer only at the end, so a node's error is an HTTP error, never text after a
 /// `200` whose body the client discards.
