@@ -32,7 +32,7 @@
 //! and names, and [`apply`] (the same function) runs them `ON CLUSTER`; see
 //! [`cluster`] for what changes.
 
-mod cluster;
+pub mod cluster;
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
