@@ -1,7 +1,7 @@
 //! What changes for migrations in cluster mode (docs/design.md, "Cluster schema").
 //!
 //! * The files are `schemas/clickhouse/cluster/NNNN_name[.vMAJOR].sql`, one for each
-//!   single-node migration (same id and name; [`migrations`] refuses a schema where one
+//!   single-node migration (same id and name; [`super::embedded_for`] refuses a schema where one
 //!   is missing), with `{cluster}` replaced by the configured cluster name. `{shard}` and
 //!   `{replica}` stay: they are each server's own `<macros>`, expanded by the server.
 //! * Every statement is `ON CLUSTER`: the node the service talks to puts it on the
