@@ -101,6 +101,9 @@ impl ClickHouseCluster {
     }
 
     /// Replica `replica` of shard `shard` (both from 0).
+    ///
+    /// Use [`Self::kill_node`] and friends rather than the server's own `kill` /
+    /// `restart`: they also wait for ZooKeeper.
     pub fn node(&self, shard: usize, replica: usize) -> &ClickHouseServer {
         &self.nodes[self.index(shard, replica)]
     }
@@ -150,9 +153,22 @@ impl ClickHouseCluster {
         &self.zookeeper
     }
 
-    /// The coordinator, to kill and restart it (`kill` / `restart`).
-    pub fn zookeeper_mut(&mut self) -> &mut ZooKeeper {
-        &mut self.zookeeper
+    /// SIGKILL the coordinator: Replicated tables turn read-only (inserts fail with
+    /// `TABLE_IS_READ_ONLY` or a ZooKeeper error), reads go on.
+    pub fn kill_zookeeper(&mut self) {
+        self.zookeeper.kill();
+    }
+
+    /// Start the coordinator again (same port and data) and wait until every running
+    /// node reads it again.
+    pub fn restart_zookeeper(&mut self) -> anyhow::Result<()> {
+        self.zookeeper.restart()?;
+        for i in 0..self.nodes.len() {
+            if self.nodes[i].is_running() {
+                self.wait_for_zookeeper(i)?;
+            }
+        }
+        Ok(())
     }
 
     /// Run `sql` on every node in order; the answers, or the first error naming the node.
@@ -250,6 +266,22 @@ mod tests {
         assert_eq!(cluster.node(1, 1).query("SELECT 1").unwrap(), "1\n", "the other shard keeps serving");
         cluster.restart_shard(0).unwrap();
         assert_eq!(cluster.query_each("SELECT 1").unwrap().len(), 4);
+
+        // Without ZooKeeper a Replicated table refuses inserts; with it back, it takes them.
+        let table =
+            "CREATE TABLE default.r (x UInt32) ENGINE = ReplicatedMergeTree('/t/{shard}/r', '{replica}') ORDER BY x";
+        cluster.query_each(table).unwrap();
+        cluster.kill_zookeeper();
+        assert!(cluster.node(0, 0).query("INSERT INTO default.r VALUES (1)").is_err(), "no insert without ZooKeeper");
+        cluster.restart_zookeeper().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while let Err(e) = cluster.node(0, 0).query("INSERT INTO default.r VALUES (1)") {
+            assert!(Instant::now() < deadline, "inserts did not come back after ZooKeeper: {e:#}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        assert_eq!(cluster.node(0, 1).query("SYSTEM SYNC REPLICA default.r").unwrap(), "");
+        assert_eq!(cluster.node(0, 1).query("SELECT count() FROM default.r").unwrap(), "1\n");
+        assert_eq!(cluster.query_each("SELECT 1").unwrap().len(), 4, "every node survived the coordinator's restart");
         assert_eq!(cluster.http_urls()[1][0], cluster.node(1, 0).http_url());
     }
 }
