@@ -7,8 +7,13 @@
 //!   applying again does nothing; the record is the same on every node; a node that
 //!   lost a table gets it back (repair); rows replicate, repeated blocks are dropped on
 //!   either replica, and the Distributed sharding key is `kafka_partition % shards`;
-//! * the queries of docs/analytics.md answer on the cluster exactly as on one node,
-//!   with each row on the shard of its partition.
+//! * a node down fails a migration that has work within the DDL timeout (retryable,
+//!   not recorded), the next run after it is back finishes, and a complete schema
+//!   needs no node but the connected one; a server of the other schema is refused;
+//! * the cluster tables have the single-node columns, and the queries of
+//!   docs/analytics.md answer on the cluster exactly as on one node, with each row on
+//!   the shard of its partition;
+//! * every cluster statement parses on current ClickHouse (chdb `formatQuery`).
 //!
 //! Each test starts its own cluster (a few seconds), so tests share no state.
 
