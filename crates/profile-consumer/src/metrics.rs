@@ -11,7 +11,8 @@ pub struct Metrics {
     pub offset_gaps: std::sync::Arc<vero_service::offset_gaps::OffsetGaps>,
     /// Records taken from Kafka (events and handoff topics), by outcome: `applied`,
     /// `duplicate` (at or below the profile's last applied offset), `repeat` (a
-    /// client's retry within the dedup window), `dead_lettered`.
+    /// client's retry within the dedup window), `replayed_for_other` (put back from
+    /// the DLQ for another consumer), `blocked` (an unknown writer schema), `dead_lettered`.
     pub records: IntCounterVec,
     /// Profile rows written (ClickHouse and the profiles topic), deletions included.
     pub profiles_written: IntCounter,
@@ -40,6 +41,9 @@ pub struct Metrics {
     /// Request keys that fell out of a profile's dedup state (its 1000-key cap) while
     /// still within the window: a repeat of one of them would count.
     pub request_keys_evicted: IntCounter,
+    /// Partitions (events or handoff topic) stopped at a record with a writer schema
+    /// this build does not know. Alert `VeroProfilesNeedsOperator`.
+    pub blocked_partitions: IntGauge,
 }
 
 impl Metrics {
@@ -106,6 +110,11 @@ impl Metrics {
             "Request keys dropped from a profile's dedup state to its cap while still within the window",
         )
         .unwrap();
+        let blocked_partitions = IntGauge::new(
+            "vero_profiles_blocked_partitions",
+            "Partitions stopped at a record with an unknown writer schema",
+        )
+        .unwrap();
         for collector in [
             Box::new(records.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(profiles_written.clone()),
@@ -122,6 +131,7 @@ impl Metrics {
             Box::new(partitions_revoked.clone()),
             Box::new(consumption_paused.clone()),
             Box::new(request_keys_evicted.clone()),
+            Box::new(blocked_partitions.clone()),
         ] {
             registry.register(collector).expect("metric names are unique");
         }
@@ -146,6 +156,7 @@ impl Metrics {
             partitions_revoked,
             consumption_paused,
             request_keys_evicted,
+            blocked_partitions,
         }
     }
 }

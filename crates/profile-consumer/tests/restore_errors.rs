@@ -8,19 +8,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::{event, Pipeline, Running, DEADLINE, PARTITIONS};
+use common::{event, Pipeline, DEADLINE, PARTITIONS};
 use rdkafka::producer::FutureRecord;
 use rdkafka::util::Timeout;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use vero_model::profile::Profile;
-
-async fn readyz(running: &Running) -> String {
-    let mut stream = tokio::net::TcpStream::connect(running.ops).await.unwrap();
-    stream.write_all(b"GET /readyz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").await.unwrap();
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).await.unwrap();
-    answer
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreadable_profile_stops_the_restore_until_an_operator_fixes_it() {
@@ -50,7 +41,7 @@ async fn an_unreadable_profile_stops_the_restore_until_an_operator_fixes_it() {
 
     let second = pipeline.start_consumer(pipeline.settings(&group, &outputs)).await;
     second.wait_for_metric("vero_profiles_needs_operator", 1.0).await;
-    let answer = readyz(&second).await;
+    let answer = second.readyz().await;
     assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
     let place = format!("{profiles_topic}/{partition} offset {offset}");
     assert!(answer.contains("operator action needed") && answer.contains(&place), "{answer}");
@@ -69,7 +60,7 @@ async fn an_unreadable_profile_stops_the_restore_until_an_operator_fixes_it() {
     second.wait_for_metric("vero_profiles_records_total{outcome=\"applied\"}", 1.0).await;
     assert_eq!(second.metric("vero_profiles_needs_operator").await, 0.0);
     let started = std::time::Instant::now();
-    while !readyz(&second).await.starts_with("HTTP/1.1 200") {
+    while !second.readyz().await.starts_with("HTTP/1.1 200") {
         assert!(started.elapsed() < DEADLINE, "ready again");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

@@ -45,6 +45,17 @@ pub enum DecodeError {
     WrongRecord { expected: &'static str, found: &'static str },
 }
 
+impl DecodeError {
+    /// Whether an operator can make this message readable without touching it: a
+    /// writer schema this build does not know (a producer rolled out before its
+    /// consumers) reads once a version that knows it takes over, so the record must
+    /// wait (never be dead-lettered or committed). Every other error is the bytes'
+    /// own: a bad record.
+    pub fn is_unknown_schema(&self) -> bool {
+        matches!(self, Self::UnknownSchema(_))
+    }
+}
+
 /// A record type with an Avro schema history in [`crate::schemas`].
 pub trait AvroRecord: Sized {
     /// Every schema version, oldest first; writers use the last.
@@ -334,6 +345,8 @@ mod tests {
         let mut unknown = encode_event(&sample());
         unknown[2] ^= 0xff;
         assert!(matches!(decode_event(&unknown), Err(DecodeError::UnknownSchema(_))));
+        assert!(decode_event(&unknown).unwrap_err().is_unknown_schema(), "waits for a rollout");
+        assert!(!decode_event(b"not avro at all").unwrap_err().is_unknown_schema(), "a bad record");
         let truncated = &encode_event(&sample())[..20];
         assert!(matches!(decode_event(truncated), Err(DecodeError::Avro(_))));
     }

@@ -10,7 +10,16 @@
 //!   new id's partition on the handoff topic, records an alias, and erases the old id.
 //! * `users/delete` erases the profile; a later record for that id starts a new one.
 //! * Handoff-topic records merge a moved profile into the new id's profile.
-//! * Records that cannot be decoded or carry bad JSON go to the dead-letter topic.
+//! * Records that cannot be decoded or carry bad JSON go to the dead-letter topic,
+//!   except a record with a writer schema this build does not know (a gateway, or
+//!   another profile consumer, rolled out first): operator-fixable, never a bad
+//!   record. Its partition stops there ([`Effects::blocked`]): nothing from it on is
+//!   applied or has its offset stored, until a version that knows the schema takes
+//!   the partition.
+//! * A record `event-sink replay-dlq` put back for another consumer (its
+//!   `vero.dlq.replayed.for` is not [`CONSUMER_NAME`]) is skipped: that consumer
+//!   dead-lettered it, this one applied the original already, and the copy has a new
+//!   offset, so applying it would count its event twice.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -67,6 +76,10 @@ pub enum Outcome {
     Duplicate,
     /// A client's repeated request within the dedup window: not applied.
     Repeat,
+    /// Replayed from the DLQ for another consumer: applied here already.
+    ReplayedForOther,
+    /// At or after a record with an unknown writer schema: left unread.
+    Blocked,
     DeadLettered,
 }
 
@@ -76,6 +89,8 @@ impl Outcome {
             Outcome::Applied => "applied",
             Outcome::Duplicate => "duplicate",
             Outcome::Repeat => "repeat",
+            Outcome::ReplayedForOther => "replayed_for_other",
+            Outcome::Blocked => "blocked",
             Outcome::DeadLettered => "dead_lettered",
         }
     }
@@ -110,6 +125,40 @@ pub struct Effects {
     /// Request keys that fell out of a profile's dedup state to its count cap while
     /// still within the window.
     pub keys_evicted: usize,
+    /// Partitions stopped in this batch at a record with an unknown writer schema:
+    /// (topic, partition) -> (its offset, the decode error).
+    pub blocked: BTreeMap<(String, i32), (i64, String)>,
+}
+
+/// Why a record was not applied.
+#[derive(Debug)]
+enum NotApplied {
+    /// It can never be applied: dead-lettered with this reason.
+    Bad(String),
+    /// Written with a schema this build does not know: its partition waits.
+    UnknownSchema(String),
+}
+
+impl From<String> for NotApplied {
+    fn from(reason: String) -> Self {
+        Self::Bad(reason)
+    }
+}
+
+impl From<&str> for NotApplied {
+    fn from(reason: &str) -> Self {
+        Self::Bad(reason.to_owned())
+    }
+}
+
+/// A decode error, classified (`DecodeError::is_unknown_schema`); `what` names the
+/// record for the reason.
+fn undecodable(what: &str, error: vero_model::DecodeError) -> NotApplied {
+    if error.is_unknown_schema() {
+        NotApplied::UnknownSchema(format!("{what}: {error}"))
+    } else {
+        NotApplied::Bad(format!("{what}: {error}"))
+    }
 }
 
 impl Effects {
@@ -131,24 +180,41 @@ pub struct Applier<'a> {
 }
 
 impl Applier<'_> {
-    pub fn apply(&mut self, message: &OwnedMessage) -> Outcome {
+    /// Apply one record; `blocked` are the partitions stopped at an unknown writer
+    /// schema (in an earlier batch or this one), whose records are not taken.
+    pub fn apply(&mut self, message: &OwnedMessage, blocked: &BTreeMap<(String, i32), i64>) -> Outcome {
         let (topic, partition, offset) = (message.topic().to_owned(), message.partition(), message.offset());
-        self.effects.positions.insert((topic.clone(), partition), offset + 1);
+        let place = (topic.clone(), partition);
+        if blocked.contains_key(&place) || self.effects.blocked.contains_key(&place) {
+            return Outcome::Blocked;
+        }
         self.current = Some(Source { topic: topic.clone(), partition, offset });
-        let outcome =
-            if topic == self.topics.handoff { self.apply_handoff(message) } else { self.apply_event_record(message) };
-        match outcome {
+        let outcome = if replayed_for_another_consumer(message) {
+            Ok(Outcome::ReplayedForOther)
+        } else if topic == self.topics.handoff {
+            self.apply_handoff(message)
+        } else {
+            self.apply_event_record(message)
+        };
+        let outcome = match outcome {
             Ok(outcome) => outcome,
-            Err(reason) => {
+            Err(NotApplied::UnknownSchema(reason)) => {
+                // Not even its offset is stored: the next reader starts at this record.
+                self.effects.blocked.insert(place, (offset, reason));
+                return Outcome::Blocked;
+            }
+            Err(NotApplied::Bad(reason)) => {
                 self.dead_letter(message, &reason);
                 Outcome::DeadLettered
             }
-        }
+        };
+        self.effects.positions.insert(place, offset + 1);
+        outcome
     }
 
-    fn apply_event_record(&mut self, message: &OwnedMessage) -> Result<Outcome, String> {
+    fn apply_event_record(&mut self, message: &OwnedMessage) -> Result<Outcome, NotApplied> {
         let bytes = message.payload().ok_or("record has no value")?;
-        let record = decode_record(bytes).map_err(|e| format!("decode: {e}"))?;
+        let record = decode_record(bytes).map_err(|e| undecodable("decode", e))?;
         let (partition, offset) = (message.partition(), message.offset());
         match record {
             Record::Event(event) => self.apply_event(&event, partition, offset),
@@ -180,7 +246,7 @@ impl Applier<'_> {
         self.effects.touched.insert((partition, key));
     }
 
-    fn apply_event(&mut self, event: &TrackEvent, partition: i32, offset: i64) -> Result<Outcome, String> {
+    fn apply_event(&mut self, event: &TrackEvent, partition: i32, offset: i64) -> Result<Outcome, NotApplied> {
         let identity = validate_event(event).map_err(|e| e.to_string())?;
         let key = ProfileKey::new(event.project.clone(), event.user_id.clone());
         let dedup = self.dedup;
@@ -199,7 +265,7 @@ impl Applier<'_> {
         Ok(Outcome::Applied)
     }
 
-    fn apply_command(&mut self, command: &UserCommand, partition: i32, offset: i64) -> Result<Outcome, String> {
+    fn apply_command(&mut self, command: &UserCommand, partition: i32, offset: i64) -> Result<Outcome, NotApplied> {
         let attributes = validate_command(command).map_err(|e| e.to_string())?;
         let key = ProfileKey::new(command.project.clone(), command.user_id.clone());
         let profile = self.profile(partition, key.clone());
@@ -230,7 +296,7 @@ impl Applier<'_> {
         Outcome::Applied
     }
 
-    fn reidentify(&mut self, command: &UserCommand, partition: i32, offset: i64) -> Result<Outcome, String> {
+    fn reidentify(&mut self, command: &UserCommand, partition: i32, offset: i64) -> Result<Outcome, NotApplied> {
         let new_id = command.new_id.clone().filter(|id| !id.is_empty()).ok_or("reidentify without new_id")?;
         let key = ProfileKey::new(command.project.clone(), command.user_id.clone());
         if new_id == command.user_id {
@@ -268,10 +334,10 @@ impl Applier<'_> {
         Ok(Outcome::Applied)
     }
 
-    fn apply_handoff(&mut self, message: &OwnedMessage) -> Result<Outcome, String> {
+    fn apply_handoff(&mut self, message: &OwnedMessage) -> Result<Outcome, NotApplied> {
         let (project, user_id) = message.key().and_then(Profile::split_key).ok_or("handoff without a profile key")?;
         let bytes = message.payload().ok_or("handoff without a value")?;
-        let moved = decode_profile(bytes).map_err(|e| format!("decode handoff: {e}"))?;
+        let moved = decode_profile(bytes).map_err(|e| undecodable("decode handoff", e))?;
         let moved = ProfileState::from_record(moved).map_err(|e| e.to_string())?;
         let (partition, offset) = (message.partition(), message.offset());
         let key = ProfileKey::new(project, user_id);
@@ -296,6 +362,18 @@ impl Applier<'_> {
     /// The record being applied (of `partition`).
     fn source(&self, partition: i32) -> Source {
         self.current.clone().unwrap_or(Source { topic: self.topics.events.clone(), partition, offset: -1 })
+    }
+}
+
+/// Whether `message` is a DLQ replay (`vero.dlq.replayed.from`) meant for another
+/// consumer than this one (`vero.dlq.replayed.for`, absent on letters nobody signed).
+fn replayed_for_another_consumer(message: &OwnedMessage) -> bool {
+    use rdkafka::message::Headers;
+    let Some(headers) = message.headers() else { return false };
+    let value = |name: &str| headers.iter().find(|h| h.key == name).map(|h| h.value);
+    match value(dlq_headers::REPLAYED_FROM) {
+        None => false,
+        Some(_) => value(dlq_headers::REPLAYED_FOR).flatten() != Some(CONSUMER_NAME.as_bytes()),
     }
 }
 

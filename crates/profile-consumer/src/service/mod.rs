@@ -14,6 +14,15 @@
 //! start the next batch. A shorter one is not interrupted: a rebalance waits for it
 //! (at most that second) and finds it written, offsets stored.
 //!
+//! Unknown writer schema (operator-fixable, docs/operations.md "Failure policy"): a
+//! record this build cannot decode for that reason stops its partition there — the
+//! records before it are written and their offsets stored, it and everything after it
+//! are neither applied nor stored; the partition stays paused (also when a long write
+//! resumes the others), `vero_profiles_blocked_partitions` counts it and `/readyz` is
+//! held at 503 naming it, until the partition is revoked (the new owner reads it again
+//! from that record) or the instance is replaced by one that knows the schema (the
+//! rollout, which is the only retry that can succeed: the record never changes).
+//!
 //! Fencing: a revoke (rebalance, or the group session lost) drops at once the state,
 //! the waiting records and the restore of the revoked partitions, and
 //! [`write::Fence`] keeps the write in hand from writing anything of them from then
@@ -108,6 +117,8 @@ async fn serve(
         assigned: BTreeSet::new(),
         pending: Vec::new(),
         paused: false,
+        blocked: Default::default(),
+        health: health.clone(),
         fence,
     };
     let outcome = state.consume(&writer, &shutdown).await;
@@ -169,6 +180,10 @@ struct LoopState<'a> {
     pending: Vec<OwnedMessage>,
     /// Whether the assigned partitions are paused.
     paused: bool,
+    /// Partitions stopped at a record with an unknown writer schema: (topic,
+    /// partition) -> its offset. Kept paused; their records are not taken.
+    blocked: std::collections::BTreeMap<(String, i32), i64>,
+    health: Health,
     /// Partitions revoked since the batch in hand was collected.
     fence: Fence,
 }
@@ -199,9 +214,12 @@ impl LoopState<'_> {
                 };
                 // Records of partitions revoked meanwhile are someone else's now.
                 for message in batch.iter().filter(|m| fence.holds(m.partition())) {
-                    let outcome = applier.apply(message);
+                    let outcome = applier.apply(message, &self.blocked);
                     self.metrics.records.with_label_values(&[outcome.label()]).inc();
                 }
+            }
+            for (place, (offset, reason)) in std::mem::take(&mut effects.blocked) {
+                self.block(place, offset, &reason);
             }
             self.metrics.profiles_in_memory.set(self.profiles.len() as i64);
             if effects.keys_evicted > 0 {
@@ -270,7 +288,11 @@ impl LoopState<'_> {
         match received {
             Ok(message) => {
                 self.consumer.context().offset_gaps().observe(message.topic(), message.partition(), message.offset());
-                self.pending.push(message.detach());
+                // Fetched before its partition's pause took effect: whoever unblocks
+                // the partition reads it again.
+                if !self.blocked.contains_key(&(message.topic().to_owned(), message.partition())) {
+                    self.pending.push(message.detach());
+                }
             }
             Err(e) => tracing::warn!(error = %e, "Kafka consumer error"),
         }
@@ -312,7 +334,16 @@ impl LoopState<'_> {
         self.metrics.consumption_paused.set(i64::from(paused));
         let result = match self.consumer.assignment() {
             Ok(assignment) if paused => self.consumer.pause(&assignment),
-            Ok(assignment) => self.consumer.resume(&assignment),
+            Ok(assignment) => {
+                // Blocked partitions stay paused.
+                let mut resume = TopicPartitionList::new();
+                for element in assignment.elements() {
+                    if !self.blocked.contains_key(&(element.topic().to_owned(), element.partition())) {
+                        resume.add_partition(element.topic(), element.partition());
+                    }
+                }
+                self.consumer.resume(&resume)
+            }
             Err(e) => Err(e),
         };
         if let Err(e) = result {
@@ -330,12 +361,17 @@ impl LoopState<'_> {
         let mut fenced = self.fence.revoked.lock().expect("fence lock");
         for (topic, partition) in &changes.revoked {
             self.assigned.remove(&(topic.clone(), *partition));
+            // The next owner reads a blocked partition again from the record it stopped at.
+            if self.blocked.remove(&(topic.clone(), *partition)).is_some() {
+                self.health.release(&blocked_hold(topic, *partition));
+            }
             self.profiles.partitions.remove(partition);
             self.restored.remove(partition);
             fenced.insert(*partition);
         }
         drop(fenced);
         self.metrics.partitions_revoked.inc_by(changes.revoked.len() as u64);
+        self.metrics.blocked_partitions.set(self.blocked.len() as i64);
         if !changes.revoked.is_empty() {
             self.pending.retain(|m| !changes.revoked.contains(&(m.topic().to_owned(), m.partition())));
         }
@@ -343,6 +379,33 @@ impl LoopState<'_> {
         let events_partitions = self.assigned.iter().filter(|(t, _)| *t == self.topics.events).count();
         self.metrics.assigned_partitions.set(events_partitions as i64);
         self.metrics.profiles_in_memory.set(self.profiles.len() as i64);
+    }
+
+    /// Stop `topic`/`partition` at `offset`, a record with a writer schema this build
+    /// does not know: pause it, drop what is held of it, hold `/readyz` until revoked.
+    fn block(&mut self, (topic, partition): (String, i32), offset: i64, reason: &str) {
+        tracing::error!(
+            topic = %topic,
+            partition,
+            offset,
+            reason,
+            "record with an unknown writer schema: partition stopped until a consumer that knows the schema takes it"
+        );
+        let mut list = TopicPartitionList::new();
+        list.add_partition(&topic, partition);
+        if let Err(e) = self.consumer.pause(&list) {
+            tracing::warn!(topic = %topic, partition, error = %e, "pausing the blocked partition failed");
+        }
+        self.pending.retain(|m| !(m.topic() == topic && m.partition() == partition));
+        self.health.hold(
+            blocked_hold(&topic, partition),
+            format!(
+                "operator action needed: {topic}/{partition} stopped at offset {offset}: {reason} (roll out \
+                 profile consumers that know this writer schema)"
+            ),
+        );
+        self.blocked.insert((topic, partition), offset);
+        self.metrics.blocked_partitions.set(self.blocked.len() as i64);
     }
 
     /// Read `partition`'s profiles back from the profiles topic. A profile that cannot
@@ -418,6 +481,11 @@ impl LoopState<'_> {
             }
         }
     }
+}
+
+/// The `Health` hold of a partition stopped at an unknown writer schema.
+fn blocked_hold(topic: &str, partition: i32) -> String {
+    format!("blocked {topic}/{partition}")
 }
 
 fn now_micros() -> i64 {

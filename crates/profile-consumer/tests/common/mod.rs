@@ -144,6 +144,15 @@ impl Running {
         body.lines().filter(|l| l.starts_with(name)).filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum()
     }
 
+    /// The raw HTTP answer of `/readyz`.
+    pub async fn readyz(&self) -> String {
+        let mut stream = tokio::net::TcpStream::connect(self.ops).await.unwrap();
+        stream.write_all(b"GET /readyz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").await.unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).await.unwrap();
+        answer
+    }
+
     pub async fn wait_for_metric(&self, name: &str, at_least: f64) {
         let started = Instant::now();
         loop {
