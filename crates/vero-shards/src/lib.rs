@@ -7,11 +7,12 @@
 //! * [`topology::Topology`]: shards and replicas from `system.clusters`, with the
 //!   HTTP URL of every replica.
 //! * [`router::Router`]: the shard of a partition, the replica written now, failover
-//!   and `SYSTEM SYNC REPLICA`.
+//!   and syncing a replica before it is trusted ([`caught_up`]).
 //!
 //! Failures keep the one classification of `vero_clickhouse::Failure`; the callers
 //! decide what a class means (retry with backoff, dead-letter, stop).
 
+pub mod caught_up;
 pub mod router;
 pub mod topology;
 

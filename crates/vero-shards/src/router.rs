@@ -11,7 +11,7 @@
 //!   failures say nothing about the replica and keep it.
 //! * **Synced before trusted** ([`Shard::sync`]): a replica may not have fetched the
 //!   parts another replica committed (the writer wrote there before a failover, or
-//!   another instance did before a rebalance). `SYSTEM SYNC REPLICA` waits until the
+//!   another instance did before a rebalance). [`crate::caught_up`] waits until the
 //!   replica has every part committed in ZooKeeper up to now. The caller syncs before
 //!   it reads anything it decides on from a replica not synced for the current
 //!   `generation` (a number the caller bumps whenever the partitions it owns change),
@@ -83,9 +83,9 @@ impl Shard {
         self.state.lock().expect("shard lock").synced == Some((target.replica, generation))
     }
 
-    /// `SYSTEM SYNC REPLICA` every table of `tables` on `target`, each waiting at most
-    /// `timeout` (a replica that cannot fetch a part, because the only replica holding
-    /// it is down, times out: retryable, code 159). Marks `target` synced for
+    /// Wait until `target` is caught up on every table of `tables`
+    /// ([`crate::caught_up`]), at most `timeout` (a replica that needs a part only a
+    /// replica that is down holds stays behind: retryable). Marks `target` synced for
     /// `generation` on success.
     pub async fn sync(
         &self,
@@ -94,15 +94,7 @@ impl Shard {
         timeout: Duration,
         generation: u64,
     ) -> Result<(), Failure> {
-        let seconds = timeout.as_secs().max(1).to_string();
-        for table in tables {
-            target
-                .client()
-                .query(&format!("SYSTEM SYNC REPLICA {table}"))
-                .with_setting("receive_timeout", seconds.as_str())
-                .execute()
-                .await?;
-        }
+        crate::caught_up::wait(target.client(), tables, timeout).await?;
         let mut state = self.state.lock().expect("shard lock");
         if state.current == target.replica {
             state.synced = Some((target.replica, generation));
@@ -214,16 +206,7 @@ mod tests {
 
     fn router(shards: u32, replicas: u32) -> Router {
         let shards = (1..=shards)
-            .map(|s| {
-                (1..=replicas)
-                    .map(|r| Replica {
-                        shard_num: s,
-                        replica_num: r,
-                        native: format!("h{s}{r}:9000"),
-                        url: format!("http://h{s}{r}:8123"),
-                    })
-                    .collect()
-            })
+            .map(|s| (1..=replicas).map(|r| Replica { shard_num: s, url: format!("http://h{s}{r}:8123") }).collect())
             .collect();
         Router::new(Topology { cluster: "c".into(), shards }, |url| Client::default().with_url(url))
     }

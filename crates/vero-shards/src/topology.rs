@@ -5,25 +5,23 @@
 //! ClickHouse 18.16 has no SQL that tells another node's HTTP port. So the HTTP URL of
 //! a replica is either
 //! * listed: `nodes` holds the HTTP URL of every node, and each listed node is asked
-//!   which entry of the cluster it is (`is_local = 1`), or
+//!   which shard it belongs to (on 18.16 `is_local` marks every row of the shard that
+//!   holds the asking node, not the node's own row); a shard's replicas are then its
+//!   listed URLs in the order listed, or
 //! * derived: `host_name` with the scheme and port of `clickhouse.url` (every node
 //!   serving HTTP on the same port, the usual deployment).
 //!
-//! Shards are ordered by `shard_num`, replicas by `replica_num`, as ClickHouse numbers
-//! them. A topology that does not name a URL for every replica is an operator error:
+//! Shards are ordered by `shard_num` as ClickHouse numbers them. A topology that does not name a URL for every replica is an operator error:
 //! the consumers would otherwise write some shard nowhere.
 
 use clickhouse::Client;
 use serde::Deserialize;
 use vero_clickhouse::Failure;
 
-/// One replica of a shard: its place in `system.clusters` and its HTTP URL.
+/// One replica of a shard: its shard's `shard_num` and its HTTP URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Replica {
     pub shard_num: u32,
-    pub replica_num: u32,
-    /// `host_name:port` as `system.clusters` lists it (native port), for logs.
-    pub native: String,
     pub url: String,
 }
 
@@ -37,21 +35,13 @@ pub struct Topology {
 #[derive(clickhouse::Row, Deserialize)]
 struct Entry {
     shard_num: u32,
-    replica_num: u32,
     host_name: String,
     port: u16,
 }
 
-#[derive(clickhouse::Row, Deserialize)]
-struct Place {
-    shard_num: u32,
-    replica_num: u32,
-}
-
-const ENTRIES: &str = "SELECT toUInt32(shard_num) AS shard_num, toUInt32(replica_num) AS replica_num, host_name, \
-     toUInt16(port) AS port FROM system.clusters WHERE cluster = ? ORDER BY shard_num, replica_num";
-const PLACE: &str = "SELECT toUInt32(shard_num) AS shard_num, toUInt32(replica_num) AS replica_num \
-     FROM system.clusters WHERE cluster = ? AND is_local = 1";
+const ENTRIES: &str = "SELECT toUInt32(shard_num) AS shard_num, host_name, toUInt16(port) AS port \
+     FROM system.clusters WHERE cluster = ? ORDER BY shard_num, replica_num";
+const PLACE: &str = "SELECT DISTINCT toUInt32(shard_num) FROM system.clusters WHERE cluster = ? AND is_local = 1";
 
 impl Topology {
     /// Read `cluster` from `entry` (the node at `entry_url`); `nodes` are the HTTP URLs
@@ -72,12 +62,12 @@ impl Topology {
         }
         let mut places = Vec::new();
         for url in nodes {
-            let found: Vec<Place> = connect(url).query(PLACE).bind(cluster).fetch_all().await?;
+            let found: Vec<u32> = connect(url).query(PLACE).bind(cluster).fetch_all().await?;
             match found.as_slice() {
-                [place] => places.push(((place.shard_num, place.replica_num), url.clone())),
+                [shard_num] => places.push((*shard_num, url.clone())),
                 _ => {
                     return Err(Failure::Operator(format!(
-                        "clickhouse.cluster_nodes: {url} is {} entries of cluster `{cluster}` (expected exactly one)",
+                        "clickhouse.cluster_nodes: {url} is in {} shards of cluster `{cluster}` (expected one)",
                         found.len()
                     )))
                 }
@@ -89,28 +79,34 @@ impl Topology {
     fn assemble(
         cluster: &str,
         entries: Vec<Entry>,
-        places: &[((u32, u32), String)],
+        places: &[(u32, String)],
         entry_url: &str,
     ) -> Result<Self, Failure> {
         let mut shards: Vec<Vec<Replica>> = Vec::new();
-        for e in entries {
-            let native = format!("{}:{}", e.host_name, e.port);
-            let url = if places.is_empty() {
-                derived_url(entry_url, &e.host_name)
-            } else {
-                let listed = places.iter().find(|(place, _)| *place == (e.shard_num, e.replica_num));
-                listed.map(|(_, url)| url.clone()).ok_or_else(|| {
-                    Failure::Operator(format!(
-                        "clickhouse.cluster_nodes lists no node for shard {} replica {} ({native}) of cluster `{cluster}`",
-                        e.shard_num, e.replica_num
-                    ))
-                })?
-            };
-            let replica = Replica { shard_num: e.shard_num, replica_num: e.replica_num, native, url };
-            match shards.last_mut() {
-                Some(shard) if shard[0].shard_num == replica.shard_num => shard.push(replica),
-                _ => shards.push(vec![replica]),
+        for e in &entries {
+            if shards.last().is_some_and(|shard| shard[0].shard_num == e.shard_num) {
+                continue;
             }
+            let listed: Vec<&String> = places.iter().filter(|(num, _)| *num == e.shard_num).map(|(_, u)| u).collect();
+            let expected = entries.iter().filter(|other| other.shard_num == e.shard_num);
+            let replicas: Vec<Replica> = if places.is_empty() {
+                expected
+                    .map(|r| Replica { shard_num: e.shard_num, url: derived_url(entry_url, &r.host_name) })
+                    .collect()
+            } else if listed.len() == expected.clone().count() {
+                listed.into_iter().map(|url| Replica { shard_num: e.shard_num, url: url.clone() }).collect()
+            } else {
+                let natives: Vec<String> = expected.map(|r| format!("{}:{}", r.host_name, r.port)).collect();
+                return Err(Failure::Operator(format!(
+                    "clickhouse.cluster_nodes lists {} nodes of shard {} of cluster `{cluster}`, which has {} \
+                     replicas ({})",
+                    listed.len(),
+                    e.shard_num,
+                    natives.len(),
+                    natives.join(", ")
+                )));
+            };
+            shards.push(replicas);
         }
         Ok(Self { cluster: cluster.to_owned(), shards })
     }
@@ -138,8 +134,8 @@ fn derived_url(entry_url: &str, host: &str) -> String {
 mod tests {
     use super::*;
 
-    fn entry(shard_num: u32, replica_num: u32, host: &str, port: u16) -> Entry {
-        Entry { shard_num, replica_num, host_name: host.into(), port }
+    fn entry(shard_num: u32, host: &str, port: u16) -> Entry {
+        Entry { shard_num, host_name: host.into(), port }
     }
 
     #[test]
@@ -152,20 +148,18 @@ mod tests {
 
     #[test]
     fn shards_group_replicas_in_order_and_listed_nodes_must_cover_every_replica() {
-        let entries =
-            || vec![entry(1, 1, "127.0.0.1", 9001), entry(1, 2, "127.0.0.1", 9002), entry(2, 1, "127.0.0.1", 9003)];
+        let entries = || vec![entry(1, "ch-a", 9000), entry(1, "ch-b", 9000), entry(2, "ch-c", 9000)];
         let derived = Topology::assemble("c", entries(), &[], "http://127.0.0.1:8123").unwrap();
         assert_eq!(derived.shards.len(), 2);
-        assert_eq!(derived.shards[0].len(), 2);
-        assert_eq!(derived.shards[1][0].url, "http://127.0.0.1:8123");
-        assert_eq!(derived.shards[1][0].native, "127.0.0.1:9003");
-        let places = [((1, 1), "http://a".to_owned()), ((1, 2), "http://b".to_owned())];
+        assert_eq!(derived.shards[0][1].url, "http://ch-b:8123");
+        assert_eq!(derived.shards[1][0].url, "http://ch-c:8123");
+        let places = [(1, "http://a".to_owned()), (1, "http://b".to_owned())];
         let missing = Topology::assemble("c", entries(), &places, "http://x").unwrap_err();
         assert_eq!(missing.class(), "operator");
-        assert!(missing.message().contains("shard 2 replica 1"), "{missing}");
-        let places = [places[0].clone(), places[1].clone(), ((2, 1), "http://c".to_owned())];
+        assert!(missing.message().contains("0 nodes of shard 2"), "{missing}");
+        let places = [places[0].clone(), (2, "http://c".to_owned()), places[1].clone()];
         let listed = Topology::assemble("c", entries(), &places, "http://x").unwrap();
-        assert_eq!(listed.shards[0][1].url, "http://b");
+        assert_eq!(listed.shards[0].iter().map(|r| r.url.as_str()).collect::<Vec<_>>(), ["http://a", "http://b"]);
         assert_eq!(listed.shards[1][0].url, "http://c");
     }
 }
