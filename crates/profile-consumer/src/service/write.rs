@@ -15,6 +15,13 @@
 //!   `max_query_size`, code 62): erasures go in mutations of at most
 //!   [`ERASE_CHUNK_BYTES`], a refused mutation is split down to the refused erasure,
 //!   and its delete (or reidentify) is dead-lettered;
+//! * a profile row ClickHouse refuses for good (any server error that is neither
+//!   retryable nor operator-fixable, `vero_clickhouse::Failure::Invalid`): the rows
+//!   are split in halves down to the refused ones; the batch's records that changed
+//!   such a profile are dead-lettered with the server's reason, its profiles-topic
+//!   record is not sent and its partition is read back from the profiles topic (it
+//!   continues as last written). A dropped table, a read-only user or a rotated
+//!   password is operator-fixable instead: retried, never dead-lettered;
 //! * a handoff Kafka refuses: its reidentify is dead-lettered;
 //! * a dead letter Kafka refuses (too large for the DLQ topic) is sent once more
 //!   without its value (the headers still point at the source record); refused
@@ -175,9 +182,26 @@ impl Writer {
         r.messages.clear();
 
         r.rows.retain(|(partition, _)| fence.holds(*partition));
-        let rows: Vec<&ProfileRow> = r.rows.iter().map(|(_, row)| row).collect();
-        store::insert_profiles(&self.clickhouse, &rows).await?;
-        r.written += r.rows.len();
+        let client = &self.clickhouse;
+        let rows = &r.rows;
+        let refused = refused_items(rows.len(), |range| {
+            let chunk: Vec<&ProfileRow> = rows[range].iter().map(|(_, row)| row).collect();
+            async move { store::insert_profiles(client, &chunk).await }
+        })
+        .await?;
+        r.written += r.rows.len() - refused.len();
+        for (index, error) in refused {
+            // Like a profile too large to write: its records are dead-lettered, its
+            // profiles-topic record is not sent, and the partition is read back, so the
+            // profile continues as last written in both places.
+            let (partition, row) = &r.rows[index];
+            let key = ProfileKey::new(row.project.clone(), row.user_id.clone());
+            let reason = format!("ClickHouse refused the profile row this record changed: {error}");
+            let sources = r.sources.get(&(*partition, key.clone())).cloned().unwrap_or_default();
+            r.letters.extend(self.letters_for(batch, &sources, &reason));
+            r.records.retain(|(p, k, _)| !(p == partition && *k == key));
+            r.reload.insert(*partition);
+        }
         r.rows.clear();
         r.aliases.retain(|alias| fence.holds(alias.kafka_partition));
         store::insert_aliases(&self.clickhouse, &r.aliases).await?;
@@ -215,22 +239,12 @@ impl Writer {
     /// Run the erase mutation of `erasures`, splitting a refused one in halves down
     /// to the erasures ClickHouse refuses on their own (returned with the reason).
     async fn erase_splitting(&self, erasures: &[(Source, Erasure)]) -> Result<Vec<(usize, WriteError)>, WriteError> {
-        let mut refused = Vec::new();
-        let mut pending = vec![(0, erasures.len())];
-        while let Some((start, end)) = pending.pop() {
-            let chunk: Vec<&Erasure> = erasures[start..end].iter().map(|(_, e)| e).collect();
-            match store::erase(&self.clickhouse, &chunk).await {
-                Ok(()) => {}
-                Err(e @ WriteError::Rejected(_)) if end - start == 1 => refused.push((start, e)),
-                Err(WriteError::Rejected(_)) => {
-                    let middle = start + (end - start) / 2;
-                    pending.push((middle, end));
-                    pending.push((start, middle));
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(refused)
+        let client = &self.clickhouse;
+        refused_items(erasures.len(), |range| {
+            let chunk: Vec<&Erasure> = erasures[range].iter().map(|(_, e)| e).collect();
+            async move { store::erase(client, &chunk).await }
+        })
+        .await
     }
 
     /// Dead letters: a letter Kafka refuses for good goes once more without its
@@ -331,6 +345,37 @@ impl Writer {
         }
         r
     }
+}
+
+/// Write items `0..count` with `write` (a range at a time), splitting a range it
+/// refuses as a bad record ([`WriteError::Rejected`]) in halves, front half first,
+/// down to the items refused on their own: those are returned by index with the
+/// reason. Any other failure ends it (the caller retries the whole step; what was
+/// written already collapses in ClickHouse or is idempotent).
+async fn refused_items<F, Fut>(count: usize, mut write: F) -> Result<Vec<(usize, WriteError)>, WriteError>
+where
+    F: FnMut(std::ops::Range<usize>) -> Fut,
+    Fut: std::future::Future<Output = Result<(), WriteError>>,
+{
+    let mut refused = Vec::new();
+    let mut pending = Vec::new();
+    pending.push(0..count);
+    while let Some(range) = pending.pop() {
+        if range.is_empty() {
+            continue;
+        }
+        match write(range.clone()).await {
+            Ok(()) => {}
+            Err(e @ WriteError::Rejected(_)) if range.len() == 1 => refused.push((range.start, e)),
+            Err(WriteError::Rejected(_)) => {
+                let middle = range.start + range.len() / 2;
+                pending.push(middle..range.end);
+                pending.push(range.start..middle);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(refused)
 }
 
 /// How many erasures from the start go into one mutation: at most
