@@ -9,6 +9,10 @@
 # Ctrl-C (or SIGTERM) stops them in reverse order; each one drains and commits first.
 # Data is kept across runs; `make run-clean` (VERO_RUN_CLEAN=1) starts from empty.
 # Why tansu and not the librdkafka mock cluster: docs/reliability.md.
+# Knobs for the test that runs this script (crates/vero-chaos/tests/make_run.rs):
+#   VERO_RUN_DIR=.local        where the data and run files are kept
+#   VERO_RUN_PORT_BASE=N       ports N..N+5 instead of 9092 8123 9000 8080 9101 9102
+#   VERO_RUN_BIN_DIR=DIR       use these binaries instead of building release ones
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -17,19 +21,33 @@ log() { printf '\033[1m[run]\033[0m %s\n' "$*" >&2; }
 # ClickHouse and tansu when missing (idempotent; seconds on a warm machine).
 scripts/install-deps.sh
 
+state=${VERO_RUN_DIR:-.local}
 if [ "${VERO_RUN_CLEAN:-0}" = 1 ]; then
-  log "VERO_RUN_CLEAN=1: deleting the kept Kafka and ClickHouse data (.local/kafka, .local/clickhouse)"
-  rm -rf .local/kafka .local/clickhouse
+  log "VERO_RUN_CLEAN=1: deleting the kept Kafka and ClickHouse data ($state/kafka, $state/clickhouse)"
+  rm -rf "$state/kafka" "$state/clickhouse"
 fi
 
-log "building release binaries (cargo build --release --bins)"
-cargo build --release --bins -q
-bin=target/release
+if [ -n "${VERO_RUN_BIN_DIR:-}" ]; then
+  bin=$VERO_RUN_BIN_DIR
+else
+  log "building release binaries (cargo build --release --bins)"
+  cargo build --release --bins -q
+  bin=target/release
+fi
+bin=$(realpath "$bin")
 tansu_bin=$(command -v tansu || echo "$HOME/.cargo/bin/tansu")
-mkdir -p .local/run .local/kafka
-rm -f .local/run/clickhouse.ready
+mkdir -p "$state/run" "$state/kafka"
+rm -f "$state/run/clickhouse.ready"
 
-for port in 9092 8123 9000 8080 9101 9102; do
+if [ -n "${VERO_RUN_PORT_BASE:-}" ]; then
+  b=$VERO_RUN_PORT_BASE
+  ports=($b $((b + 1)) $((b + 2)) $((b + 3)) $((b + 4)) $((b + 5)))
+else
+  ports=(9092 8123 9000 8080 9101 9102)
+fi
+kafka_port=${ports[0]} ch_http=${ports[1]} ch_tcp=${ports[2]} gateway_port=${ports[3]}
+sink_ops=${ports[4]} profiles_ops=${ports[5]}
+for port in "${ports[@]}"; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
     log "port $port is already in use (another make run?); stop that first"; exit 1
   fi
@@ -45,7 +63,7 @@ stop_all() {
     kill -TERM "${pids[i]}" 2>/dev/null || true
     wait "${pids[i]}" 2>/dev/null || true
   done
-  log "stopped; data kept in .local/ (make run-clean starts empty)"
+  log "stopped; data kept in $state/ (make run-clean starts empty)"
 }
 trap stop_all INT TERM EXIT
 
@@ -57,23 +75,30 @@ wait_for() { # description, command...
 
 # Kafka and ClickHouse run in their own sessions so that Ctrl-C (sent to the whole
 # foreground process group) reaches only the services; stop_all stops these two last.
-kafka=127.0.0.1:9092
-setsid "$bin/vero-supervise" --name kafka -- "$tansu_bin" broker \
+kafka=127.0.0.1:$kafka_port
+# tansu resolves sqlite:// paths against its working directory (even a leading `/`),
+# so it runs in the Kafka data directory.
+(cd "$state/kafka" && exec setsid "$bin/vero-supervise" --name kafka -- "$tansu_bin" broker \
   --cluster-id vero-local \
   --listener-url "tcp://$kafka" --advertised-listener-url "tcp://$kafka" \
-  --storage-engine "sqlite://.local/kafka/tansu.db" & pids+=($!)  # relative to the working directory
-wait_for "Kafka (tansu) on $kafka" bash -c "exec 3<>/dev/tcp/127.0.0.1/9092"
+  --storage-engine "sqlite://tansu.db") & pids+=($!)
+wait_for "Kafka (tansu) on $kafka" bash -c "exec 3<>/dev/tcp/127.0.0.1/$kafka_port"
 "$bin/vero-dev-topics" "$kafka"
 export VERO__KAFKA__BROKERS=$kafka
 
-setsid "$bin/vero-supervise" --name clickhouse -- "$bin/vero-dev-clickhouse" .local/clickhouse .local/run/clickhouse.ready & pids+=($!)
-wait_for "ClickHouse on 127.0.0.1:8123" test -e .local/run/clickhouse.ready
+VERO_DEV_CLICKHOUSE_HTTP_PORT=$ch_http VERO_DEV_CLICKHOUSE_TCP_PORT=$ch_tcp \
+  setsid "$bin/vero-supervise" --name clickhouse -- "$bin/vero-dev-clickhouse" "$state/clickhouse" "$state/run/clickhouse.ready" & pids+=($!)
+wait_for "ClickHouse on 127.0.0.1:$ch_http" test -e "$state/run/clickhouse.ready"
 
 export VERO_ENV=local
-VERO_CONFIG_DIR=config/gateway "$bin/vero-supervise" --name gateway -- "$bin/ingest-gateway" & pids+=($!)
-VERO_CONFIG_DIR=config/event-sink "$bin/vero-supervise" --name event-sink -- "$bin/event-sink" & pids+=($!)
-VERO_CONFIG_DIR=config/profile-consumer "$bin/vero-supervise" --name profile-consumer -- "$bin/profile-consumer" & pids+=($!)
-wait_for "the gateway on 127.0.0.1:8080" curl -sf http://127.0.0.1:8080/readyz
+clickhouse_url=http://127.0.0.1:$ch_http
+VERO_CONFIG_DIR=config/gateway VERO__HTTP__LISTEN=127.0.0.1:$gateway_port \
+  "$bin/vero-supervise" --name gateway -- "$bin/ingest-gateway" & pids+=($!)
+VERO_CONFIG_DIR=config/event-sink VERO__CLICKHOUSE__URL=$clickhouse_url VERO__OPS__LISTEN=127.0.0.1:$sink_ops \
+  "$bin/vero-supervise" --name event-sink -- "$bin/event-sink" & pids+=($!)
+VERO_CONFIG_DIR=config/profile-consumer VERO__CLICKHOUSE__URL=$clickhouse_url VERO__OPS__LISTEN=127.0.0.1:$profiles_ops \
+  "$bin/vero-supervise" --name profile-consumer -- "$bin/profile-consumer" & pids+=($!)
+wait_for "the gateway on 127.0.0.1:$gateway_port" curl -sf "http://127.0.0.1:$gateway_port/readyz"
 
 cat >&2 <<'MSG'
 

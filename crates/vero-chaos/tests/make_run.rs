@@ -1,0 +1,275 @@
+//! `make run` keeps what it accepted (issue 11): `scripts/run-local.sh` itself, on its
+//! own ports and data directory, with the workspace's binaries.
+//!
+//! Numbered requests (each retried until it gets a 200) go in while the event sink, the
+//! profile consumer and the gateway are each killed with SIGKILL once: the supervisor
+//! must bring every one back, and every acknowledged event must reach `vero.events`
+//! exactly once and count once in the profiles. Then a Ctrl-C (SIGINT to the script's
+//! process group, as a terminal sends it) stops everything, a second run must come up
+//! with all of it still there, and take more.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use bytes::Bytes;
+use nix::sys::signal::{kill, killpg, Signal};
+use nix::unistd::Pid;
+use vero_loadgen::client::{Connection, Target};
+
+/// Services `run-local.sh` supervises (their `/proc/<pid>/comm`, at most 15 bytes).
+const SINK: &str = "event-sink";
+const PROFILES: &str = "profile-consume";
+const GATEWAY: &str = "ingest-gateway";
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("workspace root")
+}
+
+/// Six consecutive free loopback ports (the script uses base..base+5).
+fn free_port_base() -> anyhow::Result<u16> {
+    for _ in 0..50 {
+        let base = 20_000 + rand::random::<u16>() % 30_000;
+        let listeners: Vec<_> =
+            (base..base + 6).map_while(|p| std::net::TcpListener::bind(("127.0.0.1", p)).ok()).collect();
+        if listeners.len() == 6 {
+            return Ok(base);
+        }
+    }
+    bail!("no 6 consecutive free ports found")
+}
+
+/// One `make run` in the foreground of its own process group.
+struct LocalRun {
+    child: Child,
+    log: PathBuf,
+}
+
+impl LocalRun {
+    fn start(state: &Path, base: u16, bins: &Path, log: PathBuf) -> anyhow::Result<Self> {
+        use std::os::unix::process::CommandExt;
+        let out = std::fs::OpenOptions::new().create(true).append(true).open(&log)?;
+        let child = Command::new("bash")
+            .arg("scripts/run-local.sh")
+            .current_dir(workspace_root())
+            .env("VERO_RUN_DIR", state)
+            .env("VERO_RUN_PORT_BASE", base.to_string())
+            .env("VERO_RUN_BIN_DIR", bins)
+            .env("RUST_LOG", "info,rdkafka=warn")
+            .stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .process_group(0)
+            .spawn()
+            .context("starting scripts/run-local.sh")?;
+        Ok(Self { child, log })
+    }
+
+    fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+
+    /// Ctrl-C: SIGINT to the whole foreground group; the script stops the rest.
+    fn interrupt_and_wait(&mut self, timeout: Duration) -> anyhow::Result<()> {
+        killpg(Pid::from_raw(self.pid()), Signal::SIGINT)?;
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.child.try_wait()?.is_some() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        bail!("make run did not stop within {timeout:?} of Ctrl-C:\n{}", self.log_tail())
+    }
+}
+
+impl Drop for LocalRun {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = killpg(Pid::from_raw(self.pid()), Signal::SIGINT);
+            std::thread::sleep(Duration::from_secs(20));
+            for pid in descendants(self.pid()) {
+                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            }
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// `(pid, parent pid, comm)` of every process, from `/proc`.
+fn processes() -> Vec<(i32, i32, String)> {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .flatten()
+        .filter_map(|entry| {
+            let pid: i32 = entry.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
+            // `pid (comm) state ppid ...`; comm may contain spaces and parentheses.
+            let (left, right) = (stat.find('(')?, stat.rfind(')')?);
+            let comm = stat[left + 1..right].to_owned();
+            let ppid = stat[right + 2..].split_whitespace().nth(1)?.parse().ok()?;
+            Some((pid, ppid, comm))
+        })
+        .collect()
+}
+
+/// Every process below `root` (children, their children, ...).
+fn descendants(root: i32) -> Vec<i32> {
+    let all = processes();
+    let mut found = vec![root];
+    let mut i = 0;
+    while i < found.len() {
+        let parent = found[i];
+        found.extend(all.iter().filter(|(_, ppid, _)| *ppid == parent).map(|(pid, _, _)| *pid));
+        i += 1;
+    }
+    found.remove(0);
+    found
+}
+
+/// The pid of the service `comm` under `root`, waiting until it runs.
+fn service_pid(root: i32, comm: &str, timeout: Duration) -> anyhow::Result<i32> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let all = processes();
+        let below = descendants(root);
+        if let Some((pid, _, _)) = all.iter().find(|(pid, _, c)| c == comm && below.contains(pid)) {
+            return Ok(*pid);
+        }
+        if Instant::now() > deadline {
+            bail!("no {comm} process under make run after {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// SIGKILL the service and wait until the supervisor started a new one.
+fn kill_and_await_restart(run: &LocalRun, comm: &str) -> anyhow::Result<()> {
+    let old = service_pid(run.pid(), comm, Duration::from_secs(30))?;
+    kill(Pid::from_raw(old), Signal::SIGKILL)?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let new = service_pid(run.pid(), comm, Duration::from_secs(60))?;
+        if new != old {
+            return Ok(());
+        }
+        anyhow::ensure!(Instant::now() < deadline, "{comm} was not restarted within 60 s:\n{}", run.log_tail());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn clickhouse(base: u16, sql: &str) -> anyhow::Result<String> {
+    let out = Command::new("curl")
+        .args(["-sS", "--fail-with-body", "--max-time", "10", "--data-binary", sql])
+        .arg(format!("http://127.0.0.1:{}/", base + 1))
+        .output()?;
+    anyhow::ensure!(out.status.success(), "ClickHouse: {}", String::from_utf8_lossy(&out.stdout));
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+/// Events in `vero.events` (plain count) and the profiles' summed event counts.
+fn counts(base: u16) -> Option<(u64, u64)> {
+    let events = clickhouse(base, "SELECT count() FROM vero.events").ok()?.parse().ok()?;
+    let profiles =
+        clickhouse(base, "SELECT sum(event_count) FROM vero.profiles FINAL WHERE deleted = 0").ok()?.parse().ok()?;
+    Some((events, profiles))
+}
+
+fn await_counts(run: &LocalRun, base: u16, want: u64, timeout: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    let mut last = None;
+    while Instant::now() < deadline {
+        last = counts(base);
+        if last == Some((want, want)) {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    bail!(
+        "expected {want} events and profile events, have {last:?} (events, profiles) after {timeout:?}:\n{}",
+        run.log_tail()
+    )
+}
+
+/// Requests `from..to`, one at a time, each retried until it gets a 200.
+async fn send(base: u16, from: u64, to: u64) -> anyhow::Result<()> {
+    let target =
+        Target::parse(&format!("http://127.0.0.1:{}/api/v2/events/track", base + 3)).map_err(anyhow::Error::msg)?;
+    let mut connection = Connection::default();
+    for seq in from..to {
+        let body = serde_json::json!({
+            "auth_token": "your_auth_token",
+            "identity": {"id": format!("user-{}", seq % 7)},
+            "event_name": "make_run_checked",
+            "data": {"seq": seq},
+        });
+        let body = Bytes::from(body.to_string());
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            match connection.post_json(&target, body.clone(), Duration::from_secs(5)).await {
+                Ok(200) => break,
+                outcome if Instant::now() > deadline => bail!("request {seq} got no 200 in 90 s (last: {outcome:?})"),
+                _ => {
+                    connection = Connection::default();
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn await_ready(run: &mut LocalRun, base: u16) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(240);
+    let ready = format!("http://127.0.0.1:{}/readyz", base + 3);
+    while Instant::now() < deadline {
+        if let Some(status) = run.child.try_wait()? {
+            bail!("make run exited ({status}) before it was ready:\n{}", run.log_tail());
+        }
+        if Command::new("curl").args(["-sf", "--max-time", "2", &ready]).output()?.status.success() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    bail!("make run not ready after 240 s:\n{}", run.log_tail())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn make_run_keeps_every_acknowledged_event_through_crashes_and_restarts() -> anyhow::Result<()> {
+    let bins = vero_chaos::rig::bin_dir()?;
+    let state = tempfile::Builder::new().prefix("vero-make-run-").tempdir()?;
+    let log = state.path().join("make-run.log");
+    let base = free_port_base()?;
+
+    let mut run = LocalRun::start(state.path(), base, &bins, log.clone())?;
+    await_ready(&mut run, base).await?;
+    send(base, 0, 40).await?;
+    kill_and_await_restart(&run, SINK)?;
+    send(base, 40, 80).await?;
+    kill_and_await_restart(&run, PROFILES)?;
+    send(base, 80, 120).await?;
+    // Between requests (none in flight), so no retry can repeat an accepted request.
+    kill_and_await_restart(&run, GATEWAY)?;
+    send(base, 120, 160).await?;
+    await_counts(&run, base, 160, Duration::from_secs(120))?;
+    run.interrupt_and_wait(Duration::from_secs(120))?;
+    let open: Vec<u16> = (base..base + 6).filter(|p| std::net::TcpStream::connect(("127.0.0.1", *p)).is_ok()).collect();
+    anyhow::ensure!(open.is_empty(), "ports still served after Ctrl-C (a component kept running): {open:?}");
+    drop(run);
+
+    let mut again = LocalRun::start(state.path(), base, &bins, log)?;
+    await_ready(&mut again, base).await?;
+    await_counts(&again, base, 160, Duration::from_secs(60))?;
+    send(base, 160, 170).await?;
+    await_counts(&again, base, 170, Duration::from_secs(60))?;
+    again.interrupt_and_wait(Duration::from_secs(120))?;
+    Ok(())
+}
