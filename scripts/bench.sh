@@ -8,7 +8,6 @@
 #   VERO_BENCH_E2E_RATE=2000     open-loop req/s of the end-to-end run
 #   VERO_BENCH_STEPS=http,dedup  run only these steps (http produce sink e2e overload dedup micro);
 #                                the sections of the others are kept from docs/benchmarks.md
-#   VERO_BENCH_BASELINE_REV=...  the gateway revision the dedup step compares against
 # Everything listens on 127.0.0.1 only; every step is bounded in time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,17 +20,21 @@ ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" || true
 
 log "building release binaries"
 cargo build --release -p vero-bench -p vero-loadgen -p ingest-gateway -p event-sink -p vero-testkit --bins
-# The dedup step's baseline: the gateway from before the request-id work (issue 10),
-# built from git in its own worktree and target dir (kept between runs).
+# The dedup step's baseline: today's gateway without its request-id handling (the two
+# calls of crates/ingest-gateway/src/track/message_id.rs removed), built from a copy of
+# the source in its own target dir (kept between runs), so the ratio is that cost alone.
 wants() { [[ -z "${VERO_BENCH_STEPS:-}" || ",${VERO_BENCH_STEPS}," == *",$1,"* ]]; }
 if wants dedup; then
-  export VERO_BENCH_BASELINE_REV="${VERO_BENCH_BASELINE_REV:-8a8942c0f11fc75bf83b17c0493458db96d68996}"
   baseline_src=target/bench/baseline-src
-  if [[ "$(git -C "$baseline_src" rev-parse HEAD 2>/dev/null)" != "$(git rev-parse "$VERO_BENCH_BASELINE_REV")" ]]; then
-    rm -rf "$baseline_src"; git worktree prune
-    git worktree add --detach "$baseline_src" "$VERO_BENCH_BASELINE_REV"
+  rm -rf "$baseline_src"; mkdir -p "$baseline_src"
+  cp -r Cargo.toml Cargo.lock crates config schemas "$baseline_src"/
+  calls='message_id::merge_header|message_id::validate'
+  removed=$(grep -rEc "$calls" "$baseline_src/crates/ingest-gateway/src" | awk -F: '{n += $2} END {print n}')
+  if [[ "$removed" != 2 ]]; then
+    log "expected 2 request-id calls in the gateway, found $removed: update the dedup baseline in scripts/bench.sh"; exit 1
   fi
-  log "building the baseline gateway ($VERO_BENCH_BASELINE_REV; the first build takes a few minutes)"
+  grep -rlE "$calls" "$baseline_src/crates/ingest-gateway/src" | xargs sed -i -E "/$calls/d"
+  log "building the baseline gateway (no request-id handling; the first build takes a few minutes)"
   (cd "$baseline_src" && CARGO_TARGET_DIR="$PWD/../baseline-target" cargo build --release -p ingest-gateway --bin ingest-gateway)
   export VERO_BENCH_BASELINE_GATEWAY="$PWD/target/bench/baseline-target/release/ingest-gateway"
   export VERO_BENCH_BASELINE_CONFIG="$PWD/$baseline_src/config/gateway"

@@ -1,14 +1,14 @@
-//! What idempotent retries (issue 10) cost the gateway: the gateway from before the
-//! request-id work against today's, same load, same run, alternating so that a noisy
-//! neighbour on the shared machine hits both alike.
+//! What idempotent retries (issue 10) cost the gateway: today's gateway without its
+//! request-id handling against today's, same load, same run, interleaved so that a
+//! noisy neighbour on the shared machine hits both alike.
 //!
 //! The gateway's share of the dedup is small by design (docs/design.md, "Idempotent
 //! retries"): it only validates and records an explicit request id
 //! (`Idempotency-Key` / `extras.message_id`); the request key is computed by the
 //! consumers. So three gateways are loaded, closed loop at [`CONNECTIONS`]:
-//! * `baseline`: the gateway at the commit before the request-id work
-//!   (`VERO_BENCH_BASELINE_GATEWAY`, built by `scripts/bench.sh` from
-//!   `VERO_BENCH_BASELINE_REV` into `target/bench/`), bodies without a message id;
+//! * `baseline`: today's source with the two request-id calls (`message_id::merge_header`,
+//!   `message_id::validate`) removed (`VERO_BENCH_BASELINE_GATEWAY`, built by
+//!   `scripts/bench.sh` into `target/bench/`), bodies without a message id;
 //! * `current`: today's gateway, the same bodies;
 //! * `current + message_id`: today's gateway, every body with `extras.message_id`.
 //!
@@ -29,28 +29,46 @@ use crate::procs::{free_port, wait_for_port, Guard};
 /// Closed-loop connections: the gateway's saturation point in the HTTP step.
 pub const CONNECTIONS: usize = 256;
 /// Each variant is measured this many times, interleaved.
-const ROUNDS: usize = 3;
+const ROUNDS: usize = 5;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DedupCostRun {
     pub variant: String,
     pub round: usize,
     pub report: Report,
+    /// CPU cores the gateway used on average during the run.
+    pub server_cores: f64,
+}
+
+impl DedupCostRun {
+    /// Gateway CPU time per answered request, in microseconds: the cost itself, less
+    /// sensitive than req/s to other work on a shared machine.
+    pub fn cpu_us_per_request(&self) -> f64 {
+        let answered = self.report.answered_rps.max(1e-9);
+        self.server_cores / answered * 1e6
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DedupCost {
-    /// The git revision the baseline gateway was built from.
-    pub baseline_rev: String,
     pub runs: Vec<DedupCostRun>,
 }
 
 impl DedupCost {
     /// Median req/s (200s) of a variant over its rounds.
     pub fn median_rps(&self, variant: &str) -> Option<f64> {
-        let mut rps: Vec<f64> = self.runs.iter().filter(|r| r.variant == variant).map(|r| r.report.ok_rps).collect();
-        rps.sort_by(f64::total_cmp);
-        rps.get(rps.len() / 2).copied()
+        self.median(variant, |r| r.report.ok_rps)
+    }
+
+    /// Median gateway CPU µs per request of a variant over its rounds.
+    pub fn median_cpu_us(&self, variant: &str) -> Option<f64> {
+        self.median(variant, DedupCostRun::cpu_us_per_request)
+    }
+
+    fn median(&self, variant: &str, figure: impl Fn(&DedupCostRun) -> f64) -> Option<f64> {
+        let mut values: Vec<f64> = self.runs.iter().filter(|r| r.variant == variant).map(figure).collect();
+        values.sort_by(f64::total_cmp);
+        values.get(values.len() / 2).copied()
     }
 }
 
@@ -58,12 +76,10 @@ pub const BASELINE: &str = "baseline";
 pub const CURRENT: &str = "current";
 pub const CURRENT_WITH_IDS: &str = "current + message_id";
 
-/// A gateway binary with the config layout and topic key of its revision.
+/// A gateway binary and its config directory.
 struct Gateway {
     binary: PathBuf,
     config_dir: PathBuf,
-    /// `VERO__KAFKA__TOPIC` before issue 13's rename, `VERO__KAFKA__EVENTS_TOPIC` after.
-    topic_key: &'static str,
 }
 
 impl Gateway {
@@ -76,7 +92,7 @@ impl Gateway {
             .env("RUST_LOG", "warn")
             .env("VERO__HTTP__LISTEN", format!("127.0.0.1:{port}"))
             .env("VERO__KAFKA__BROKERS", &bench.brokers)
-            .env(self.topic_key, topic);
+            .env("VERO__KAFKA__EVENTS_TOPIC", topic);
         let mut guard = Guard::spawn(name, command, &bench.work)?;
         wait_for_port(port, &mut guard, Duration::from_secs(60))?;
         Ok((guard, port))
@@ -91,19 +107,11 @@ pub async fn run(bench: &Bench, results: &mut Results) -> anyhow::Result<()> {
     let baseline = Gateway {
         config_dir: std::env::var_os("VERO_BENCH_BASELINE_CONFIG")
             .map(PathBuf::from)
-            .context("VERO_BENCH_BASELINE_CONFIG is not set (the baseline revision's config/gateway)")?,
+            .context("VERO_BENCH_BASELINE_CONFIG is not set (the baseline's config/gateway)")?,
         binary: baseline_binary,
-        topic_key: "VERO__KAFKA__TOPIC",
     };
-    let current = Gateway {
-        binary: bench.bins.join("ingest-gateway"),
-        config_dir: "config/gateway".into(),
-        topic_key: "VERO__KAFKA__EVENTS_TOPIC",
-    };
-    let mut cost = DedupCost {
-        baseline_rev: std::env::var("VERO_BENCH_BASELINE_REV").unwrap_or_else(|_| "unknown".into()),
-        runs: Vec::new(),
-    };
+    let current = Gateway { binary: bench.bins.join("ingest-gateway"), config_dir: "config/gateway".into() };
+    let mut cost = DedupCost { runs: Vec::new() };
     for round in 1..=ROUNDS {
         for (variant, gateway, message_ids) in
             [(BASELINE, &baseline, false), (CURRENT, &current, false), (CURRENT_WITH_IDS, &current, true)]
@@ -116,9 +124,9 @@ pub async fn run(bench: &Bench, results: &mut Results) -> anyhow::Result<()> {
             config.duration = Some(bench.config.secs);
             config.warmup = bench.config.warmup_secs;
             config.message_ids = message_ids;
-            let report = super::steps::load(config).await?;
+            let (report, server_cores) = super::steps::measured(&server, config).await?;
             drop(server);
-            cost.runs.push(DedupCostRun { variant: variant.into(), round, report });
+            cost.runs.push(DedupCostRun { variant: variant.into(), round, report, server_cores });
         }
     }
     results.dedup_cost = Some(cost);

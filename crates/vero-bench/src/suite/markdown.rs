@@ -32,22 +32,31 @@ fn render_dedup_cost(md: &mut String, cost: Option<&super::dedup_cost::DedupCost
     };
     let _ = writeln!(
         md,
-        "The gateway built from `{}` (before the request-id work) against today's, closed loop at {CONNECTIONS} \
-         connections, each variant measured {} times, interleaved; the median counts. \
-         `current + message_id`: every body carries `extras.message_id`.\n",
-        cost.baseline_rev,
+        "Today's gateway with its request-id handling removed (`baseline`, built by `scripts/bench.sh`) against \
+         today's, closed loop at {CONNECTIONS} connections, each variant measured {} times, interleaved; the median \
+         counts. `current + message_id`: every body carries `extras.message_id`.\n",
         cost.runs.iter().filter(|r| r.variant == BASELINE).count()
     );
-    let _ = writeln!(md, "| variant | req/s (200s) per round | median req/s | ratio vs baseline | target (>= 0.90) |");
-    let _ = writeln!(md, "|---|---|---|---|---|");
+    let _ = writeln!(
+        md,
+        "| variant | req/s (200s) per round | median req/s | ratio vs baseline | median gateway CPU µs/request | CPU ratio vs baseline | target (throughput >= 0.90) |"
+    );
+    let _ = writeln!(md, "|---|---|---|---|---|---|---|");
     let base = cost.median_rps(BASELINE).unwrap_or_default();
+    let base_cpu = cost.median_cpu_us(BASELINE).unwrap_or_default();
     for variant in [BASELINE, CURRENT, CURRENT_WITH_IDS] {
         let rounds: Vec<String> =
             cost.runs.iter().filter(|r| r.variant == variant).map(|r| format!("{:.0}", r.report.ok_rps)).collect();
         let median = cost.median_rps(variant).unwrap_or_default();
+        let cpu = cost.median_cpu_us(variant).unwrap_or_default();
         let target = if variant == BASELINE { String::new() } else { verdict(median >= 0.9 * base).to_owned() };
-        let _ =
-            writeln!(md, "| {variant} | {} | {median:.0} | {} | {target} |", rounds.join(", "), ratio(median, base));
+        let _ = writeln!(
+            md,
+            "| {variant} | {} | {median:.0} | {} | {cpu:.1} | {} | {target} |",
+            rounds.join(", "),
+            ratio(median, base),
+            ratio(cpu, base_cpu)
+        );
     }
 }
 

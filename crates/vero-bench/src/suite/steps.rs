@@ -58,7 +58,7 @@ fn closed_loop(bench: &Bench, port: u16, connections: usize) -> LoadConfig {
 }
 
 /// Load `port` and measure the server's CPU over the run.
-async fn measured(server: &Guard, config: LoadConfig) -> anyhow::Result<(Report, f64)> {
+pub(super) async fn measured(server: &Guard, config: LoadConfig) -> anyhow::Result<(Report, f64)> {
     let cpu_before = cpu_secs(server.pid()).unwrap_or_default();
     let started = Instant::now();
     let report = load(config).await?;
