@@ -163,6 +163,7 @@ pub(crate) mod tests {
             kafka_partition: partition,
             kafka_offset: offset,
             request_key: uuid::Uuid::now_v7(),
+            inserted_at: 1,
         }
     }
 

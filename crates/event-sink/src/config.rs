@@ -14,6 +14,9 @@ use vero_service::kafka_properties::{self, KafkaProperties, Reserved};
 pub struct Settings {
     pub kafka: KafkaSettings,
     pub clickhouse: ClickHouseSettings,
+    /// Where the nodes of `clickhouse.cluster` answer HTTP (unused without a cluster).
+    #[serde(default)]
+    pub cluster: vero_shards::NodeSettings,
     pub batch: BatchSettings,
     pub retry: RetrySettings,
     pub dedup: DedupSettings,

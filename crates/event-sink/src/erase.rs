@@ -37,6 +37,15 @@
 //! lags, or the reidentify sits on another partition behind the delete) is not
 //! covered; sending the delete again covers it.
 //!
+//! **On a cluster** (`clickhouse.cluster`) every mutation is submitted once per shard,
+//! to the shard's `_local` table on its current replica (failing over like INSERTs,
+//! [`crate::route`]); ZooKeeper replicates it to the shard's other replicas, and it
+//! covers every part committed in the shard when it is submitted, also parts the
+//! replica it was sent to has not fetched yet (block numbers are allocated in
+//! ZooKeeper). A shard that is down holds the delete (retried with backoff) and with
+//! it the batch. Alias rows are read through the Distributed `vero.user_aliases` of
+//! `clickhouse.url`.
+//!
 //! **Completion.** A mutation runs in the background after ClickHouse accepted it.
 //! [`watch_pending`] polls `system.mutations` and exports the number not finished
 //! (`is_done = 0`) in the `vero` database as `vero_sink_erasures_pending`: an erasure
@@ -53,7 +62,8 @@ use vero_model::UserCommand;
 
 use crate::config::RetrySettings;
 use crate::metrics::Metrics;
-use crate::writer::{Abandoned, TABLE};
+use crate::route::{Destination, Place};
+use crate::writer::Abandoned;
 use vero_service::health::Health;
 
 /// A `Delete` command and its position in the topic.
@@ -72,20 +82,36 @@ const MAX_STATEMENT_BYTES: usize = 64 * 1024;
 
 /// How many reidentify steps back a delete follows `vero.user_aliases`.
 pub const MAX_ALIAS_DEPTH: usize = 16;
-/// The alias table the profile consumer records reidentifies in.
-pub const ALIASES: &str = "vero.user_aliases";
+/// The alias table the profile consumer records reidentifies in (read here; on a
+/// cluster the Distributed table over every shard).
+pub const ALIASES: &str = crate::route::SINGLE.aliases;
 /// How often [`watch_pending`] reads `system.mutations`.
 pub const PENDING_POLL: Duration = Duration::from_secs(5);
 /// Not-finished mutations in the `vero` database.
 pub const PENDING_QUERY: &str = "SELECT count() FROM system.mutations WHERE database = 'vero' AND is_done = 0";
 
 /// Keep `vero_sink_erasures_pending` current until `cancel`: read `system.mutations`
-/// every [`PENDING_POLL`]; a failed read leaves the last value (and is logged).
-pub async fn watch_pending(client: Client, metrics: Metrics, cancel: CancellationToken) {
+/// every [`PENDING_POLL`] (on a cluster: on one replica of every shard, summed); a
+/// failed read leaves the last value (and is logged).
+pub async fn watch_pending(destination: Destination, metrics: Metrics, cancel: CancellationToken) {
     loop {
-        match client.query(PENDING_QUERY).fetch_one::<u64>().await {
-            Ok(pending) => metrics.erasures_pending.set(pending as i64),
-            Err(error) => tracing::warn!(error = %error, "cannot read system.mutations for vero_sink_erasures_pending"),
+        let mut pending = Some(0u64);
+        for place in destination.everywhere() {
+            let read = place.attempt(|client| {
+                let query = client.query(PENDING_QUERY);
+                async move { query.fetch_one::<u64>().await.map_err(Failure::from) }
+            });
+            match read.await {
+                Ok(count) => pending = pending.map(|sum| sum + count),
+                Err(error) => {
+                    let shard = place.label();
+                    tracing::warn!(error = %error, %shard, "cannot read system.mutations for vero_sink_erasures_pending");
+                    pending = None;
+                }
+            }
+        }
+        if let Some(pending) = pending {
+            metrics.erasures_pending.set(pending as i64);
         }
         tokio::select! {
             _ = cancel.cancelled() => return,
@@ -94,10 +120,11 @@ pub async fn watch_pending(client: Client, metrics: Metrics, cancel: Cancellatio
     }
 }
 
-/// The mutation erasing what every delete of `deletes` covers (`deletes` non-empty).
-pub fn mutation(client: &Client, deletes: &[&UserDelete]) -> Query {
+/// The mutation of `table` erasing what every delete of `deletes` covers (`deletes`
+/// non-empty).
+pub fn mutation(client: &Client, table: &str, deletes: &[&UserDelete]) -> Query {
     let condition = vec![CONDITION; deletes.len()].join(" OR ");
-    let mut query = client.query(&format!("ALTER TABLE {TABLE} DELETE WHERE {condition}"));
+    let mut query = client.query(&format!("ALTER TABLE {table} DELETE WHERE {condition}"));
     for delete in deletes {
         query = query
             .bind(&delete.command.project)
@@ -143,7 +170,10 @@ pub fn statements(deletes: &[UserDelete]) -> Vec<Vec<usize>> {
 }
 
 pub struct Eraser {
+    /// `clickhouse.url`: alias lookups.
     client: Client,
+    /// Where mutations go: the server, or every shard.
+    destination: Destination,
     retry: RetrySettings,
     timeout: Duration,
     metrics: Metrics,
@@ -151,8 +181,15 @@ pub struct Eraser {
 }
 
 impl Eraser {
-    pub fn new(client: Client, retry: RetrySettings, timeout: Duration, metrics: Metrics, health: Health) -> Self {
-        Self { client, retry, timeout, metrics, health }
+    pub fn new(
+        client: Client,
+        destination: Destination,
+        retry: RetrySettings,
+        timeout: Duration,
+        metrics: Metrics,
+        health: Health,
+    ) -> Self {
+        Self { client, destination, retry, timeout, metrics, health }
     }
 
     /// Submit the mutations for `deletes`; returns `(index, reason)` of every delete
@@ -209,8 +246,9 @@ impl Eraser {
             let sql = format!("SELECT DISTINCT old_id FROM {ALIASES} WHERE project = ? AND has(?, new_id)");
             let read = self
                 .with_retry(
+                    Place::Single(&self.client),
                     "alias lookup",
-                    || self.client.query(&sql).bind(project).bind(&frontier).fetch_all::<String>(),
+                    |client| client.query(&sql).bind(project).bind(&frontier).fetch_all::<String>(),
                     cancel,
                 )
                 .await?;
@@ -230,8 +268,9 @@ impl Eraser {
             let sql = format!("SELECT count() FROM {ALIASES} WHERE project = ? AND old_id = ?");
             let read = self
                 .with_retry(
+                    Place::Single(&self.client),
                     "alias lookup",
-                    || self.client.query(&sql).bind(project).bind(user_id).fetch_one::<u64>(),
+                    |client| client.query(&sql).bind(project).bind(user_id).fetch_one::<u64>(),
                     cancel,
                 )
                 .await?;
@@ -243,11 +282,14 @@ impl Eraser {
         }
         let previous: Vec<&String> = ids.iter().filter(|id| id.as_str() != user_id).collect();
         if !previous.is_empty() {
-            let sql = format!("ALTER TABLE {TABLE} DELETE WHERE project = ? AND has(?, user_id)");
+            let sql = format!(
+                "ALTER TABLE {} DELETE WHERE project = ? AND has(?, user_id)",
+                self.destination.tables().events
+            );
             let erased = self
-                .with_retry(
+                .everywhere(
                     "delete mutation",
-                    || self.client.query(&sql).bind(project).bind(&previous).execute(),
+                    |client| client.query(&sql).bind(project).bind(&previous).execute(),
                     cancel,
                 )
                 .await?;
@@ -256,11 +298,14 @@ impl Eraser {
             }
             self.metrics.delete_mutations.inc();
         }
-        let sql = format!("ALTER TABLE {ALIASES} DELETE WHERE project = ? AND (has(?, old_id) OR has(?, new_id))");
+        let sql = format!(
+            "ALTER TABLE {} DELETE WHERE project = ? AND (has(?, old_id) OR has(?, new_id))",
+            self.destination.tables().aliases
+        );
         let erased = self
-            .with_retry(
+            .everywhere(
                 "alias delete mutation",
-                || self.client.query(&sql).bind(project).bind(&all).bind(&all).execute(),
+                |client| client.query(&sql).bind(project).bind(&all).bind(&all).execute(),
                 cancel,
             )
             .await?;
@@ -284,7 +329,9 @@ impl Eraser {
         deletes: &[&UserDelete],
         cancel: &CancellationToken,
     ) -> Result<Result<(), String>, Abandoned> {
-        let submitted = self.with_retry("delete mutation", || self.submit_once(deletes), cancel).await?;
+        let table = self.destination.tables().events;
+        let submitted =
+            self.everywhere("delete mutation", |client| mutation(client, table, deletes).execute(), cancel).await?;
         if submitted.is_ok() {
             self.metrics.delete_mutations.inc();
             for d in deletes {
@@ -299,25 +346,56 @@ impl Eraser {
         Ok(submitted)
     }
 
-    /// Run `operation` (bounded by the request timeout) until it succeeds or ClickHouse
-    /// refuses it as invalid (`Ok(Err(reason))`); retryable and operator-fixable
-    /// failures are retried with backoff (health and metrics say so) until `cancel`.
-    async fn with_retry<T, F, Fut>(
+    /// Run the mutation `operation` on every place of the destination (the server, or
+    /// every shard), each with [`Eraser::with_retry`]; the first refusal is returned.
+    async fn everywhere<F, Fut>(
         &self,
         what: &str,
-        mut operation: F,
+        operation: F,
+        cancel: &CancellationToken,
+    ) -> Result<Result<(), String>, Abandoned>
+    where
+        F: Fn(&Client) -> Fut,
+        Fut: std::future::Future<Output = clickhouse::error::Result<()>>,
+    {
+        for place in self.destination.everywhere() {
+            if let Err(reason) = self.with_retry(place, what, &operation, cancel).await? {
+                return Ok(Err(reason));
+            }
+        }
+        Ok(Ok(()))
+    }
+
+    /// Run `operation` at `place` (bounded by the request timeout) until it succeeds or
+    /// ClickHouse refuses it as invalid (`Ok(Err(reason))`); retryable and
+    /// operator-fixable failures are retried with backoff (health and metrics say so)
+    /// until `cancel`, on a cluster failing over to the shard's next replica.
+    async fn with_retry<T, F, Fut>(
+        &self,
+        place: Place<'_>,
+        what: &str,
+        operation: F,
         cancel: &CancellationToken,
     ) -> Result<Result<T, String>, Abandoned>
     where
-        F: FnMut() -> Fut,
+        F: Fn(&Client) -> Fut,
         Fut: std::future::Future<Output = clickhouse::error::Result<T>>,
     {
         let mut backoff = self.retry.backoff();
+        let shard = place.label();
         loop {
-            let outcome = match tokio::time::timeout(self.timeout, operation()).await {
-                Ok(result) => result.map_err(Failure::from),
-                Err(_) => Err(Failure::Retryable(format!("no answer within {:?}", self.timeout))),
-            };
+            let timeout = self.timeout;
+            let outcome = place
+                .attempt(|client| {
+                    let running = operation(client);
+                    async move {
+                        match tokio::time::timeout(timeout, running).await {
+                            Ok(result) => result.map_err(Failure::from),
+                            Err(_) => Err(Failure::Retryable(format!("no answer within {timeout:?}"))),
+                        }
+                    }
+                })
+                .await;
             match outcome {
                 Ok(value) => {
                     self.metrics.needs_operator.set(0);
@@ -329,13 +407,13 @@ impl Eraser {
                     match failure {
                         Failure::Invalid(reason) => return Ok(Err(reason)),
                         Failure::Operator(reason) => {
-                            tracing::error!(%what, %reason, "ClickHouse refuses this write until an operator acts; retrying");
+                            tracing::error!(%what, %shard, %reason, "ClickHouse refuses this write until an operator acts; retrying");
                             self.metrics.needs_operator.set(1);
                             self.health
                                 .not_ready(format!("operator action needed, ClickHouse {what} refused: {reason}"));
                         }
                         Failure::Retryable(reason) => {
-                            tracing::warn!(%what, %reason, "ClickHouse write failed, retrying");
+                            tracing::warn!(%what, %shard, %reason, "ClickHouse write failed, retrying");
                             self.health.not_ready(format!("ClickHouse {what} failing: {reason}"));
                         }
                     }
@@ -346,10 +424,6 @@ impl Eraser {
                 }
             }
         }
-    }
-
-    fn submit_once(&self, deletes: &[&UserDelete]) -> impl std::future::Future<Output = clickhouse::error::Result<()>> {
-        mutation(&self.client, deletes).execute()
     }
 }
 
@@ -383,13 +457,13 @@ pub(crate) mod tests {
     fn values_are_bound_and_escaped() {
         let client = Client::default();
         let d = delete("demo", "o'neil?\\", 3, 42);
-        let sql = mutation(&client, &[&d]).sql_display().to_string();
+        let sql = mutation(&client, "vero.events", &[&d]).sql_display().to_string();
         assert_eq!(
             sql,
             "ALTER TABLE vero.events DELETE WHERE (project = 'demo' AND user_id = 'o\\'neil?\\\\' \
              AND (kafka_partition != 3 OR kafka_offset < 42))"
         );
-        let two = mutation(&client, &[&d, &delete("p", "u", 0, 1)]).sql_display().to_string();
+        let two = mutation(&client, "vero.events", &[&d, &delete("p", "u", 0, 1)]).sql_display().to_string();
         assert!(two.ends_with(" OR (project = 'p' AND user_id = 'u' AND (kafka_partition != 0 OR kafka_offset < 1))"));
     }
 
@@ -409,7 +483,7 @@ pub(crate) mod tests {
         let client = Client::default();
         for group in groups {
             let refs: Vec<&UserDelete> = group.iter().map(|&i| &deletes[i]).collect();
-            assert!(mutation(&client, &refs).sql_display().to_string().len() <= MAX_STATEMENT_BYTES);
+            assert!(mutation(&client, "vero.events", &refs).sql_display().to_string().len() <= MAX_STATEMENT_BYTES);
         }
     }
 }

@@ -12,7 +12,7 @@
 //!
 //! Modules: [`config`] (settings), [`service`] (start: schema, consumer; [`run`] and
 //! [`migrate`]), [`pipeline`] (the consume/flush loop), [`batch`], [`row`],
-//! [`writer`] (INSERT with retry and bisection), [`once`] (what not to insert; fencing), [`erase`] (GDPR delete mutations), [`dlq`], [`replay`]
+//! [`writer`] (INSERT with retry and bisection), [`route`] (the server, or the shards of a cluster), [`once`] (what not to insert; fencing), [`erase`] (GDPR delete mutations), [`dlq`], [`replay`]
 //! (`event-sink replay-dlq`: DLQ records back into the pipeline), [`context`] (rebalance and
 //! statistics callbacks), [`metrics`]; retry pacing and readiness come from `vero_service`.
 
@@ -25,6 +25,7 @@ pub mod metrics;
 pub mod once;
 pub mod pipeline;
 pub mod replay;
+pub mod route;
 pub mod row;
 pub mod service;
 pub mod writer;

@@ -46,6 +46,12 @@ pub struct Metrics {
     /// Partitions stopped at a record with an unknown writer schema fingerprint.
     /// Alert `VeroSinkNeedsOperator`.
     pub blocked_partitions: IntGauge,
+    /// On a cluster: 1 while the last INSERT attempt on that shard (`shard_num`)
+    /// failed, 0 after it succeeded.
+    pub shard_failing: IntGaugeVec,
+    /// On a cluster: `SYSTEM SYNC REPLICA` runs before trusting a replica's written
+    /// offsets (after a failover, at start and after an assignment).
+    pub replica_syncs: IntCounter,
 }
 
 impl Metrics {
@@ -116,6 +122,16 @@ impl Metrics {
             "Partitions stopped at a record whose writer schema this build does not know",
         )
         .unwrap();
+        let shard_failing = IntGaugeVec::new(
+            Opts::new("vero_sink_shard_failing", "1 while INSERTs into this ClickHouse shard fail (cluster mode)"),
+            &["shard"],
+        )
+        .unwrap();
+        let replica_syncs = IntCounter::new(
+            "vero_sink_replica_syncs_total",
+            "SYSTEM SYNC REPLICA runs before a replica's written offsets were trusted (cluster mode)",
+        )
+        .unwrap();
         for collector in [
             Box::new(rows_inserted.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(rows_skipped.clone()),
@@ -134,6 +150,8 @@ impl Metrics {
             Box::new(write_failures.clone()),
             Box::new(needs_operator.clone()),
             Box::new(blocked_partitions.clone()),
+            Box::new(shard_failing.clone()),
+            Box::new(replica_syncs.clone()),
         ] {
             registry.register(collector).expect("metric names are unique");
         }
@@ -160,6 +178,8 @@ impl Metrics {
             write_failures,
             needs_operator,
             blocked_partitions,
+            shard_failing,
+            replica_syncs,
         }
     }
 }

@@ -30,6 +30,7 @@ use clickhouse::Client;
 use uuid::Uuid;
 use vero_clickhouse::Failure;
 
+use crate::route::Tables;
 use crate::row::EventRow;
 
 /// Keys per lookup query: keeps the statement far below ClickHouse's default
@@ -70,6 +71,10 @@ pub struct Fence {
 struct FenceState {
     owned: BTreeSet<i32>,
     writing: BTreeMap<i32, usize>,
+    /// Bumped by every assignment: on a cluster a replica is synced again before it is
+    /// trusted for partitions this instance did not own when it last synced (their
+    /// previous owner may have written to another replica).
+    generation: u64,
 }
 
 impl Fence {
@@ -78,7 +83,14 @@ impl Fence {
     }
 
     pub fn assign(&self, partitions: &[i32]) {
-        self.state.lock().expect("fence lock").owned.extend(partitions);
+        let mut state = self.state.lock().expect("fence lock");
+        state.owned.extend(partitions);
+        state.generation += 1;
+    }
+
+    /// How many assignments this instance has taken (see [`FenceState::generation`]).
+    pub fn generation(&self) -> u64 {
+        self.state.lock().expect("fence lock").generation
     }
 
     /// Give `partitions` up: no INSERT of them starts from now on, and this returns once
@@ -149,10 +161,12 @@ struct KnownKey {
     received_at_ms: i64,
 }
 
-/// For every row, `None` (insert it) or why not. `owned` are the partitions this
+/// For every row, `None` (insert it) or why not, read from `tables` at `client` (the
+/// server, or the shard replica the INSERT goes to). `owned` are the partitions this
 /// instance may write; `window_ms` 0 turns the repeat check off.
 pub async fn decide(
     client: &Client,
+    tables: &Tables,
     rows: &[&EventRow],
     owned: &BTreeSet<i32>,
     window_ms: i64,
@@ -166,8 +180,9 @@ pub async fn decide(
     let list = partitions.iter().map(i32::to_string).collect::<Vec<_>>().join(",");
     let written: Vec<Written> = client
         .query(&format!(
-            "SELECT kafka_partition, max(kafka_offset) AS kafka_offset FROM vero.events_written \
-             WHERE kafka_partition IN ({list}) GROUP BY kafka_partition"
+            "SELECT kafka_partition, max(kafka_offset) AS kafka_offset FROM {} \
+             WHERE kafka_partition IN ({list}) GROUP BY kafka_partition",
+            tables.written
         ))
         .fetch_all()
         .await?;
@@ -178,7 +193,7 @@ pub async fn decide(
         }
     }
     if window_ms > 0 {
-        let known = known_keys(client, rows, &decisions, window_ms).await?;
+        let known = known_keys(client, tables.request_keys, rows, &decisions, window_ms).await?;
         mark_repeats(rows, &mut decisions, known, window_ms);
     }
     Ok(decisions)
@@ -188,6 +203,7 @@ pub async fn decide(
 /// candidate rows', within the window of them.
 async fn known_keys(
     client: &Client,
+    table: &str,
     rows: &[&EventRow],
     decisions: &[Option<Skip>],
     window_ms: i64,
@@ -206,7 +222,7 @@ async fn known_keys(
             let list = chunk.iter().map(|k| format!("'{k}'")).collect::<Vec<_>>().join(",");
             let found: Vec<KnownKey> = client
                 .query(&format!(
-                    "SELECT request_key, received_at_ms FROM vero.events_request_keys \
+                    "SELECT request_key, received_at_ms FROM {table} \
                      WHERE kafka_partition = {partition} AND request_key IN ({list}) \
                      AND received_at_ms > {} AND received_at_ms < {}",
                     first.saturating_sub(window_ms),

@@ -234,7 +234,9 @@ impl Pipeline {
         if batch.is_empty() {
             return;
         }
-        let current = batch.take();
+        let mut current = batch.take();
+        // One inserted_at for every attempt of this batch: a retry sends the same bytes.
+        EventRow::stamp(&mut current.rows, crate::row::now_secs());
         self.last_partial_write = if current.is_full() { None } else { Some(Instant::now()) };
         tracing::debug!(
             records = current.len(),

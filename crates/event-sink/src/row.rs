@@ -1,8 +1,11 @@
 //! One `vero.events` row: a decoded [`TrackEvent`] plus its Kafka lineage.
 //!
 //! Field names are the column names; the derived time columns (`received_at`,
-//! `event_time`, `inserted_at`) are left to the table's DEFAULT expressions so the same
-//! row type fits every schema variant. [`EventRow::from_event`] refuses events whose
+//! `event_time`) are left to the table's DEFAULT expressions so the same row type fits
+//! every schema variant. `inserted_at` is sent by the sink, one value per batch
+//! ([`EventRow::stamp`]), instead of the column's `DEFAULT now()`: a retried INSERT of
+//! the batch is then byte-identical to the first attempt, which is what a Replicated
+//! table's block deduplication recognises (docs/design.md, "Cluster writes"). [`EventRow::from_event`] refuses events whose
 //! time cannot be stored (outside 1970..2106, the range of ClickHouse's `DateTime`),
 //! because ClickHouse would either reject the whole insert or silently wrap the value.
 //! Every row carries its request key, computed here from the event.
@@ -38,6 +41,8 @@ pub struct EventRow {
     /// the dedup window is not inserted (see [`crate::once`]).
     #[serde(with = "clickhouse::serde::uuid")]
     pub request_key: Uuid,
+    /// `inserted_at`, seconds since the epoch (UTC): when the batch was first written.
+    pub inserted_at: u32,
 }
 
 impl EventRow {
@@ -65,7 +70,16 @@ impl EventRow {
             created_at_ms: event.created_at,
             kafka_partition: partition,
             kafka_offset: offset,
+            inserted_at: now_secs(),
         })
+    }
+
+    /// Set `inserted_at` of every row of a batch to `seconds`, once, before its first
+    /// INSERT attempt: every retry then sends the same bytes.
+    pub fn stamp(rows: &mut [EventRow], seconds: u32) {
+        for row in rows {
+            row.inserted_at = seconds;
+        }
     }
 
     /// The event back, for the dead-letter topic (every event field is a column).
@@ -100,6 +114,12 @@ impl EventRow {
             + optional(&self.source)
             + optional(&self.user_agent)
     }
+}
+
+/// Seconds since the epoch now, as a ClickHouse `DateTime`.
+pub fn now_secs() -> u32 {
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    u32::try_from(since.as_secs()).unwrap_or(u32::MAX)
 }
 
 #[cfg(test)]

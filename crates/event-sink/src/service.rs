@@ -24,9 +24,11 @@ use crate::erase::Eraser;
 use crate::metrics::Metrics;
 use crate::once::Fence;
 use crate::pipeline::Pipeline;
+use crate::route::Destination;
 use crate::writer::Writer;
 use vero_service::health::Health;
 use vero_service::static_assignment::StaticAssignment;
+use vero_shards::Router;
 
 /// Run the sink until `shutdown` is cancelled; the ops endpoints are served on
 /// `ops_listener` meanwhile.
@@ -55,9 +57,9 @@ async fn start_and_consume(
 ) -> anyhow::Result<()> {
     let client = vero_clickhouse::client::build(&settings.clickhouse);
     let mut backoff = settings.retry.backoff();
-    let version = loop {
-        match prepare_schema(&client).await {
-            Ok(version) => break version,
+    let (version, router) = loop {
+        match prepare(&settings, &client).await {
+            Ok(ready) => break ready,
             Err(Failure::Retryable(reason)) => {
                 tracing::warn!(%reason, "ClickHouse not reachable yet, retrying");
                 health.not_ready(format!("ClickHouse not reachable: {reason}"));
@@ -79,8 +81,13 @@ async fn start_and_consume(
     // A revoke waits at most one request timeout for an INSERT in flight.
     let fence = Arc::new(Fence::new(settings.clickhouse.request_timeout()));
     let consumer = create_consumer(&settings, metrics.clone(), fence.clone())?;
+    let destination = match router {
+        Some(router) => Destination::Cluster(Arc::new(router)),
+        None => Destination::Single(Box::new(for_inserts(&settings, client.clone()))),
+    };
     let eraser = Eraser::new(
         client.clone(),
+        destination.clone(),
         settings.retry.clone(),
         settings.clickhouse.request_timeout(),
         metrics.clone(),
@@ -88,12 +95,9 @@ async fn start_and_consume(
     );
     // vero_sink_erasures_pending, for as long as the pipeline runs.
     let watching = CancellationToken::new();
-    let pending = tokio::spawn(crate::erase::watch_pending(client.clone(), metrics.clone(), watching.clone()));
-    // INSERT bodies uncompressed unless configured (see `batch.compress_inserts`).
-    let insert_client =
-        if settings.batch.compress_inserts { client } else { client.with_compression(clickhouse::Compression::None) };
+    let pending = tokio::spawn(crate::erase::watch_pending(destination.clone(), metrics.clone(), watching.clone()));
     let writer = Writer::new(
-        insert_client,
+        destination,
         version,
         settings.retry.clone(),
         settings.clickhouse.request_timeout(),
@@ -112,13 +116,25 @@ async fn start_and_consume(
     result
 }
 
-async fn prepare_schema(client: &clickhouse::Client) -> Result<ServerVersion, Failure> {
+/// The server's version after migrating, and on a cluster the router to its shards
+/// (its topology read once the schema is there).
+async fn prepare(settings: &Settings, client: &clickhouse::Client) -> Result<(ServerVersion, Option<Router>), Failure> {
     let version = ServerVersion::detect(client).await?;
-    let all = migrations::embedded().map_err(Failure::Invalid)?;
+    let all = migrations::embedded_for(settings.clickhouse.cluster.as_deref()).map_err(Failure::Invalid)?;
     for applied in migrations::apply(client, version, &all).await? {
         tracing::info!(id = applied.id, file = applied.file, "migration applied");
     }
-    Ok(version)
+    let router = vero_shards::connect(&settings.clickhouse, &settings.cluster, |c| for_inserts(settings, c)).await?;
+    Ok((version, router))
+}
+
+/// INSERT bodies uncompressed unless configured (see `batch.compress_inserts`).
+fn for_inserts(settings: &Settings, client: clickhouse::Client) -> clickhouse::Client {
+    if settings.batch.compress_inserts {
+        client
+    } else {
+        client.with_compression(clickhouse::Compression::None)
+    }
 }
 
 fn create_consumer(
@@ -165,7 +181,7 @@ fn create_consumer(
 pub async fn migrate(settings: &ClickHouseSettings) -> anyhow::Result<(ServerVersion, Vec<Applied>)> {
     let client = vero_clickhouse::client::build(settings);
     let version = ServerVersion::detect(&client).await?;
-    let all = migrations::embedded().map_err(anyhow::Error::msg)?;
+    let all = migrations::embedded_for(settings.cluster.as_deref()).map_err(anyhow::Error::msg)?;
     let applied = tokio::time::timeout(Duration::from_secs(300), migrations::apply(&client, version, &all)).await??;
     Ok((version, applied))
 }

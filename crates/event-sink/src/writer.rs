@@ -20,6 +20,14 @@
 //!   attempt did land inserts nothing the second time, on every server version.
 //! * On servers with insert deduplication (22.2+), each INSERT also carries a token
 //!   derived from its rows' Kafka partition/offsets.
+//! * On a cluster ([`crate::route`]) the rows are split by shard and every shard is
+//!   written on its own, concurrently: its check and INSERT go to one replica of that
+//!   shard's `_local` tables; a retryable failure moves the next attempt to another
+//!   replica, which is synced before its check is trusted. A retried INSERT sends the
+//!   same bytes (`inserted_at` is stamped per batch), so a block that did land is
+//!   dropped by the Replicated table's block deduplication. A shard that stays down
+//!   holds the batch (so every partition waits) while the other shards' rows of it
+//!   land; `vero_sink_shard_failing{shard}` says which.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -32,10 +40,9 @@ use vero_clickhouse::{Failure, ServerVersion};
 use crate::config::RetrySettings;
 use crate::metrics::Metrics;
 use crate::once::{self, Fence, Skip};
+use crate::route::{At, Destination, Place};
 use crate::row::EventRow;
 use vero_service::health::Health;
-
-pub const TABLE: &str = "vero.events";
 
 /// The batch was given up because shutdown came first; nothing about it is stored.
 #[derive(Debug, thiserror::Error)]
@@ -43,7 +50,7 @@ pub const TABLE: &str = "vero.events";
 pub struct Abandoned;
 
 pub struct Writer {
-    client: Client,
+    destination: Destination,
     version: ServerVersion,
     retry: RetrySettings,
     timeout: std::time::Duration,
@@ -57,7 +64,7 @@ pub struct Writer {
 impl Writer {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
-        client: Client,
+        destination: Destination,
         version: ServerVersion,
         retry: RetrySettings,
         timeout: std::time::Duration,
@@ -67,25 +74,45 @@ impl Writer {
         window_ms: u64,
     ) -> Self {
         let window_ms = i64::try_from(window_ms).unwrap_or(i64::MAX);
-        Self { client, version, retry, timeout, metrics, health, fence, window_ms }
+        Self { destination, version, retry, timeout, metrics, health, fence, window_ms }
     }
 
-    /// Write `rows`; returns `(index, reason)` of every row ClickHouse refused.
+    /// Write `rows`; returns `(index, reason)` of every row ClickHouse refused. On a
+    /// cluster each shard's rows are written concurrently, each shard on its own.
     pub async fn write(
         &self,
         rows: &[EventRow],
         cancel: &CancellationToken,
     ) -> Result<Vec<(usize, String)>, Abandoned> {
+        let groups = self.destination.split((0..rows.len()).collect(), |&i| rows[i].kafka_partition);
+        let writes = groups.into_iter().map(|(place, indexes)| self.write_at(place, rows, indexes, cancel));
         let mut refused = Vec::new();
-        // Ranges still to write, processed front to back.
-        let mut pending = vec![(0, rows.len())];
+        for written in futures::future::join_all(writes).await {
+            refused.extend(written?);
+        }
+        refused.sort_unstable_by_key(|(index, _)| *index);
+        Ok(refused)
+    }
+
+    /// Write the rows at `indexes` (in offset order per partition) to `place`.
+    async fn write_at(
+        &self,
+        place: Place<'_>,
+        rows: &[EventRow],
+        indexes: Vec<usize>,
+        cancel: &CancellationToken,
+    ) -> Result<Vec<(usize, String)>, Abandoned> {
+        let mut refused = Vec::new();
+        // Ranges of `indexes` still to write, processed front to back.
+        let mut pending = vec![(0, indexes.len())];
         while let Some((start, end)) = pending.pop() {
             if start == end {
                 continue;
             }
-            match self.write_with_retry(&rows[start..end], cancel).await? {
+            let group: Vec<&EventRow> = indexes[start..end].iter().map(|&i| &rows[i]).collect();
+            match self.write_with_retry(place, &group, cancel).await? {
                 Ok(()) => {}
-                Err(reason) if end - start == 1 => refused.push((start, reason)),
+                Err(reason) if end - start == 1 => refused.push((indexes[start], reason)),
                 Err(reason) => {
                     tracing::warn!(rows = end - start, %reason, "ClickHouse refused a batch; splitting it to find the bad rows");
                     let middle = start + (end - start) / 2;
@@ -101,16 +128,19 @@ impl Writer {
     /// `Ok(Err(reason))` is a refusal of the data.
     async fn write_with_retry(
         &self,
-        rows: &[EventRow],
+        place: Place<'_>,
+        rows: &[&EventRow],
         cancel: &CancellationToken,
     ) -> Result<Result<(), String>, Abandoned> {
         let mut backoff = self.retry.backoff();
+        let shard = place.label();
         loop {
             let started = Instant::now();
-            match self.insert_new(rows).await {
+            let at = place.at();
+            match self.insert_new(place, at, rows).await {
                 Ok((inserted, skipped)) => {
                     let seconds = started.elapsed().as_secs_f64();
-                    tracing::debug!(rows = rows.len(), inserted, seconds, "INSERT done");
+                    tracing::debug!(rows = rows.len(), inserted, seconds, %shard, "INSERT done");
                     for skip in skipped {
                         self.metrics.rows_skipped.with_label_values(&[skip.label()]).inc();
                     }
@@ -119,22 +149,29 @@ impl Writer {
                         self.metrics.batches_inserted.inc();
                         self.metrics.rows_inserted.inc_by(inserted as u64);
                     }
+                    if !shard.is_empty() {
+                        self.metrics.shard_failing.with_label_values(&[&shard]).set(0);
+                    }
                     self.metrics.needs_operator.set(0);
                     self.health.ready();
                     return Ok(Ok(()));
                 }
                 Err(failure) => {
+                    place.failed(&at, &failure);
                     self.metrics.write_failures.with_label_values(&[failure.class()]).inc();
+                    if !shard.is_empty() {
+                        self.metrics.shard_failing.with_label_values(&[&shard]).set(1);
+                    }
                     match failure {
                         Failure::Invalid(reason) => return Ok(Err(reason)),
                         Failure::Operator(reason) => {
-                            tracing::error!(rows = rows.len(), %reason, "ClickHouse refuses every INSERT until an operator acts; consumption paused, retrying");
+                            tracing::error!(rows = rows.len(), %shard, %reason, "ClickHouse refuses every INSERT until an operator acts; consumption paused, retrying");
                             self.metrics.needs_operator.set(1);
                             self.health
                                 .not_ready(format!("operator action needed, ClickHouse INSERT refused: {reason}"));
                         }
                         Failure::Retryable(reason) => {
-                            tracing::warn!(rows = rows.len(), %reason, "INSERT failed, retrying");
+                            tracing::warn!(rows = rows.len(), %shard, %reason, "INSERT failed, retrying");
                             self.health.not_ready(format!("ClickHouse INSERT failing: {reason}"));
                         }
                     }
@@ -149,27 +186,41 @@ impl Writer {
 
     /// Insert the rows of `rows` that [`once::decide`] lets through, holding the
     /// partitions in flight meanwhile; returns how many were inserted and why the
-    /// others were not.
-    async fn insert_new(&self, rows: &[EventRow]) -> Result<(usize, Vec<Skip>), Failure> {
+    /// others were not. The check and the INSERT go to the same `at`; on a cluster
+    /// that replica is synced first when it is not trusted yet ([`Place::prepare`]).
+    async fn insert_new(
+        &self,
+        place: Place<'_>,
+        at: At<'_>,
+        rows: &[&EventRow],
+    ) -> Result<(usize, Vec<Skip>), Failure> {
         let partitions: BTreeSet<i32> = rows.iter().map(|r| r.kafka_partition).collect();
         let writing = self.fence.begin(&partitions);
-        let all: Vec<&EventRow> = rows.iter().collect();
-        let decisions = once::decide(&self.client, &all, &writing.owned, self.window_ms).await?;
+        // Read before the sync: an assignment after it makes the next attempt sync again.
+        let generation = self.fence.generation();
+        if place.prepare(&at, generation, self.timeout).await? {
+            self.metrics.replica_syncs.inc();
+        }
+        let tables = self.destination.tables();
+        let decisions = once::decide(at.client(), tables, rows, &writing.owned, self.window_ms).await?;
         let keep: Vec<&EventRow> =
-            all.iter().zip(&decisions).filter(|(_, decision)| decision.is_none()).map(|(row, _)| *row).collect();
+            rows.iter().zip(&decisions).filter(|(_, decision)| decision.is_none()).map(|(row, _)| *row).collect();
         if !keep.is_empty() {
-            self.insert(&keep).await?;
+            self.insert(at.client(), tables.events, &keep).await?;
         }
         drop(writing);
         Ok((keep.len(), decisions.into_iter().flatten().collect()))
     }
 
-    async fn insert(&self, rows: &[&EventRow]) -> Result<(), Failure> {
-        let mut insert = self
-            .client
-            .insert_unescaped::<EventRow>(TABLE)
-            .await?
-            .with_timeouts(Some(self.timeout), Some(self.timeout));
+    async fn insert(&self, client: &Client, table: &str, rows: &[&EventRow]) -> Result<(), Failure> {
+        let mut insert =
+            client.insert_unescaped::<EventRow>(table).await?.with_timeouts(Some(self.timeout), Some(self.timeout));
+        if let Destination::Cluster(_) = self.destination {
+            // On by default for Replicated tables; stated because the cluster path
+            // relies on it: a retried, byte-identical block is dropped by ZooKeeper's
+            // block ids, on whichever replica of the shard it arrives.
+            insert = insert.with_setting("insert_deduplicate", "1");
+        }
         if self.version.supports_insert_deduplication_token() {
             insert = insert.with_setting("insert_deduplication_token", deduplication_token(rows));
         }

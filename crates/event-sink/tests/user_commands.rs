@@ -266,7 +266,9 @@ fn the_delete_mutation_runs_on_current_clickhouse_via_chdb() {
     }
     let delete =
         event_sink::erase::UserDelete { command: command("demo", user, UserAction::Delete), partition: 0, offset: 4 };
-    let mutation = event_sink::erase::mutation(&clickhouse::Client::default(), &[&delete]).sql_display().to_string();
+    let mutation = event_sink::erase::mutation(&clickhouse::Client::default(), "vero.events", &[&delete])
+        .sql_display()
+        .to_string();
     items.push(serde_json::json!({"label": "wait for mutations", "sql": "SET mutations_sync = 1"}));
     items.push(serde_json::json!({"label": "delete mutation", "sql": mutation}));
     items.push(serde_json::json!({"label": "delete mutation again (redelivery)", "sql": mutation}));
