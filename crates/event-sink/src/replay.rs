@@ -5,7 +5,12 @@
 //! from that group's committed position (the beginning the first time) up to the end
 //! offsets seen at the start, and produces each record to the topic it came from (its
 //! `vero.dlq.source.topic` header; `kafka.events_topic` when absent) with its original key and
-//! value, plus a `vero.dlq.replayed.from` header naming the DLQ position. Guarantees:
+//! value, plus a `vero.dlq.replayed.from` header naming the DLQ position and a
+//! `vero.dlq.replayed.for` header naming the consumer that dead-lettered it (its
+//! `vero.dlq.consumer`): the DLQ is shared, and the other consumer applied the
+//! original record already, so only that one applies the replayed copy (the profile
+//! consumer skips the others' letters; a letter without the header is nobody's).
+//! Guarantees:
 //!
 //! * at least once: the group's offsets are committed only after every record up to
 //!   them was acknowledged by Kafka (`acks=all`, idempotent producer), so a replay
@@ -29,7 +34,9 @@ use vero_model::topics::dlq_headers;
 use crate::config::KafkaSettings;
 
 /// Header added to every replayed record: `<dlq topic>/<partition>/<offset>`.
-pub const REPLAYED_FROM: &str = "vero.dlq.replayed.from";
+pub const REPLAYED_FROM: &str = dlq_headers::REPLAYED_FROM;
+/// Header added to a replayed record whose letter names its consumer: that consumer.
+pub const REPLAYED_FOR: &str = dlq_headers::REPLAYED_FOR;
 
 /// What one replay did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -133,8 +140,12 @@ pub async fn replay_dlq(kafka: &KafkaSettings, timeout: Duration) -> anyhow::Res
         };
         let destination = header(dlq_headers::SOURCE_TOPIC).unwrap_or_else(|| kafka.events_topic.clone());
         let from = format!("{topic}/{partition}/{offset}");
-        let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&destination)
-            .headers(OwnedHeaders::new().insert(Header { key: REPLAYED_FROM, value: Some(from.as_str()) }));
+        let owner = header(dlq_headers::CONSUMER);
+        let mut headers = OwnedHeaders::new().insert(Header { key: REPLAYED_FROM, value: Some(from.as_str()) });
+        if let Some(owner) = &owner {
+            headers = headers.insert(Header { key: REPLAYED_FOR, value: Some(owner.as_str()) });
+        }
+        let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&destination).headers(headers);
         if let Some(key) = message.key() {
             record = record.key(key);
         }

@@ -62,7 +62,8 @@ impl Pipeline {
     }
 
     /// [`Pipeline::start`] with `sink_overrides` (`VERO__...` variables) for the event
-    /// sink, e.g. a short `VERO__DEDUP__WINDOW_MS`.
+    /// sink, e.g. a short `VERO__DEDUP__WINDOW_MS`; that one is the profile consumer's
+    /// setting too (same key in both), and applies to it as well.
     pub async fn start_with(partitions: i32, sink_overrides: &[(&str, &str)]) -> anyhow::Result<Self> {
         let kafka = MockKafka::start(1)?;
         let (topic, dlq) = (unique_name("e2e_events"), unique_name("e2e_dlq"));
@@ -117,6 +118,9 @@ impl Pipeline {
         profile_settings.kafka.handoff_topic = unique_name("e2e_handoff");
         profile_settings.kafka.dlq_topic = dlq.clone();
         profile_settings.kafka.create_topics = false;
+        if let Some((_, window)) = sink_overrides.iter().find(|(k, _)| *k == "VERO__DEDUP__WINDOW_MS") {
+            profile_settings.dedup.window_ms = window.parse()?;
+        }
         kafka.create_topic(&profile_settings.kafka.profiles_topic, partitions)?;
         kafka.create_topic(&profile_settings.kafka.handoff_topic, partitions)?;
         let listener = TcpListener::bind("127.0.0.1:0").await?;

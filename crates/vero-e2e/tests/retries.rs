@@ -2,6 +2,7 @@
 //! sink → ClickHouse): the same request twice within the dedup window is one row in a
 //! plain `count()`, once the window has elapsed it is a second row, a request differing
 //! only in `data` is another row, and an `Idempotency-Key` makes two bodies one request.
+//! The profile consumer, with the same `dedup.window_ms`, counts exactly those rows.
 
 use std::time::Duration;
 
@@ -58,11 +59,16 @@ async fn retries_within_the_window_are_one_row_and_after_it_two() {
     assert_eq!(pipeline.query("SELECT count() FROM vero.events").await.unwrap().trim(), "4");
     let keyed_rows = pipeline.query("SELECT data FROM vero.events WHERE event_name = 'purchased'").await.unwrap();
     assert_eq!(keyed_rows.trim(), r#"{"item":"Blue shoes","price":40.0}"#, "the first of the keyed requests");
+    // The profile consumer drops the same repeats (same dedup.window_ms): its count
+    // is the user's rows.
+    let profile = "SELECT event_count FROM vero.profiles FINAL WHERE user_id = '1' AND deleted = 0";
+    assert_eq!(pipeline.wait_for(profile, "4", DEADLINE).await, "4", "the profile counts what vero.events holds");
 
     // After the window the same request is a new event.
     tokio::time::sleep(Duration::from_millis(WINDOW_MS + 500)).await;
     post(body.clone(), None).await;
     assert_eq!(count("SELECT count() FROM vero.events WHERE event_name = 'user_signed_up'", "3").await, "3");
     assert_eq!(pipeline.query("SELECT count() FROM vero.events").await.unwrap().trim(), "5");
+    assert_eq!(pipeline.wait_for(profile, "5", DEADLINE).await, "5");
     pipeline.stop().await.unwrap();
 }
