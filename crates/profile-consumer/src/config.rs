@@ -16,6 +16,9 @@ use vero_service::kafka_properties::{self, KafkaProperties, Reserved};
 pub struct Settings {
     pub kafka: KafkaSettings,
     pub clickhouse: ClickHouseSettings,
+    /// Where the nodes of `clickhouse.cluster` answer HTTP (unused without a cluster).
+    #[serde(default)]
+    pub cluster: vero_shards::NodeSettings,
     pub batch: BatchSettings,
     pub retry: RetrySettings,
     pub dedup: DedupSettings,
@@ -202,6 +205,7 @@ impl Settings {
                 properties: KafkaProperties::default(),
             },
             clickhouse: ClickHouseSettings::local(clickhouse_url),
+            cluster: vero_shards::NodeSettings::default(),
             batch: BatchSettings { max_records: 500, linger_ms: 50 },
             retry: RetrySettings { initial_backoff_ms: 50, max_backoff_ms: 1_000 },
             dedup: DedupSettings { window_ms: 300_000 },

@@ -18,6 +18,8 @@ use vero_testkit::clickhouse::ClickHouseServer;
 use vero_testkit::mock_kafka::MockKafka;
 use vero_testkit::unique_name;
 
+pub mod cluster;
+
 /// The token every e2e pipeline's gateway accepts, for project `e2e`.
 pub const TOKEN: &str = "e2e-token";
 
@@ -42,9 +44,11 @@ impl Running {
     }
 }
 
-pub struct Pipeline {
+/// A pipeline on one ClickHouse server ([`Pipeline::start`]) or, with `C` a
+/// `ClickHouseCluster`, on a cluster ([`cluster::start`]).
+pub struct Pipeline<C = ClickHouseServer> {
     pub kafka: MockKafka,
-    pub clickhouse: ClickHouseServer,
+    pub clickhouse: C,
     pub topic: String,
     pub dlq: String,
     pub partitions: i32,
@@ -65,11 +69,25 @@ impl Pipeline {
     /// sink, e.g. a short `VERO__DEDUP__WINDOW_MS`; that one is the profile consumer's
     /// setting too (same key in both), and applies to it as well.
     pub async fn start_with(partitions: i32, sink_overrides: &[(&str, &str)]) -> anyhow::Result<Self> {
+        let clickhouse = tokio::task::spawn_blocking(ClickHouseServer::start).await??;
+        let at = cluster::Consumers::single(clickhouse.http_url());
+        Pipeline::start_on(clickhouse, &at, partitions, sink_overrides).await
+    }
+}
+
+impl<C> Pipeline<C> {
+    /// Start Kafka, the gateway and both consumers writing where `at` says (`clickhouse`
+    /// is kept for the test's queries and faults).
+    pub async fn start_on(
+        clickhouse: C,
+        at: &cluster::Consumers,
+        partitions: i32,
+        sink_overrides: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
         let kafka = MockKafka::start(1)?;
         let (topic, dlq) = (unique_name("e2e_events"), unique_name("e2e_dlq"));
         kafka.create_topic(&topic, partitions)?;
         kafka.create_topic(&dlq, 1)?;
-        let clickhouse = tokio::task::spawn_blocking(ClickHouseServer::start).await??;
 
         let gateway_settings = ingest_gateway::Settings::load_with_env(
             &config_dir("gateway"),
@@ -96,23 +114,21 @@ impl Pipeline {
             ("VERO__KAFKA__EVENTS_TOPIC", topic.clone()),
             ("VERO__KAFKA__DLQ_TOPIC", dlq.clone()),
             ("VERO__KAFKA__GROUP_ID", unique_name("e2e_sink")),
-            ("VERO__CLICKHOUSE__URL", clickhouse.http_url()),
+            ("VERO__CLICKHOUSE__URL", at.url.clone()),
             ("VERO__BATCH__MAX_AGE_MS", "200".to_owned()),
             ("VERO__OPS__LISTEN", "127.0.0.1:0".to_owned()),
         ]);
         sink_vars.extend(sink_overrides.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
-        let sink_settings = event_sink::Settings::load_with_env(&config_dir("event-sink"), None, sink_vars)?;
+        let mut sink_settings = event_sink::Settings::load_with_env(&config_dir("event-sink"), None, sink_vars)?;
+        at.configure(&mut sink_settings.clickhouse, &mut sink_settings.cluster);
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(event_sink::run(sink_settings, listener, shutdown.clone()));
         let sink = Running { shutdown, task };
 
         // The profile consumer: its topics co-partitioned with the events topic.
-        let mut profile_settings = profile_consumer::Settings::for_tests(
-            kafka.bootstrap_servers(),
-            &clickhouse.http_url(),
-            &unique_name("e2e_profiles"),
-        );
+        let mut profile_settings =
+            profile_consumer::Settings::for_tests(kafka.bootstrap_servers(), &at.url, &unique_name("e2e_profiles"));
         profile_settings.kafka.events_topic = topic.clone();
         profile_settings.kafka.profiles_topic = unique_name("e2e_profiles");
         profile_settings.kafka.handoff_topic = unique_name("e2e_handoff");
@@ -121,6 +137,7 @@ impl Pipeline {
         if let Some((_, window)) = sink_overrides.iter().find(|(k, _)| *k == "VERO__DEDUP__WINDOW_MS") {
             profile_settings.dedup.window_ms = window.parse()?;
         }
+        at.configure(&mut profile_settings.clickhouse, &mut profile_settings.cluster);
         kafka.create_topic(&profile_settings.kafka.profiles_topic, partitions)?;
         kafka.create_topic(&profile_settings.kafka.handoff_topic, partitions)?;
         let listener = TcpListener::bind("127.0.0.1:0").await?;
@@ -176,13 +193,19 @@ impl Pipeline {
     }
 
     /// Run a query on ClickHouse (text in, text out). Needs the multi-thread runtime.
-    pub async fn query(&self, sql: &str) -> anyhow::Result<String> {
-        tokio::task::block_in_place(|| self.clickhouse.query(sql))
+    pub async fn query(&self, sql: &str) -> anyhow::Result<String>
+    where
+        C: cluster::Sql,
+    {
+        tokio::task::block_in_place(|| self.clickhouse.sql(sql))
     }
 
     /// Poll `sql` until its trimmed output equals `expected` or the deadline passes;
     /// returns the last output.
-    pub async fn wait_for(&self, sql: &str, expected: &str, deadline: Duration) -> String {
+    pub async fn wait_for(&self, sql: &str, expected: &str, deadline: Duration) -> String
+    where
+        C: cluster::Sql,
+    {
         let until = Instant::now() + deadline;
         loop {
             let got = self.query(sql).await.unwrap_or_else(|e| format!("error: {e}"));

@@ -49,6 +49,7 @@ use crate::kafka::producer::Producer;
 use crate::kafka::{consumer, restore, topics};
 use crate::metrics::Metrics;
 use crate::profile::dedup::Dedup;
+use crate::store::Store;
 use apply::{Applier, Effects, Profiles, Topics};
 use vero_service::health::Health;
 use write::{Fence, NotWritten, Writer};
@@ -80,9 +81,9 @@ async fn serve(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let clickhouse = vero_clickhouse::client::build(&settings.clickhouse);
-    if !migrate(&clickhouse, &settings, &health, &shutdown).await? {
+    let Some(store) = migrate(&clickhouse, &settings, &health, &shutdown).await? else {
         return Ok(());
-    }
+    };
     let partitions = topics::ensure(&settings.kafka).await?;
     let topics = Topics {
         events: settings.kafka.events_topic.clone(),
@@ -97,7 +98,7 @@ async fn serve(
     health.ready();
     tracing::info!(partitions, group = %settings.kafka.group_id, "consuming");
     let writer = Writer {
-        clickhouse,
+        store,
         producer,
         topics: topics.clone(),
         retry: settings.retry.clone(),
@@ -131,34 +132,41 @@ async fn serve(
     outcome
 }
 
-/// Apply the ClickHouse migrations, retrying while the server is unavailable.
-/// `Ok(false)` when shutdown came first.
+/// Apply the ClickHouse migrations (on a cluster: the cluster schema, then read its
+/// topology), retrying while the server is unavailable. Returns where profiles are
+/// written; `Ok(None)` when shutdown came first.
 async fn migrate(
     client: &clickhouse::Client,
     settings: &Settings,
     health: &Health,
     shutdown: &CancellationToken,
-) -> anyhow::Result<bool> {
-    let migrations = vero_clickhouse::migrations::embedded().map_err(anyhow::Error::msg)?;
+) -> anyhow::Result<Option<Store>> {
+    let cluster = settings.clickhouse.cluster.as_deref();
+    let migrations = vero_clickhouse::migrations::embedded_for(cluster).map_err(anyhow::Error::msg)?;
     let mut backoff = settings.retry.backoff();
     loop {
         let attempt = async {
             let version = vero_clickhouse::ServerVersion::detect(client).await?;
-            vero_clickhouse::migrations::apply(client, version, &migrations).await
+            let applied = vero_clickhouse::migrations::apply(client, version, &migrations).await?;
+            let router = vero_shards::connect(&settings.clickhouse, &settings.cluster, |c| c).await?;
+            Ok::<_, vero_clickhouse::Failure>((applied, router))
         };
         match attempt.await {
-            Ok(applied) => {
+            Ok((applied, router)) => {
                 for migration in applied {
                     tracing::info!(file = migration.file, "ClickHouse migration applied");
                 }
-                return Ok(true);
+                return Ok(Some(match router {
+                    Some(router) => Store::Cluster(Arc::new(router)),
+                    None => Store::Single(Box::new(client.clone())),
+                }));
             }
             // Operator-fixable (login refused, ...) is retried like an outage, visibly.
             Err(e) if !matches!(e, vero_clickhouse::Failure::Invalid(_)) => {
                 health.not_ready(format!("ClickHouse schema: {e}"));
                 tracing::warn!(error = %e, "ClickHouse refuses or cannot be reached for migrations, retrying");
                 if !backoff.wait(shutdown).await {
-                    return Ok(false);
+                    return Ok(None);
                 }
             }
             Err(e) => return Err(anyhow::anyhow!("ClickHouse migrations failed: {e}")),

@@ -36,7 +36,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use clickhouse::Client;
 use tokio_util::sync::CancellationToken;
 
 use rdkafka::message::OwnedMessage;
@@ -49,7 +48,8 @@ use crate::kafka::producer::{Outgoing, Producer};
 use crate::metrics::Metrics;
 use crate::profile::{ProfileKey, ProfileState};
 use crate::service::apply::{dead_letter, dlq_headers_for, Effects, Profiles, Source, Topics};
-use crate::store::clickhouse::{self as store, AliasRow, Erasure, ProfileRow, ERASE_STATEMENT_BYTES};
+use crate::store::clickhouse::{AliasRow, Erasure, ProfileRow, ERASE_STATEMENT_BYTES};
+use crate::store::Store;
 use vero_model::profile::RECENT_REQUESTS_MAX_BYTES;
 use vero_service::health::Health;
 
@@ -108,7 +108,8 @@ pub enum NotWritten {
 }
 
 pub struct Writer {
-    pub clickhouse: Client,
+    /// ClickHouse: the one server, or the shards of a cluster.
+    pub store: Store,
     pub producer: Producer,
     pub topics: Topics,
     pub retry: RetrySettings,
@@ -182,11 +183,11 @@ impl Writer {
         r.messages.clear();
 
         r.rows.retain(|(partition, _)| fence.holds(*partition));
-        let client = &self.clickhouse;
+        let store = &self.store;
         let rows = &r.rows;
         let refused = refused_items(rows.len(), |range| {
-            let chunk: Vec<&ProfileRow> = rows[range].iter().map(|(_, row)| row).collect();
-            async move { store::insert_profiles(client, &chunk).await }
+            let chunk: Vec<(i32, &ProfileRow)> = rows[range].iter().map(|(partition, row)| (*partition, row)).collect();
+            async move { store.insert_profiles(&chunk).await }
         })
         .await?;
         r.written += r.rows.len() - refused.len();
@@ -204,7 +205,7 @@ impl Writer {
         }
         r.rows.clear();
         r.aliases.retain(|alias| fence.holds(alias.kafka_partition));
-        store::insert_aliases(&self.clickhouse, &r.aliases).await?;
+        self.store.insert_aliases(&r.aliases).await?;
         r.aliases.clear();
         r.erasures.retain(|(source, _)| fence.holds(source.partition));
         while !r.erasures.is_empty() {
@@ -239,10 +240,10 @@ impl Writer {
     /// Run the erase mutation of `erasures`, splitting a refused one in halves down
     /// to the erasures ClickHouse refuses on their own (returned with the reason).
     async fn erase_splitting(&self, erasures: &[(Source, Erasure)]) -> Result<Vec<(usize, WriteError)>, WriteError> {
-        let client = &self.clickhouse;
+        let store = &self.store;
         refused_items(erasures.len(), |range| {
             let chunk: Vec<&Erasure> = erasures[range].iter().map(|(_, e)| e).collect();
-            async move { store::erase(client, &chunk).await }
+            async move { store.erase(&chunk).await }
         })
         .await
     }

@@ -7,11 +7,10 @@
 //! deleted = 0` hides the profile at once) and submits a mutation that erases the
 //! older rows of that profile for good. Reidentifies add a row to `vero.user_aliases`.
 
+use crate::profile::{ProfileKey, ProfileState};
 use clickhouse::{Client, Row};
 use serde::Serialize;
-
-use crate::error::WriteError;
-use crate::profile::{ProfileKey, ProfileState};
+use vero_clickhouse::Failure;
 
 #[derive(Row, Serialize)]
 pub struct ProfileRow {
@@ -92,11 +91,12 @@ fn literal(text: &str) -> String {
     out
 }
 
-pub async fn insert_profiles(client: &Client, rows: &[&ProfileRow]) -> Result<(), WriteError> {
+/// Insert `rows` into `table` (`vero.profiles`, or a shard's `vero.profiles_local`).
+pub async fn insert_profiles(client: &Client, table: &str, rows: &[&ProfileRow]) -> Result<(), Failure> {
     if rows.is_empty() {
         return Ok(());
     }
-    let mut insert = client.insert_unescaped::<ProfileRow>("vero.profiles").await?;
+    let mut insert = client.insert_unescaped::<ProfileRow>(table).await?;
     for row in rows {
         insert.write(row).await?;
     }
@@ -104,11 +104,12 @@ pub async fn insert_profiles(client: &Client, rows: &[&ProfileRow]) -> Result<()
     Ok(())
 }
 
-pub async fn insert_aliases(client: &Client, rows: &[AliasRow]) -> Result<(), WriteError> {
+/// Insert `rows` into `table` (`vero.user_aliases`, or a shard's `_local` table).
+pub async fn insert_aliases(client: &Client, table: &str, rows: &[&AliasRow]) -> Result<(), Failure> {
     if rows.is_empty() {
         return Ok(());
     }
-    let mut insert = client.insert_unescaped::<AliasRow>("vero.user_aliases").await?;
+    let mut insert = client.insert_unescaped::<AliasRow>(table).await?;
     for row in rows {
         insert.write(row).await?;
     }
@@ -128,23 +129,21 @@ impl Erasure {
     }
 }
 
-/// The mutation's text without its conditions: what a chunk of them is added to.
-pub const ERASE_STATEMENT_BYTES: usize = "ALTER TABLE vero.profiles DELETE WHERE deleted = 0 AND ()".len();
+/// The mutation's text without its conditions: what a chunk of them is added to (with
+/// the longer of the two table names, `vero.profiles_local` of the cluster schema).
+pub const ERASE_STATEMENT_BYTES: usize = "ALTER TABLE vero.profiles_local DELETE WHERE deleted = 0 AND ()".len();
 
 /// One mutation erasing every live row older than each deletion (the `deleted = 1`
 /// marker rows stay so `FINAL` keeps hiding the profile until a newer row comes).
 /// The statement grows with the ids: callers keep it below the server's
 /// `max_query_size` (a statement above it is refused as a syntax error, code 62).
-pub async fn erase(client: &Client, erasures: &[&Erasure]) -> Result<(), WriteError> {
+pub async fn erase(client: &Client, table: &str, erasures: &[&Erasure]) -> Result<(), Failure> {
     if erasures.is_empty() {
         return Ok(());
     }
     let condition = erasures.iter().map(|e| e.condition()).collect::<Vec<_>>().join(" OR ");
     // query_raw: user ids may contain `?`, which `query` would treat as a bind marker.
-    client
-        .query_raw(&format!("ALTER TABLE vero.profiles DELETE WHERE deleted = 0 AND ({condition})"))
-        .execute()
-        .await?;
+    client.query_raw(&format!("ALTER TABLE {table} DELETE WHERE deleted = 0 AND ({condition})")).execute().await?;
     Ok(())
 }
 
