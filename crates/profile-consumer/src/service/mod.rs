@@ -96,7 +96,13 @@ async fn serve(
     let (consumer, changes) =
         consumer::subscribe(&settings.kafka, metrics.consumer_lag.clone(), metrics.offset_gaps.clone())?;
     health.ready();
-    tracing::info!(partitions, group = %settings.kafka.group_id, "consuming");
+    // The window must be the event sink's: logged so a mismatch can be seen.
+    tracing::info!(
+        partitions,
+        group = %settings.kafka.group_id,
+        dedup_window_ms = settings.dedup.window_ms,
+        "consuming"
+    );
     let writer = Writer {
         store,
         producer,
