@@ -14,9 +14,12 @@
 //!    peak RSS of the gateway.
 //! 6. Dedup cost: the gateway from before idempotent retries vs today's
 //!    ([`dedup_cost`]).
+//! 7. Cluster: the sink into a 2 × 2 ClickHouse cluster vs one node, same rows
+//!    ([`cluster_sink`]).
 //!
 //! The broker is librdkafka's mock cluster (`vero-dev-broker`), in its own process.
 
+pub mod cluster_sink;
 pub mod dedup_cost;
 pub mod markdown;
 pub mod sections;
@@ -119,6 +122,8 @@ pub struct Results {
     pub overload: Option<OverloadRun>,
     #[serde(default)]
     pub dedup_cost: Option<dedup_cost::DedupCost>,
+    #[serde(default)]
+    pub cluster_sink: Option<cluster_sink::ClusterSink>,
     pub criterion: Criterion,
     /// Steps that failed, with the reason.
     pub failures: Vec<String>,
@@ -183,6 +188,7 @@ pub async fn run_all(bench: &Bench, results: &mut Results) {
     step!("e2e", steps::e2e(bench, results));
     step!("overload", steps::overload(bench, results));
     step!("dedup", dedup_cost::run(bench, results));
+    step!("cluster", cluster_sink::run(bench, results));
     results.failures.extend(failures);
 }
 

@@ -12,6 +12,7 @@ pub const STEP_SECTIONS: &[(&str, &str)] = &[
     ("e2e", "## End to end"),
     ("overload", "## Overload"),
     ("dedup", "## Gateway cost of idempotent retries"),
+    ("cluster", "## Sink into a 2×2 ClickHouse cluster"),
     // Not a suite step: `scripts/bench.sh` runs criterion when `micro` is selected.
     ("micro", "## Microbenchmarks"),
 ];

@@ -145,7 +145,7 @@ pub async fn produce(bench: &Bench, results: &mut Results) -> anyhow::Result<()>
     Ok(())
 }
 
-fn sink_command(bench: &Bench, clickhouse_url: &str, topic: &str, group: &str) -> Command {
+pub(super) fn sink_command(bench: &Bench, clickhouse_url: &str, topic: &str, group: &str) -> Command {
     let mut command = Command::new(bench.bins.join("event-sink"));
     command
         .env("VERO_CONFIG_DIR", "config/event-sink")
@@ -170,14 +170,18 @@ async fn create_topic(brokers: &str, topic: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn count(server: &vero_testkit::clickhouse::ClickHouseServer, table: &str) -> u64 {
+pub(super) fn count(server: &vero_testkit::clickhouse::ClickHouseServer, table: &str) -> u64 {
     server.query(&format!("SELECT count() FROM {table}")).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0)
 }
 
-pub async fn sink(bench: &Bench, results: &mut Results) -> anyhow::Result<()> {
-    let rows = bench.config.records;
-    let server = tokio::task::spawn_blocking(vero_testkit::clickhouse::ClickHouseServer::start).await??;
-    let topic = vero_testkit::unique_name("bench.sink");
+/// A fresh topic `<prefix>_...` holding `rows` generated events after one setup record;
+/// returns it and the events.
+pub(super) async fn topic_with_rows(
+    bench: &Bench,
+    prefix: &str,
+    rows: u64,
+) -> anyhow::Result<(String, Vec<vero_model::TrackEvent>)> {
+    let topic = vero_testkit::unique_name(prefix);
     create_topic(&bench.brokers, &topic).await?;
     let events = records::track_events(rows, "sink-bench");
     let encoded = Arc::new(records::encoded(&events));
@@ -191,6 +195,49 @@ pub async fn sink(bench: &Bench, results: &mut Results) -> anyhow::Result<()> {
     };
     let produced = drive(encoded, 256, send).await;
     anyhow::ensure!(produced.failed == 0, "{} records not produced", produced.failed);
+    Ok((topic, events))
+}
+
+/// Run the event sink `command` until `count()` reports `rows_in_topic` rows (bounded);
+/// returns the seconds from its start and the steady-state seconds: the time after
+/// the first visible batch, scaled to all `rows` measured rows.
+pub(super) async fn time_sink(
+    bench: &Bench,
+    name: &str,
+    command: Command,
+    rows: u64,
+    rows_in_topic: u64,
+    count: impl Fn() -> u64,
+) -> anyhow::Result<(f64, f64)> {
+    let started = Instant::now();
+    let mut sink = Guard::spawn(name, command, &bench.work)?;
+    let mut first_seen = None;
+    let deadline = started + Duration::from_secs(600);
+    loop {
+        let n = count();
+        if n > 0 && first_seen.is_none() {
+            first_seen = Some((Instant::now(), n));
+        }
+        if n >= rows_in_topic {
+            break;
+        }
+        anyhow::ensure!(sink.is_running(), "{name} exited:\n{}", sink.log_tail());
+        anyhow::ensure!(Instant::now() < deadline, "{name} wrote {n} of {rows} rows in 600 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let sink_secs = started.elapsed().as_secs_f64();
+    let (first_at, first_rows) = first_seen.expect("rows were seen");
+    let steady = first_at.elapsed().as_secs_f64();
+    drop(sink);
+    // Steady state: rows after the first visible batch over the time after it.
+    let steady_secs = if rows > first_rows { steady * rows as f64 / (rows - first_rows) as f64 } else { sink_secs };
+    Ok((sink_secs, steady_secs))
+}
+
+pub async fn sink(bench: &Bench, results: &mut Results) -> anyhow::Result<()> {
+    let rows = bench.config.records;
+    let server = tokio::task::spawn_blocking(vero_testkit::clickhouse::ClickHouseServer::start).await??;
+    let (topic, events) = topic_with_rows(bench, "bench.sink", rows).await?;
 
     // Schema first (the sink's own migrations), so neither side pays for it.
     let status = sink_command(bench, &server.http_url(), &topic, "unused").arg("migrate").status()?;
@@ -223,30 +270,10 @@ pub async fn sink(bench: &Bench, results: &mut Results) -> anyhow::Result<()> {
     .await??;
     println!("bare rdkafka consumer: {consume:?}");
 
-    let started = Instant::now();
     let group = vero_testkit::unique_name("bench-sink");
-    let mut sink = Guard::spawn("event-sink", sink_command(bench, &server.http_url(), &topic, &group), &bench.work)?;
-    let mut first_seen = None;
-    let deadline = started + Duration::from_secs(600);
-    loop {
-        let n = count(&server, "vero.events");
-        if n > 0 && first_seen.is_none() {
-            first_seen = Some((Instant::now(), n));
-        }
-        if n >= rows_in_topic {
-            break;
-        }
-        anyhow::ensure!(sink.is_running(), "event-sink exited:\n{}", sink.log_tail());
-        anyhow::ensure!(Instant::now() < deadline, "sink wrote {n} of {rows} rows in 600 s");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let sink_secs = started.elapsed().as_secs_f64();
-    let (first_at, first_rows) = first_seen.expect("rows were seen");
-    let steady = first_at.elapsed().as_secs_f64();
-    drop(sink);
-    // Steady state: rows after the first visible batch over the time after it.
-    let sink_steady_secs =
-        if rows > first_rows { steady * rows as f64 / (rows - first_rows) as f64 } else { sink_secs };
+    let command = sink_command(bench, &server.http_url(), &topic, &group);
+    let (sink_secs, sink_steady_secs) =
+        time_sink(bench, "event-sink", command, rows, rows_in_topic, || count(&server, "vero.events")).await?;
     results.sink = Some(SinkRun { rows, sink_secs, sink_steady_secs, client_secs, consume: Some(consume) });
     Ok(())
 }
