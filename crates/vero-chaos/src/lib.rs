@@ -38,12 +38,13 @@ pub enum Schedule {
 impl Schedule {
     pub fn faults(self) -> Vec<Fault> {
         match self {
-            // Not here (yet): kill-gateway and client-retries, whose retried requests
-            // the profile consumer still counts twice (issue 10, profile dedup), and
-            // broker-crash, where tansu itself loses acknowledged records.
+            // Not here: broker-crash and broker-down, where tansu 0.6 itself loses
+            // acknowledged records (docs/reliability.md).
             Schedule::Short => vec![
                 Fault::KillSink { times: 2 },
                 Fault::KillProfiles { times: 2 },
+                Fault::KillGateway { times: 2 },
+                Fault::ClientRetries,
                 Fault::FreezeConsumers,
                 Fault::ClickHouseDown { secs: 8 },
                 Fault::SinkCutOff { secs: 8 },
