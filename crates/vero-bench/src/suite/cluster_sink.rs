@@ -2,8 +2,9 @@
 //! (ZooKeeper and four `clickhouse-server` processes from `vero_testkit`, the sink in
 //! cluster mode: each shard's `_local` tables written directly, docs/design.md
 //! "Cluster writes") next to the same sink into one server, same rows from the same
-//! topic, measured in the same run. Schema migrated before each run, so neither pays
-//! for it. Everything shares the machine's cores: the cluster's four servers and
+//! topic, measured in the same run, interleaved: `VERO_BENCH_CLUSTER_ROUNDS` (default 3)
+//! rounds of one node then the cluster, each on fresh servers; medians count. Schema
+//! migrated before each run, so neither pays for it. Everything shares the machine's cores: the cluster's four servers and
 //! ZooKeeper compete with the sink, so the figure is the cost of the cluster path on
 //! one box, not a cluster's capacity.
 
@@ -30,8 +31,26 @@ pub struct Timing {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ClusterSink {
     pub rows: u64,
-    pub single: Timing,
-    pub cluster: Timing,
+    /// One timing per round, in order.
+    pub single: Vec<Timing>,
+    pub cluster: Vec<Timing>,
+}
+
+/// The median of `values` (upper middle for an even count).
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or_default()
+}
+
+impl ClusterSink {
+    /// Median steady-state seconds of `runs`.
+    fn steady(runs: &[Timing]) -> f64 {
+        median(runs.iter().map(|t| t.steady_secs).collect())
+    }
+
+    fn from_start(runs: &[Timing]) -> f64 {
+        median(runs.iter().map(|t| t.secs).collect())
+    }
 }
 
 /// The sink's config dir with `[cluster] nodes` listing the cluster's HTTP URLs.
@@ -65,29 +84,57 @@ fn migrate(mut command: Command) -> anyhow::Result<()> {
 
 pub async fn run(bench: &Bench, results: &mut Results) -> anyhow::Result<()> {
     let rows = bench.config.records;
+    let rounds = std::env::var("VERO_BENCH_CLUSTER_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(3usize);
     let (topic, _) = topic_with_rows(bench, "bench.cluster", rows).await?;
-    let rows_in_topic = rows + 1;
-
-    let server = tokio::task::spawn_blocking(ClickHouseServer::start).await??;
-    migrate(sink_command(bench, &server.http_url(), &topic, "unused"))?;
-    let command = sink_command(bench, &server.http_url(), &topic, &vero_testkit::unique_name("bench-one-node"));
-    let (secs, steady_secs) =
-        time_sink(bench, "event-sink-one-node", command, rows, rows_in_topic, || count(&server, "vero.events")).await?;
-    let single = Timing { secs, steady_secs };
-    drop(server);
-    println!("event-sink into one node: {single:?}");
-
-    let cluster = tokio::task::spawn_blocking(|| ClickHouseCluster::start(SHARDS, REPLICAS)).await??;
-    let config = cluster_config(bench, &cluster)?;
-    migrate(cluster_command(bench, &cluster, &config, &topic, "unused"))?;
-    let command = cluster_command(bench, &cluster, &config, &topic, &vero_testkit::unique_name("bench-cluster"));
-    let entry = cluster.node(0, 0);
-    let (secs, steady_secs) =
-        time_sink(bench, "event-sink-cluster", command, rows, rows_in_topic, || count(entry, "vero.events")).await?;
-    let clustered = Timing { secs, steady_secs };
-    println!("event-sink into the {SHARDS}x{REPLICAS} cluster: {clustered:?}");
-    results.cluster_sink = Some(ClusterSink { rows, single, cluster: clustered });
+    let mut run = ClusterSink { rows, single: Vec::new(), cluster: Vec::new() };
+    for round in 1..=rounds.max(1) {
+        let single = one_node(bench, &topic, rows).await?;
+        println!("round {round}: event-sink into one node: {single:?}");
+        run.single.push(single);
+        let clustered = on_cluster(bench, &topic, rows).await?;
+        println!("round {round}: event-sink into the {SHARDS}x{REPLICAS} cluster: {clustered:?}");
+        run.cluster.push(clustered);
+    }
+    results.cluster_sink = Some(run);
     Ok(())
+}
+
+/// One sink reading all of `topic` (a fresh group) into a fresh server.
+async fn one_node(bench: &Bench, topic: &str, rows: u64) -> anyhow::Result<Timing> {
+    let server = tokio::task::spawn_blocking(ClickHouseServer::start).await??;
+    migrate(sink_command(bench, &server.http_url(), topic, "unused"))?;
+    let command = sink_command(bench, &server.http_url(), topic, &vero_testkit::unique_name("bench-one-node"));
+    let count = || count(&server, "vero.events");
+    let (secs, steady_secs) = time_sink(bench, "event-sink-one-node", command, rows, rows + 1, count).await?;
+    Ok(Timing { secs, steady_secs })
+}
+
+/// The same into a fresh cluster, counted through the Distributed `vero.events`.
+async fn on_cluster(bench: &Bench, topic: &str, rows: u64) -> anyhow::Result<Timing> {
+    let cluster = tokio::task::spawn_blocking(start_cluster).await??;
+    let config = cluster_config(bench, &cluster)?;
+    migrate(cluster_command(bench, &cluster, &config, topic, "unused"))?;
+    let command = cluster_command(bench, &cluster, &config, topic, &vero_testkit::unique_name("bench-cluster"));
+    let count = || count(cluster.node(0, 0), "vero.events");
+    let (secs, steady_secs) = time_sink(bench, "event-sink-cluster", command, rows, rows + 1, count).await?;
+    Ok(Timing { secs, steady_secs })
+}
+
+/// A fresh cluster; a start that fails is tried again, twice: the test kit picks free
+/// ports before the servers bind them, and another process on the machine may take one
+/// in between ("Address already in use").
+fn start_cluster() -> anyhow::Result<ClickHouseCluster> {
+    let mut attempt = 1;
+    loop {
+        match ClickHouseCluster::start(SHARDS, REPLICAS) {
+            Ok(cluster) => return Ok(cluster),
+            Err(e) if attempt < 3 => {
+                tracing::warn!(attempt, error = %format!("{e:#}").lines().next().unwrap_or_default(), "cluster start failed, retrying");
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// The section of `docs/benchmarks.md`.
@@ -99,18 +146,31 @@ pub fn render(md: &mut String, run: Option<&ClusterSink>) {
     };
     let _ = writeln!(
         md,
-        "The same {} rows from one topic (6 partitions), one event-sink each, fresh consumer group; the cluster \
-         (ZooKeeper and {} `clickhouse-server` processes) runs on the same cores as the sink. Steady state: after \
-         the first visible batch.\n",
+        "The same {} rows from one topic (6 partitions), one event-sink each, fresh consumer group, fresh servers; \
+         {} rounds of one node then the cluster, interleaved, medians. The cluster (ZooKeeper and {} \
+         `clickhouse-server` processes) runs on the same cores as the sink. Steady state: after the first visible \
+         batch.\n",
         run.rows,
+        run.single.len(),
         SHARDS * REPLICAS
     );
-    let _ = writeln!(md, "| target | seconds from start | rows/s | steady rows/s | steady ratio vs one node |");
+    let _ = writeln!(
+        md,
+        "| target | steady rows/s per round | median steady rows/s | median rows/s from start | steady ratio vs one node |"
+    );
     let _ = writeln!(md, "|---|---|---|---|---|");
     let rate = |secs: f64| run.rows as f64 / secs.max(1e-9);
-    for (name, t) in [("one node", &run.single), ("2×2 cluster (shards written directly)", &run.cluster)] {
-        let ratio = run.single.steady_secs / t.steady_secs.max(1e-9);
-        let _ =
-            writeln!(md, "| {name} | {:.2} | {:.0} | {:.0} | {ratio:.2} |", t.secs, rate(t.secs), rate(t.steady_secs));
+    let base = ClusterSink::steady(&run.single);
+    for (name, runs) in [("one node", &run.single), ("2×2 cluster (shards written directly)", &run.cluster)] {
+        let rounds: Vec<String> = runs.iter().map(|t| format!("{:.0}", rate(t.steady_secs))).collect();
+        let steady = ClusterSink::steady(runs);
+        let _ = writeln!(
+            md,
+            "| {name} | {} | {:.0} | {:.0} | {:.2} |",
+            rounds.join(", "),
+            rate(steady),
+            rate(ClusterSink::from_start(runs)),
+            base / steady.max(1e-9)
+        );
     }
 }
