@@ -2,7 +2,8 @@
 //! `clickhouse-server` 18.16 processes): every event once through the Distributed
 //! `vero.events` (plain `count()`, no `FINAL`), each user's events and profile on the
 //! shard of its partition, and the same after a replica is killed mid-stream and after
-//! a whole shard is down for 20 s. One cluster and one pipeline for the whole binary;
+//! a whole shard is down for 20 s, and `users/delete` erasing on every replica of the
+//! user's shard. One cluster and one pipeline for the whole binary;
 //! the phases run in order and their counts add up.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -49,6 +50,18 @@ fn shard_of(user: &str) -> usize {
 fn node_query(p: &Cluster, shard: usize, replica: usize, sql: &str) -> String {
     let node = p.clickhouse.node(shard, replica);
     tokio::task::block_in_place(|| node.query(sql)).map(|s| s.trim().to_owned()).unwrap_or_else(|e| format!("{e}"))
+}
+
+/// Poll `sql` on one node until it answers `expected` (bounded); the last answer.
+async fn wait_node(p: &Cluster, shard: usize, replica: usize, sql: &str, expected: &str) -> String {
+    let until = Instant::now() + DEADLINE;
+    loop {
+        let got = node_query(p, shard, replica, sql);
+        if got == expected || Instant::now() > until {
+            return got;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
 }
 
 /// Every event once, no row twice on any replica, and each replica of a shard holding
@@ -175,5 +188,28 @@ async fn the_pipeline_on_a_2x2_cluster_survives_a_replica_and_a_shard_down() {
     check_once(&p, 701).await;
     check_users(&p, &counts).await;
     eprintln!("phase 3 (shard down) done after {:?}", started.elapsed());
+
+    // 4. users/delete of one user on each shard: erased on both replicas of its shard.
+    let gone: Vec<String> =
+        (0..SHARDS).map(|s| (0..40).map(|i| format!("e2e-{i}")).find(|u| shard_of(u) == s).unwrap()).collect();
+    for user in &gone {
+        let delete = json!({"auth_token": TOKEN, "id": user});
+        p.call(hyper::Method::DELETE, "/api/v2/users/delete", delete).await;
+    }
+    let erased: u64 = gone.iter().map(|u| counts[u]).sum();
+    check_once(&p, 701 - erased as usize).await;
+    for user in &gone {
+        for replica in 0..2 {
+            let sql = format!("SELECT count() FROM vero.events_local WHERE user_id = '{user}'");
+            assert_eq!(
+                wait_node(&p, shard_of(user), replica, &sql, "0").await,
+                "0",
+                "{user} erased on replica {replica}"
+            );
+        }
+        let live = format!("SELECT count() FROM vero.profiles_live WHERE user_id = '{user}'");
+        assert_eq!(p.wait_for(&live, "0", DEADLINE).await, "0", "{user}'s profile erased");
+    }
+    eprintln!("phase 4 (deletes) done after {:?}", started.elapsed());
     p.stop().await.unwrap();
 }
