@@ -43,8 +43,8 @@
 //! covers every part committed in the shard when it is submitted, also parts the
 //! replica it was sent to has not fetched yet (block numbers are allocated in
 //! ZooKeeper). A shard that is down holds the delete (retried with backoff) and with
-//! it the batch. Alias rows are read through the Distributed `vero.user_aliases` of
-//! `clickhouse.url`.
+//! it the batch. Alias rows are read through the Distributed `vero.user_aliases` on the
+//! first shard's current replica (failing over like writes).
 //!
 //! **Completion.** A mutation runs in the background after ClickHouse accepted it.
 //! [`watch_pending`] polls `system.mutations` and exports the number not finished
@@ -170,9 +170,7 @@ pub fn statements(deletes: &[UserDelete]) -> Vec<Vec<usize>> {
 }
 
 pub struct Eraser {
-    /// `clickhouse.url`: alias lookups.
-    client: Client,
-    /// Where mutations go: the server, or every shard.
+    /// Where mutations go (the server, or every shard) and alias lookups are read.
     destination: Destination,
     retry: RetrySettings,
     timeout: Duration,
@@ -182,14 +180,13 @@ pub struct Eraser {
 
 impl Eraser {
     pub fn new(
-        client: Client,
         destination: Destination,
         retry: RetrySettings,
         timeout: Duration,
         metrics: Metrics,
         health: Health,
     ) -> Self {
-        Self { client, destination, retry, timeout, metrics, health }
+        Self { destination, retry, timeout, metrics, health }
     }
 
     /// Submit the mutations for `deletes`; returns `(index, reason)` of every delete
@@ -246,7 +243,7 @@ impl Eraser {
             let sql = format!("SELECT DISTINCT old_id FROM {ALIASES} WHERE project = ? AND has(?, new_id)");
             let read = self
                 .with_retry(
-                    Place::Single(&self.client),
+                    self.destination.reader(),
                     "alias lookup",
                     |client| client.query(&sql).bind(project).bind(&frontier).fetch_all::<String>(),
                     cancel,
@@ -268,7 +265,7 @@ impl Eraser {
             let sql = format!("SELECT count() FROM {ALIASES} WHERE project = ? AND old_id = ?");
             let read = self
                 .with_retry(
-                    Place::Single(&self.client),
+                    self.destination.reader(),
                     "alias lookup",
                     |client| client.query(&sql).bind(project).bind(user_id).fetch_one::<u64>(),
                     cancel,

@@ -85,6 +85,16 @@ impl Destination {
         }
     }
 
+    /// Where reads of the Distributed tables go: the server, or the first shard (any
+    /// node of a cluster reads every shard through them; the shard's replicas give the
+    /// failover).
+    pub fn reader(&self) -> Place<'_> {
+        match self {
+            Self::Single(client) => Place::Single(client),
+            Self::Cluster(router) => Place::Shard(&router.shards()[0]),
+        }
+    }
+
     /// Every place a mutation must reach: the server, or every shard.
     pub fn everywhere(&self) -> Vec<Place<'_>> {
         match self {

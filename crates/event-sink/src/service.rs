@@ -86,7 +86,6 @@ async fn start_and_consume(
         None => Destination::Single(Box::new(for_inserts(&settings, client.clone()))),
     };
     let eraser = Eraser::new(
-        client.clone(),
         destination.clone(),
         settings.retry.clone(),
         settings.clickhouse.request_timeout(),
