@@ -30,6 +30,10 @@ pub struct Timing {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ClusterSink {
+    /// The command of the run that measured it: a partial run of other steps carries
+    /// this section over with the header of its own run.
+    #[serde(default)]
+    pub command: String,
     pub rows: u64,
     /// One timing per round, in order.
     pub single: Vec<Timing>,
@@ -86,7 +90,7 @@ pub async fn run(bench: &Bench, results: &mut Results) -> anyhow::Result<()> {
     let rows = bench.config.records;
     let rounds = std::env::var("VERO_BENCH_CLUSTER_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(3usize);
     let (topic, _) = topic_with_rows(bench, "bench.cluster", rows).await?;
-    let mut run = ClusterSink { rows, single: Vec::new(), cluster: Vec::new() };
+    let mut run = ClusterSink { command: results.command.clone(), rows, single: Vec::new(), cluster: Vec::new() };
     for round in 1..=rounds.max(1) {
         let single = one_node(bench, &topic, rows).await?;
         println!("round {round}: event-sink into one node: {single:?}");
@@ -149,10 +153,11 @@ pub fn render(md: &mut String, run: Option<&ClusterSink>) {
         "The same {} rows from one topic (6 partitions), one event-sink each, fresh consumer group, fresh servers; \
          {} rounds of one node then the cluster, interleaved, medians. The cluster (ZooKeeper and {} \
          `clickhouse-server` processes) runs on the same cores as the sink. Steady state: after the first visible \
-         batch.\n",
+         batch. Measured by `{}`.\n",
         run.rows,
         run.single.len(),
-        SHARDS * REPLICAS
+        SHARDS * REPLICAS,
+        run.command
     );
     let _ = writeln!(
         md,
