@@ -19,8 +19,33 @@ pub mod topology;
 pub use router::{Router, Shard, Target};
 pub use topology::Topology;
 
-/// The name of a table's per-node Replicated table in the cluster schema
-/// (`vero.events` -> `vero.events_local`).
-pub fn local(table: &str) -> String {
-    format!("{table}_local")
+/// `[cluster]` of a consumer's settings: where the nodes of `clickhouse.cluster`
+/// answer HTTP (see [`topology`]).
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeSettings {
+    /// HTTP URLs of every node of the cluster; empty = derived from `system.clusters`
+    /// host names and the port of `clickhouse.url`.
+    #[serde(default)]
+    pub nodes: Vec<String>,
+}
+
+/// The router for `settings.cluster`, or `None` for one server: the topology read
+/// from `clickhouse.url`, a client per replica built like the entry client (same
+/// login) and passed through `customize` (e.g. the sink's INSERT compression).
+pub async fn connect(
+    settings: &vero_clickhouse::ClickHouseSettings,
+    nodes: &NodeSettings,
+    customize: impl Fn(clickhouse::Client) -> clickhouse::Client,
+) -> Result<Option<Router>, vero_clickhouse::Failure> {
+    let Some(cluster) = settings.cluster.as_deref() else { return Ok(None) };
+    let build = |url: &str| {
+        let node = vero_clickhouse::ClickHouseSettings { url: url.to_owned(), ..settings.clone() };
+        customize(vero_clickhouse::client::build(&node))
+    };
+    let entry = vero_clickhouse::client::build(settings);
+    let topology = Topology::discover(&entry, &settings.url, cluster, &nodes.nodes, build).await?;
+    let router = Router::new(topology, build);
+    tracing::info!(cluster, shards = router.shards().len(), replicas = %router.describe(), "writing to the ClickHouse cluster shard by shard");
+    Ok(Some(router))
 }
