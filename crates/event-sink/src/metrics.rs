@@ -59,7 +59,10 @@ impl Metrics {
         let registry = Registry::new();
         let rows_inserted = IntCounter::new("vero_sink_rows_inserted_total", "Rows inserted into vero.events").unwrap();
         let rows_skipped = IntCounterVec::new(
-            Opts::new("vero_sink_rows_skipped_total", "Rows not inserted (already written, a repeat, not owned)"),
+            Opts::new(
+                "vero_sink_rows_skipped_total",
+                "Rows not inserted (already written, a repeat, not owned, a DLQ replay meant for another consumer)",
+            ),
             &["reason"],
         )
         .unwrap();

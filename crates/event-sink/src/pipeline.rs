@@ -41,12 +41,13 @@ use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 use vero_model::{DecodeError, Record, UserAction};
+use vero_service::dlq_replay::Unsigned;
 use vero_service::health::Health;
 
 use crate::batch::{Batch, DeadLetter};
 use crate::config::Settings;
 use crate::context::SinkContext;
-use crate::dlq::DeadLetterQueue;
+use crate::dlq::{DeadLetterQueue, CONSUMER_NAME};
 use crate::erase::{Eraser, UserDelete};
 use crate::metrics::Metrics;
 use crate::row::EventRow;
@@ -188,6 +189,12 @@ impl Pipeline {
         self.metrics.offset_gaps.observe(message.topic(), partition, offset);
         if self.is_blocked(partition) {
             // Fetched before the pause took effect; read again by whoever unblocks it.
+            return;
+        }
+        if vero_service::dlq_replay::for_another_consumer(&message, CONSUMER_NAME, Unsigned::Mine) {
+            // The profile consumer's letter: this sink wrote the original event already.
+            self.metrics.rows_skipped.with_label_values(&["replayed_for_other"]).inc();
+            batch.push_skipped(partition, offset);
             return;
         }
         let dead = |kind, reason: String| DeadLetter {

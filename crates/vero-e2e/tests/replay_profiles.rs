@@ -3,7 +3,8 @@
 //! consumer applied already. Through the whole pipeline (gateway → mock Kafka → both
 //! consumers → ClickHouse), with the replay run after the dedup window elapsed (so the
 //! request-key rule cannot hide a second count): the sink's letter, replayed, leaves the
-//! profile as it was; a letter of the profile consumer itself, replayed, is applied.
+//! profile as it was; a letter of the profile consumer itself, replayed, is applied by
+//! it and skipped by the sink (which wrote that event already).
 
 use std::time::Duration;
 
@@ -99,6 +100,14 @@ async fn replayed_letters_of_the_sink_leave_profiles_alone() {
         pipeline.wait_for(&summary("7"), expected, DEADLINE).await,
         expected,
         "purchased once, the profile consumer's own letter applied, the marker"
+    );
+    // The sink skips the profile consumer's letter: it had written that event already.
+    let rows = "SELECT event_name, count() FROM vero.events WHERE user_id = '7' AND event_name != 'purchased' \
+                GROUP BY event_name ORDER BY event_name FORMAT TSV";
+    assert_eq!(
+        pipeline.wait_for(rows, "marker\t1", DEADLINE).await,
+        "marker\t1",
+        "no row for the profile consumer's letter"
     );
     let replayed_records = tokio::task::spawn_blocking({
         let (bootstrap, topic) = (pipeline.kafka.bootstrap_servers().to_owned(), pipeline.topic.clone());

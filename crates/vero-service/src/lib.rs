@@ -12,12 +12,15 @@
 //!   guarantees depend on refused.
 //! * [`offset_gaps::OffsetGaps`]: records a consumer skipped because the broker had
 //!   deleted them become a metric and an error log instead of passing unnoticed.
+//! * [`dlq_replay::for_another_consumer`]: a record `replay-dlq` put back is applied
+//!   only by the consumer that dead-lettered it.
 //! * [`static_assignment::StaticAssignment`]: fixed partition ownership instead of
 //!   consumer-group rebalancing (for brokers whose group coordinator cannot be relied on).
 //! * [`ops`]: the operator endpoints `/metrics`, `/healthz` and `/readyz` for the
 //!   consumers (the gateway serves the same paths on its own router).
 
 pub mod backoff;
+pub mod dlq_replay;
 pub mod health;
 pub mod kafka_properties;
 pub mod offset_gaps;

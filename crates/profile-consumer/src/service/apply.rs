@@ -28,6 +28,7 @@ use rdkafka::Message;
 use vero_model::profile::{decode_profile, Profile};
 use vero_model::topics::dlq_headers;
 use vero_model::{decode_record, Record, TrackEvent, UserAction, UserCommand};
+use vero_service::dlq_replay::Unsigned;
 
 use crate::kafka::producer::Outgoing;
 use crate::profile::dedup::Dedup;
@@ -365,16 +366,10 @@ impl Applier<'_> {
     }
 }
 
-/// Whether `message` is a DLQ replay (`vero.dlq.replayed.from`) meant for another
-/// consumer than this one (`vero.dlq.replayed.for`, absent on letters nobody signed).
+/// Whether `message` is a DLQ replay meant for another consumer than this one
+/// (unsigned letters are the sink's: it wrote them before letters were signed).
 fn replayed_for_another_consumer(message: &OwnedMessage) -> bool {
-    use rdkafka::message::Headers;
-    let Some(headers) = message.headers() else { return false };
-    let value = |name: &str| headers.iter().find(|h| h.key == name).map(|h| h.value);
-    match value(dlq_headers::REPLAYED_FROM) {
-        None => false,
-        Some(_) => value(dlq_headers::REPLAYED_FOR).flatten() != Some(CONSUMER_NAME.as_bytes()),
-    }
+    vero_service::dlq_replay::for_another_consumer(message, CONSUMER_NAME, Unsigned::Theirs)
 }
 
 /// The dead letter of `message`: its key and value, the reason and where it came from
