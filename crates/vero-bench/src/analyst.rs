@@ -65,22 +65,7 @@ pub fn doc_queries(markdown: &str) -> Vec<(String, String)> {
     out
 }
 
-/// The same query reading `vero.events FINAL` wherever it reads `vero.events`.
-pub fn with_final(sql: &str) -> String {
-    let mut out = String::new();
-    let mut rest = sql;
-    while let Some(at) = rest.find("FROM vero.events") {
-        let end = at + "FROM vero.events".len();
-        out.push_str(&rest[..end]);
-        let tail = &rest[end..];
-        if tail.is_empty() || tail.starts_with(|c: char| c.is_whitespace() || c == ')') {
-            out.push_str(" FINAL");
-        }
-        rest = tail;
-    }
-    out.push_str(rest);
-    out
-}
+pub use vero_clickhouse::queries::with_final;
 
 /// The ten questions' SQL from docs/analytics.md, in [`QUESTIONS`] order.
 pub fn questions(markdown: &str) -> anyhow::Result<Vec<(&'static str, &'static str, String)>> {

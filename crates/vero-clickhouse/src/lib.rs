@@ -7,6 +7,7 @@
 //!   on; our row types are checked by tests against the real server instead).
 //! * [`version::ServerVersion`]: the server's version, to pick SQL variants.
 //! * [`error::Failure`]: every ClickHouse error classified once as retryable or not.
+//! * [`queries::with_final`]: an analyst query with `FINAL` on every read of `vero.events`.
 //! * [`migrations`]: the ordered, idempotent schema migrations of
 //!   `schemas/clickhouse/`, embedded at build time, recorded in
 //!   `vero.schema_migrations`; with `clickhouse.cluster` set
@@ -17,6 +18,7 @@ pub mod client;
 pub mod config;
 pub mod error;
 pub mod migrations;
+pub mod queries;
 pub mod version;
 
 pub use config::ClickHouseSettings;

@@ -52,21 +52,7 @@ pub fn doc_queries() -> Vec<DocQuery> {
     queries
 }
 
-/// The same query reading `vero.events FINAL` wherever it reads `vero.events`.
-pub fn with_final(sql: &str) -> String {
-    let mut out = String::new();
-    let mut rest = sql;
-    while let Some(at) = rest.find("FROM vero.events") {
-        let end = at + "FROM vero.events".len();
-        out.push_str(&rest[..end]);
-        if rest[end..].starts_with(|c: char| c.is_whitespace() || c == ')') || rest[end..].is_empty() {
-            out.push_str(" FINAL");
-        }
-        rest = &rest[end..];
-    }
-    out.push_str(rest);
-    out
-}
+pub use vero_clickhouse::queries::with_final;
 
 /// Current ClickHouse prints `event_time` (DateTime64(3)) with `.000`; 18.16's
 /// `DateTime` has no fraction. The seeded times are whole seconds, so dropping a
