@@ -46,6 +46,23 @@ fn contents(profiles: BTreeMap<Vec<u8>, Profile>) -> BTreeMap<Vec<u8>, Profile> 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_consumers_splitting_partitions_end_with_the_same_profiles_as_one() {
     let pipeline = Pipeline::start();
+    let solo_out = vero_testkit::unique_name("solo");
+    let solo = pipeline.start_consumer(pipeline.settings(&vero_testkit::unique_name("g1"), &solo_out)).await;
+    let pair_out = vero_testkit::unique_name("pair");
+    let pair_group = vero_testkit::unique_name("g2");
+    let a = pipeline.start_consumer(pipeline.settings(&pair_group, &pair_out)).await;
+    let b = pipeline.start_consumer(pipeline.settings(&pair_group, &pair_out)).await;
+    // The split must be in place before any record exists: otherwise the first member
+    // to join can consume everything before the second one's join rebalances the group
+    // (seen under CI load), and the test would prove nothing about two instances.
+    let started = std::time::Instant::now();
+    while a.metric("vero_profiles_assigned_partitions").await == 0.0
+        || b.metric("vero_profiles_assigned_partitions").await == 0.0
+    {
+        assert!(started.elapsed() < common::DEADLINE, "the pair never split the partitions");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+
     let (anon, known) = ids_on_different_partitions("anon-1", "known-");
     for i in 0..80_i64 {
         let user = format!("user-{}", i % 10);
@@ -57,12 +74,6 @@ async fn two_consumers_splitting_partitions_end_with_the_same_profiles_as_one() 
     pipeline.send_command(&reidentify).await;
     pipeline.send_event(&event(&known, "signup", Some(20), 20, r#"{"plan":"pro"}"#)).await;
 
-    let solo_out = vero_testkit::unique_name("solo");
-    let solo = pipeline.start_consumer(pipeline.settings(&vero_testkit::unique_name("g1"), &solo_out)).await;
-    let pair_out = vero_testkit::unique_name("pair");
-    let pair_group = vero_testkit::unique_name("g2");
-    let a = pipeline.start_consumer(pipeline.settings(&pair_group, &pair_out)).await;
-    let b = pipeline.start_consumer(pipeline.settings(&pair_group, &pair_out)).await;
     // 83 events-topic records + 1 handoff for each setup.
     solo.wait_for_metric("vero_profiles_records_total", 84.0).await;
     let started = std::time::Instant::now();

@@ -27,10 +27,12 @@ fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("workspace root")
 }
 
-/// Six consecutive free loopback ports (the script uses base..base+5).
+/// Six consecutive free loopback ports (the script uses base..base+5), below Linux's
+/// ephemeral range (32768+) so that no outgoing connection takes one of them as its
+/// source port between this check and the services binding them.
 fn free_port_base() -> anyhow::Result<u16> {
     for _ in 0..50 {
-        let base = 20_000 + rand::random::<u16>() % 30_000;
+        let base = 20_000 + rand::random::<u16>() % 12_000;
         let listeners: Vec<_> =
             (base..base + 6).map_while(|p| std::net::TcpListener::bind(("127.0.0.1", p)).ok()).collect();
         if listeners.len() == 6 {
@@ -73,7 +75,7 @@ impl LocalRun {
     fn log_tail(&self) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(40)..].join("\n")
+        lines[lines.len().saturating_sub(80)..].join("\n")
     }
 
     /// Ctrl-C: SIGINT to the whole foreground group; the script stops the rest.
@@ -175,12 +177,23 @@ fn clickhouse(base: u16, sql: &str) -> anyhow::Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
-/// Events in `vero.events` (plain count) and the profiles' summed event counts.
-fn counts(base: u16) -> Option<(u64, u64)> {
-    let events = clickhouse(base, "SELECT count() FROM vero.events").ok()?.parse().ok()?;
+/// What ClickHouse holds: events (plain count), distinct request numbers among them,
+/// and the profiles' summed event counts.
+#[derive(Debug, PartialEq)]
+struct Counts {
+    events: u64,
+    distinct: u64,
+    profiles: u64,
+}
+
+fn counts(base: u16) -> Option<Counts> {
+    let events =
+        clickhouse(base, "SELECT count(), uniqExact(visitParamExtractInt(data, 'seq')) FROM vero.events FORMAT TSV")
+            .ok()?;
+    let (events, distinct) = events.split_once('\t')?;
     let profiles =
         clickhouse(base, "SELECT sum(event_count) FROM vero.profiles FINAL WHERE deleted = 0").ok()?.parse().ok()?;
-    Some((events, profiles))
+    Some(Counts { events: events.parse().ok()?, distinct: distinct.parse().ok()?, profiles })
 }
 
 fn await_counts(run: &LocalRun, base: u16, want: u64, timeout: Duration) -> anyhow::Result<()> {
@@ -188,18 +201,23 @@ fn await_counts(run: &LocalRun, base: u16, want: u64, timeout: Duration) -> anyh
     let mut last = None;
     while Instant::now() < deadline {
         last = counts(base);
-        if last == Some((want, want)) {
+        if last == Some(Counts { events: want, distinct: want, profiles: want }) {
             return Ok(());
         }
         std::thread::sleep(Duration::from_millis(500));
     }
-    bail!(
-        "expected {want} events and profile events, have {last:?} (events, profiles) after {timeout:?}:\n{}",
-        run.log_tail()
-    )
+    bail!("expected {want} events, distinct and in the profiles; have {last:?} after {timeout:?}:\n{}", run.log_tail())
 }
 
-/// Requests `from..to`, one at a time, each retried until it gets a 200.
+/// Progress on stderr (shown with `--nocapture` and in CI logs on failure).
+fn phase(started: Instant, what: &str) {
+    eprintln!("[make_run {:>6.1} s] {what}", started.elapsed().as_secs_f64());
+}
+
+/// Requests `from..to`, one at a time, each retried until it gets a 200. The timeout is
+/// long so that a retry only follows a refused or broken connection (the gateway was
+/// killed between requests), never a request the gateway may still have accepted:
+/// a duplicate in `vero.events` is then the pipeline's fault, not the client's.
 async fn send(base: u16, from: u64, to: u64) -> anyhow::Result<()> {
     let target =
         Target::parse(&format!("http://127.0.0.1:{}/api/v2/events/track", base + 3)).map_err(anyhow::Error::msg)?;
@@ -212,11 +230,15 @@ async fn send(base: u16, from: u64, to: u64) -> anyhow::Result<()> {
             "data": {"seq": seq},
         });
         let body = Bytes::from(body.to_string());
-        let deadline = Instant::now() + Duration::from_secs(90);
+        let deadline = Instant::now() + Duration::from_secs(120);
         loop {
-            match connection.post_json(&target, body.clone(), Duration::from_secs(5)).await {
+            let outcome = connection.post_json(&target, body.clone(), Duration::from_secs(60)).await;
+            match outcome {
                 Ok(200) => break,
-                outcome if Instant::now() > deadline => bail!("request {seq} got no 200 in 90 s (last: {outcome:?})"),
+                Err(vero_loadgen::client::RequestError::Timeout) => {
+                    bail!("request {seq} got no answer in 60 s: a retry could duplicate it, so the run stops here")
+                }
+                outcome if Instant::now() > deadline => bail!("request {seq} got no 200 in 120 s (last: {outcome:?})"),
                 _ => {
                     connection = Connection::default();
                     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -249,27 +271,38 @@ async fn make_run_keeps_every_acknowledged_event_through_crashes_and_restarts() 
     let log = state.path().join("make-run.log");
     let base = free_port_base()?;
 
+    let started = Instant::now();
+    phase(started, &format!("starting make run on ports {base}..{}", base + 5));
     let mut run = LocalRun::start(state.path(), base, &bins, log.clone())?;
     await_ready(&mut run, base).await?;
+    phase(started, "ready; requests 0..40");
     send(base, 0, 40).await?;
+    phase(started, "kill -9 of the event sink");
     kill_and_await_restart(&run, SINK)?;
     send(base, 40, 80).await?;
+    phase(started, "kill -9 of the profile consumer");
     kill_and_await_restart(&run, PROFILES)?;
     send(base, 80, 120).await?;
     // Between requests (none in flight), so no retry can repeat an accepted request.
+    phase(started, "kill -9 of the gateway");
     kill_and_await_restart(&run, GATEWAY)?;
     send(base, 120, 160).await?;
-    await_counts(&run, base, 160, Duration::from_secs(120))?;
+    phase(started, "160 acknowledged; waiting for ClickHouse");
+    await_counts(&run, base, 160, Duration::from_secs(180))?;
+    phase(started, "Ctrl-C");
     run.interrupt_and_wait(Duration::from_secs(120))?;
     let open: Vec<u16> = (base..base + 6).filter(|p| std::net::TcpStream::connect(("127.0.0.1", *p)).is_ok()).collect();
     anyhow::ensure!(open.is_empty(), "ports still served after Ctrl-C (a component kept running): {open:?}");
     drop(run);
 
+    phase(started, "second make run on the same data");
     let mut again = LocalRun::start(state.path(), base, &bins, log)?;
     await_ready(&mut again, base).await?;
-    await_counts(&again, base, 160, Duration::from_secs(60))?;
+    await_counts(&again, base, 160, Duration::from_secs(120))?;
     send(base, 160, 170).await?;
-    await_counts(&again, base, 170, Duration::from_secs(60))?;
+    await_counts(&again, base, 170, Duration::from_secs(120))?;
+    phase(started, "Ctrl-C");
     again.interrupt_and_wait(Duration::from_secs(120))?;
+    phase(started, "done");
     Ok(())
 }
