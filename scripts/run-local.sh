@@ -16,7 +16,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
-log() { printf '\033[1m[run]\033[0m %s\n' "$*" >&2; }
+# A closed output (`make run 2>&1 | tee log`: Ctrl-C ends tee too) must not kill this
+# script in the middle of stopping, which would leave Kafka and ClickHouse running:
+# SIGPIPE is ignored and a log line that cannot be written is dropped.
+trap '' PIPE
+exec 9>&2
+log() { printf '\033[1m[run]\033[0m %s\n' "$*" >&9 2>/dev/null || true; }
 
 # ClickHouse and tansu when missing (idempotent; seconds on a warm machine).
 scripts/install-deps.sh
@@ -85,6 +90,10 @@ kafka=127.0.0.1:$kafka_port
 wait_for "Kafka (tansu) on $kafka" bash -c "exec 3<>/dev/tcp/127.0.0.1/$kafka_port"
 "$bin/vero-dev-topics" "$kafka"
 export VERO__KAFKA__BROKERS=$kafka
+# tansu 0.6 wedges for good on the producer epoch librdkafka raises after the broker
+# was away longer than a delivery timeout: no broker-side duplicate check here; the
+# consumers drop a retry's copy by request key (vero_service::producer_retries).
+export VERO__KAFKA__IDEMPOTENT_PRODUCER=false
 
 VERO_DEV_CLICKHOUSE_HTTP_PORT=$ch_http VERO_DEV_CLICKHOUSE_TCP_PORT=$ch_tcp \
   setsid "$bin/vero-supervise" --name clickhouse -- "$bin/vero-dev-clickhouse" "$state/clickhouse" "$state/run/clickhouse.ready" & pids+=($!)

@@ -43,6 +43,9 @@ pub struct KafkaSettings {
     /// `kafka.topic` before 0.2.0, like the gateway's; the old name is refused).
     pub events_topic: String,
     pub dlq_topic: String,
+    /// `false` only for a broker whose idempotent producer support is broken (tansu 0.6,
+    /// `make run`): see `vero_service::producer_retries`.
+    pub idempotent_producer: bool,
     pub group_id: String,
     pub auto_offset_reset: String,
     pub session_timeout_ms: u64,

@@ -35,12 +35,12 @@ impl DeadLetterQueue {
         let mut config = ClientConfig::new();
         config
             .set("bootstrap.servers", &kafka.brokers)
-            .set("enable.idempotence", "true")
             .set("acks", "all")
             // A letter keeps its source record's key, and its partition as a Java
             // client would choose it.
             .set("partitioner", "murmur2_random")
             .set("message.timeout.ms", "30000");
+        vero_service::producer_retries::apply(&mut config, kafka.idempotent_producer);
         let producer: FutureProducer = kafka.apply_properties(&mut config).create()?;
         Ok(Self {
             producer,

@@ -74,12 +74,12 @@ pub async fn replay_dlq(kafka: &KafkaSettings, timeout: Duration) -> anyhow::Res
     let mut producer_config = ClientConfig::new();
     producer_config
         .set("bootstrap.servers", &kafka.brokers)
-        .set("enable.idempotence", "true")
         .set("acks", "all")
         // A replayed record goes back to the partition the gateway chose for its key
         // (Java's murmur2), so per-user order and co-partitioning hold.
         .set("partitioner", "murmur2_random")
         .set("message.timeout.ms", "30000");
+    vero_service::producer_retries::apply(&mut producer_config, kafka.idempotent_producer);
     let producer: FutureProducer =
         kafka.apply_properties(&mut producer_config).create().context("creating the DLQ replay producer")?;
     let topic = kafka.dlq_topic.as_str();

@@ -69,6 +69,9 @@ pub struct KafkaSettings {
     pub static_member_index: u32,
     /// Upper bound to wait for one produced record's acknowledgement.
     pub produce_timeout_ms: u64,
+    /// `false` only for a broker whose idempotent producer support is broken (tansu 0.6,
+    /// `make run`): see `vero_service::producer_retries`.
+    pub idempotent_producer: bool,
     /// Upper bound to read one profiles partition back on assignment.
     pub restore_timeout_ms: u64,
     /// Largest profile record (encoded value) written to the profiles and handoff
@@ -200,6 +203,7 @@ impl Settings {
                 static_members: 0,
                 static_member_index: 0,
                 produce_timeout_ms: 30_000,
+                idempotent_producer: true,
                 restore_timeout_ms: 60_000,
                 max_profile_bytes: 900_000,
                 properties: KafkaProperties::default(),

@@ -38,8 +38,6 @@ pub enum Schedule {
 impl Schedule {
     pub fn faults(self) -> Vec<Fault> {
         match self {
-            // Not here: broker-crash and broker-down, where tansu 0.6 itself loses
-            // acknowledged records (docs/reliability.md).
             Schedule::Short => vec![
                 Fault::KillSink { times: 2 },
                 Fault::KillProfiles { times: 2 },
@@ -48,6 +46,8 @@ impl Schedule {
                 Fault::FreezeConsumers,
                 Fault::ClickHouseDown { secs: 8 },
                 Fault::SinkCutOff { secs: 8 },
+                Fault::BrokerDown { secs: 8 },
+                Fault::BrokerCrash { secs: 8 },
             ],
             Schedule::Full => vec![
                 Fault::None,

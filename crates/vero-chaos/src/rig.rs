@@ -155,6 +155,9 @@ impl Rig {
             ("VERO_ENV".to_owned(), "local".to_owned()),
             ("VERO_CONFIG_DIR".to_owned(), config.join(role.config_dir()).display().to_string()),
             ("VERO__KAFKA__BROKERS".to_owned(), self.broker.bootstrap_servers().to_owned()),
+            // tansu 0.6 wedges on the producer epoch librdkafka raises after an outage
+            // (vero_service::producer_retries), as `make run` does.
+            ("VERO__KAFKA__IDEMPOTENT_PRODUCER".to_owned(), "false".to_owned()),
             ("RUST_LOG".to_owned(), "info,rdkafka=warn".to_owned()),
         ]);
         let ch_direct = self.clickhouse.http_url();

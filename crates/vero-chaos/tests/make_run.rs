@@ -2,11 +2,13 @@
 //! own ports and data directory, with the workspace's binaries.
 //!
 //! Numbered requests (each retried until it gets a 200) go in while the event sink, the
-//! profile consumer and the gateway are each killed with SIGKILL once: the supervisor
-//! must bring every one back, and every acknowledged event must reach `vero.events`
+//! profile consumer, the gateway and the broker are each killed with SIGKILL once (the
+//! broker kept away for 8 s, so deliveries time out meanwhile): the supervisor must
+//! bring every one back, and every acknowledged event must reach `vero.events`
 //! exactly once and count once in the profiles. Then a Ctrl-C (SIGINT to the script's
 //! process group, as a terminal sends it) stops everything, a second run must come up
-//! with all of it still there, and take more.
+//! with all of it still there, and take more; its output goes through a pipe to `cat`,
+//! which that run's Ctrl-C kills as well, and everything must still stop.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -22,6 +24,7 @@ use vero_loadgen::client::{Connection, Target};
 const SINK: &str = "event-sink";
 const PROFILES: &str = "profile-consume";
 const GATEWAY: &str = "ingest-gateway";
+const BROKER: &str = "tansu";
 
 fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("workspace root")
@@ -42,18 +45,37 @@ fn free_port_base() -> anyhow::Result<u16> {
     bail!("no 6 consecutive free ports found")
 }
 
+/// How the run's output leaves it.
+#[derive(Clone, Copy)]
+enum Output {
+    /// Straight into the log file.
+    File,
+    /// `make run 2>&1 | cat`: through a pipe whose reader Ctrl-C kills too, so every
+    /// later write of the script and the supervisors meets a closed pipe.
+    PipedThroughCat,
+}
+
 /// One `make run` in the foreground of its own process group.
 struct LocalRun {
     child: Child,
     log: PathBuf,
+    state: PathBuf,
 }
 
 impl LocalRun {
-    fn start(state: &Path, base: u16, bins: &Path, log: PathBuf) -> anyhow::Result<Self> {
+    fn start(state: &Path, base: u16, bins: &Path, log: PathBuf, output: Output) -> anyhow::Result<Self> {
         use std::os::unix::process::CommandExt;
         let out = std::fs::OpenOptions::new().create(true).append(true).open(&log)?;
-        let child = Command::new("bash")
-            .arg("scripts/run-local.sh")
+        // A Rust process ignores SIGPIPE and its children inherit that, and bash cannot
+        // undo a signal ignored at its start: `env` gives the script a terminal's
+        // default SIGPIPE, or a broken pipe could never hurt it here.
+        let mut command = Command::new("env");
+        command.args(["--default-signal=PIPE", "bash"]);
+        match output {
+            Output::File => command.arg("scripts/run-local.sh"),
+            Output::PipedThroughCat => command.args(["-c", "bash scripts/run-local.sh 2>&1 | cat"]),
+        };
+        let child = command
             .current_dir(workspace_root())
             .env("VERO_RUN_DIR", state)
             .env("VERO_RUN_PORT_BASE", base.to_string())
@@ -65,7 +87,7 @@ impl LocalRun {
             .process_group(0)
             .spawn()
             .context("starting scripts/run-local.sh")?;
-        Ok(Self { child, log })
+        Ok(Self { child, log, state: state.to_owned() })
     }
 
     fn pid(&self) -> i32 {
@@ -103,7 +125,40 @@ impl Drop for LocalRun {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
+        // What a broken stop left behind, no longer below the script (reparented).
+        for pid in leftovers(&self.state) {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
     }
+}
+
+/// Processes of a run that is over: anything still working in, or started with a path
+/// into, its state directory (tansu runs in `kafka/`, ClickHouse gets `clickhouse/`).
+fn leftovers(state: &Path) -> Vec<i32> {
+    let needle = state.to_string_lossy().into_owned();
+    processes()
+        .into_iter()
+        .filter(|(pid, _, _)| *pid != std::process::id() as i32)
+        .filter(|(pid, _, _)| {
+            let proc = PathBuf::from(format!("/proc/{pid}"));
+            let cwd = std::fs::read_link(proc.join("cwd")).unwrap_or_default();
+            let cmdline = std::fs::read(proc.join("cmdline")).unwrap_or_default();
+            cwd.starts_with(state) || String::from_utf8_lossy(&cmdline).contains(&needle)
+        })
+        .map(|(pid, _, _)| pid)
+        .collect()
+}
+
+/// After a Ctrl-C: no port of the run is served and no process of it is left.
+fn assert_all_stopped(base: u16, state: &Path) -> anyhow::Result<()> {
+    let open: Vec<u16> = (base..base + 6).filter(|p| std::net::TcpStream::connect(("127.0.0.1", *p)).is_ok()).collect();
+    anyhow::ensure!(open.is_empty(), "ports still served after Ctrl-C (a component kept running): {open:?}");
+    let left: Vec<String> = leftovers(state)
+        .into_iter()
+        .map(|pid| std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default().trim().to_owned())
+        .collect();
+    anyhow::ensure!(left.is_empty(), "processes still running after Ctrl-C: {left:?}");
+    Ok(())
 }
 
 /// `(pid, parent pid, comm)` of every process, from `/proc`.
@@ -166,6 +221,23 @@ fn kill_and_await_restart(run: &LocalRun, comm: &str) -> anyhow::Result<()> {
         anyhow::ensure!(Instant::now() < deadline, "{comm} was not restarted within 60 s:\n{}", run.log_tail());
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// SIGKILL of tansu with its supervisor frozen, so the broker stays away for `down`
+/// while requests `from..to` are sent: the gateway's deliveries time out (503, retried
+/// by the client), which makes librdkafka raise its producer epoch, the case tansu 0.6
+/// cannot take with an idempotent producer (`vero_service::producer_retries`). Then
+/// the supervisor continues and starts the broker again.
+async fn broker_crash_under_load(run: &LocalRun, base: u16, from: u64, to: u64, down: Duration) -> anyhow::Result<()> {
+    let broker = service_pid(run.pid(), BROKER, Duration::from_secs(30))?;
+    let supervisor = processes().into_iter().find(|(pid, _, _)| *pid == broker).map(|(_, ppid, _)| ppid);
+    let supervisor = Pid::from_raw(supervisor.context("the broker's supervisor")?);
+    kill(supervisor, Signal::SIGSTOP)?;
+    kill(Pid::from_raw(broker), Signal::SIGKILL)?;
+    let sending = tokio::spawn(send(base, from, to));
+    tokio::time::sleep(down).await;
+    kill(supervisor, Signal::SIGCONT)?;
+    sending.await?
 }
 
 fn clickhouse(base: u16, sql: &str) -> anyhow::Result<String> {
@@ -273,7 +345,7 @@ async fn make_run_keeps_every_acknowledged_event_through_crashes_and_restarts() 
 
     let started = Instant::now();
     phase(started, &format!("starting make run on ports {base}..{}", base + 5));
-    let mut run = LocalRun::start(state.path(), base, &bins, log.clone())?;
+    let mut run = LocalRun::start(state.path(), base, &bins, log.clone(), Output::File)?;
     await_ready(&mut run, base).await?;
     phase(started, "ready; requests 0..40");
     send(base, 0, 40).await?;
@@ -287,22 +359,26 @@ async fn make_run_keeps_every_acknowledged_event_through_crashes_and_restarts() 
     phase(started, "kill -9 of the gateway");
     kill_and_await_restart(&run, GATEWAY)?;
     send(base, 120, 160).await?;
-    phase(started, "160 acknowledged; waiting for ClickHouse");
-    await_counts(&run, base, 160, Duration::from_secs(180))?;
+    phase(started, "kill -9 of the broker, kept down 8 s while requests time out");
+    broker_crash_under_load(&run, base, 160, 200, Duration::from_secs(8)).await?;
+    phase(started, "200 acknowledged; waiting for ClickHouse");
+    await_counts(&run, base, 200, Duration::from_secs(180))?;
     phase(started, "Ctrl-C");
     run.interrupt_and_wait(Duration::from_secs(120))?;
-    let open: Vec<u16> = (base..base + 6).filter(|p| std::net::TcpStream::connect(("127.0.0.1", *p)).is_ok()).collect();
-    anyhow::ensure!(open.is_empty(), "ports still served after Ctrl-C (a component kept running): {open:?}");
+    assert_all_stopped(base, state.path())?;
     drop(run);
 
-    phase(started, "second make run on the same data");
-    let mut again = LocalRun::start(state.path(), base, &bins, log)?;
+    // The second run as `make run 2>&1 | cat`: its Ctrl-C also kills the reader of its
+    // output, and the stop must still reach Kafka and ClickHouse.
+    phase(started, "second make run on the same data, output piped through cat");
+    let mut again = LocalRun::start(state.path(), base, &bins, log, Output::PipedThroughCat)?;
     await_ready(&mut again, base).await?;
-    await_counts(&again, base, 160, Duration::from_secs(120))?;
-    send(base, 160, 170).await?;
-    await_counts(&again, base, 170, Duration::from_secs(120))?;
+    await_counts(&again, base, 200, Duration::from_secs(120))?;
+    send(base, 200, 210).await?;
+    await_counts(&again, base, 210, Duration::from_secs(120))?;
     phase(started, "Ctrl-C");
     again.interrupt_and_wait(Duration::from_secs(120))?;
+    assert_all_stopped(base, state.path())?;
     phase(started, "done");
     Ok(())
 }

@@ -1,5 +1,6 @@
-//! The short fault schedule, inside `make test`: kill -9 of each service and a
-//! ClickHouse crash under load, on the real broker and ClickHouse, each checked by
+//! The short fault schedule, inside `make test`: kill -9 of each service, client
+//! retries, frozen consumers, ClickHouse down or cut off, the broker stopped and
+//! killed, under load, on the real broker and ClickHouse, each checked by
 //! the ledger (every 200 exactly once, profiles = replay, DLQ = poison only).
 //! The service binaries come from the same `cargo test --workspace` build.
 

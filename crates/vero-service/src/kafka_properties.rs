@@ -133,7 +133,10 @@ pub const GROUP_CONSUMER: &[Reserved] = &[
 pub const PRODUCER: &[Reserved] = &[
     Reserved::new("bootstrap.servers", "use kafka.brokers"),
     Reserved::new("acks", "a record counts as written only after acks=all (the gateway's 200 waits for it)"),
-    Reserved::new("enable.idempotence", "retries must never duplicate or reorder a record; it is always true"),
+    Reserved::new(
+        "enable.idempotence",
+        "retries must never duplicate or reorder a record; use kafka.idempotent_producer",
+    ),
     Reserved::new(
         "partitioner",
         "keyed records must land where a Java client puts them (murmur2_random), which co-partitioning \

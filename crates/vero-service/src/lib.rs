@@ -16,6 +16,8 @@
 //!   only by the consumer that dead-lettered it.
 //! * [`static_assignment::StaticAssignment`]: fixed partition ownership instead of
 //!   consumer-group rebalancing (for brokers whose group coordinator cannot be relied on).
+//! * [`producer_retries`]: `kafka.idempotent_producer`, how every producer keeps
+//!   librdkafka's retries from duplicating or reordering a record.
 //! * [`ops`]: the operator endpoints `/metrics`, `/healthz` and `/readyz` for the
 //!   consumers (the gateway serves the same paths on its own router).
 
@@ -25,6 +27,7 @@ pub mod health;
 pub mod kafka_properties;
 pub mod offset_gaps;
 pub mod ops;
+pub mod producer_retries;
 pub mod settings;
 pub mod shutdown;
 pub mod static_assignment;

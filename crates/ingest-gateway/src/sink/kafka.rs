@@ -4,7 +4,9 @@
 //! Guarantees:
 //! * `acks=all` + `enable.idempotence=true`: a record is acknowledged only once every
 //!   in-sync replica has it, and librdkafka's internal retries cannot duplicate or
-//!   reorder it within a partition.
+//!   reorder it within a partition. (With `kafka.idempotent_producer = false`, for
+//!   tansu 0.6 only, retries cannot reorder but may duplicate; the consumers drop the
+//!   copy by request key: `vero_service::producer_retries`.)
 //! * `partitioner=murmur2_random`: a keyed record lands on the partition a Java client
 //!   would choose (`vero_model::partition::partition_for_key`).
 //! * Bounded: the producer queue has a message and byte cap; a full queue fails the
@@ -44,7 +46,6 @@ pub fn producer_config(settings: &KafkaSettings) -> ClientConfig {
         .set("bootstrap.servers", &settings.brokers)
         .set("client.id", "vero-ingest-gateway")
         .set("acks", "all")
-        .set("enable.idempotence", "true")
         .set("compression.type", "lz4")
         .set("partitioner", "murmur2_random")
         .set("linger.ms", settings.linger_ms.to_string())
@@ -52,6 +53,7 @@ pub fn producer_config(settings: &KafkaSettings) -> ClientConfig {
         .set("queue.buffering.max.kbytes", settings.queue_max_kbytes.to_string())
         .set("message.timeout.ms", settings.delivery_timeout_ms.to_string())
         .set("message.max.bytes", settings.message_max_bytes.to_string());
+    vero_service::producer_retries::apply(&mut config, settings.idempotent_producer);
     // Last, so they override built-in defaults such as compression.type; the ones the
     // guarantees depend on were refused by `Settings::validate`.
     for (key, value) in settings.properties.iter() {

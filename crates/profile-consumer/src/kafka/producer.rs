@@ -31,19 +31,19 @@ impl Producer {
         let mut config = ClientConfig::new();
         config
             .set("bootstrap.servers", &settings.brokers)
-            .set("enable.idempotence", "true")
             .set("acks", "all")
             // Records without an explicit partition (dead letters) keep their key's
             // partition as a Java client would choose it.
             .set("partitioner", "murmur2_random")
             .set("linger.ms", "5")
             .set("message.timeout.ms", settings.produce_timeout_ms.to_string());
+        vero_service::producer_retries::apply(&mut config, settings.idempotent_producer);
         let inner = settings.apply_properties(&mut config).create()?;
         Ok(Self { inner })
     }
 
     /// Send all records concurrently (order is kept per partition by the idempotent
-    /// producer) and wait for every acknowledgement. Records Kafka refuses for good
+    /// producer, or by one request in flight without it) and wait for every acknowledgement. Records Kafka refuses for good
     /// (too large, ...) do not fail the others: `Ok` lists them (index in `records`,
     /// the error). Any retryable or operator-fixable failure is the `Err`.
     pub async fn send_each(&self, records: &[&Outgoing]) -> Result<Vec<(usize, WriteError)>, WriteError> {

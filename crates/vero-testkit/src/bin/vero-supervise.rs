@@ -8,7 +8,11 @@
 //! * SIGINT/SIGTERM stop the supervisor: the command gets SIGTERM (a frozen one is
 //!   continued first), has `--grace` seconds to exit, then is killed; the supervisor
 //!   exits with the command's status. Nothing is restarted while stopping.
+//! * Losing its own output (`make run 2>&1 | tee log`, and Ctrl-C also ends `tee`)
+//!   changes nothing: writes that fail are dropped, the command's output is still
+//!   drained so it never blocks on a full pipe, and the stop proceeds.
 
+use std::io::Write;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -39,8 +43,13 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// A run this long resets the backoff: the component was healthy.
 const HEALTHY_RUN: Duration = Duration::from_secs(60);
 
+/// One line to stderr. Not `eprintln!`, which panics when stderr is a closed pipe.
+fn print_line(line: std::fmt::Arguments<'_>) {
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
+}
+
 fn say(name: &str, message: &str) {
-    eprintln!("\x1b[1m[supervise]\x1b[0m {name}: {message}");
+    print_line(format_args!("\x1b[1m[supervise]\x1b[0m {name}: {message}"));
 }
 
 fn spawn(args: &Args) -> anyhow::Result<Child> {
@@ -61,7 +70,7 @@ fn forward(name: String, stream: Option<impl AsyncRead + Unpin + Send + 'static>
     tokio::spawn(async move {
         let mut lines = BufReader::new(stream).lines();
         while let Ok(Some(line)) = lines.next_line().await {
-            eprintln!("[{name}] {line}");
+            print_line(format_args!("[{name}] {line}"));
         }
     });
 }

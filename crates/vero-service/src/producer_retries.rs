@@ -1,0 +1,57 @@
+//! How every producer of the services keeps librdkafka's own retries from duplicating
+//! or reordering a record: `kafka.idempotent_producer`, one setting per service.
+//!
+//! * `true` (the default, and what a real Kafka needs): `enable.idempotence=true`. The
+//!   broker drops a retried batch it already has and keeps the order.
+//! * `false`, for a broker whose idempotent-producer support breaks: tansu 0.6, which
+//!   `make run` uses. When a record times out (the broker is away longer than
+//!   `message.timeout.ms`), librdkafka raises the producer's epoch on its own (KIP-360),
+//!   and tansu's SQLite storage panics on the first batch with an epoch it never
+//!   stored. From then on the broker answers nothing, even fetches of records it
+//!   acknowledged before (docs/reliability.md). Then: `enable.idempotence=false` with
+//!   `max.in.flight.requests.per.connection=1`, so a retry can never overtake the
+//!   batch after it (the order per partition holds). What is lost is only the broker's
+//!   duplicate check: a retry whose first attempt was written but not acknowledged is
+//!   in the topic twice, with the same body, so the same request key, and the
+//!   consumers drop the second copy within `dedup.window_ms` like a client's retry.
+//!   `acks=all` is kept either way: a 200 still waits for the broker's acknowledgement.
+
+use rdkafka::ClientConfig;
+
+/// Configure `config` (a producer's) for `kafka.idempotent_producer = idempotent`.
+pub fn apply(config: &mut ClientConfig, idempotent: bool) -> &mut ClientConfig {
+    if idempotent {
+        config.set("enable.idempotence", "true")
+    } else {
+        config.set("enable.idempotence", "false").set("max.in.flight.requests.per.connection", "1")
+    }
+}
+
+/// Logged once at start when the broker's duplicate check is off.
+pub fn warn_if_off(idempotent: bool, service: &str) {
+    if !idempotent {
+        tracing::warn!(
+            service,
+            "kafka.idempotent_producer = false: one produce request in flight per broker, and a retried \
+             record may be in the topic twice (consumers drop it by request key); use only with a broker \
+             whose idempotent producer support is broken, such as tansu 0.6"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn idempotent_by_default_and_one_in_flight_without() {
+        let mut on = ClientConfig::new();
+        apply(&mut on, true);
+        assert_eq!(on.get("enable.idempotence"), Some("true"));
+        assert_eq!(on.get("max.in.flight.requests.per.connection"), None);
+        let mut off = ClientConfig::new();
+        apply(&mut off, false);
+        assert_eq!(off.get("enable.idempotence"), Some("false"));
+        assert_eq!(off.get("max.in.flight.requests.per.connection"), Some("1"));
+    }
+}
