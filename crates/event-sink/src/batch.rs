@@ -38,6 +38,8 @@ pub struct Batch {
     skipped: usize,
     /// partition -> last offset in this batch.
     pub last_offsets: BTreeMap<i32, i64>,
+    /// partition -> first offset in this batch (where a parked partition is rewound to).
+    pub first_offsets: BTreeMap<i32, i64>,
     bytes: usize,
     opened: Option<Instant>,
 }
@@ -51,6 +53,7 @@ impl Batch {
             deletes: Vec::new(),
             skipped: 0,
             last_offsets: BTreeMap::new(),
+            first_offsets: BTreeMap::new(),
             bytes: 0,
             opened: None,
         }
@@ -84,6 +87,8 @@ impl Batch {
         self.bytes += bytes;
         let last = self.last_offsets.entry(partition).or_insert(offset);
         *last = (*last).max(offset);
+        let first = self.first_offsets.entry(partition).or_insert(offset);
+        *first = (*first).min(offset);
     }
 
     pub fn is_empty(&self) -> bool {
@@ -124,6 +129,7 @@ impl Batch {
         self.deletes.retain(|d| !partitions.contains(&d.partition));
         for p in partitions {
             self.last_offsets.remove(p);
+            self.first_offsets.remove(p);
         }
         if self.last_offsets.is_empty() {
             // Skipped commands are not kept per partition; the count only sizes the batch.
@@ -194,6 +200,7 @@ pub(crate) mod tests {
         });
         assert!(batch.is_full());
         assert_eq!(batch.last_offsets, BTreeMap::from([(0, 6), (1, 9)]));
+        assert_eq!(batch.first_offsets, BTreeMap::from([(0, 5), (1, 9)]));
         let taken = batch.take();
         assert_eq!(taken.len(), 3);
         assert!(batch.is_empty() && batch.deadline().is_none());
@@ -229,6 +236,7 @@ pub(crate) mod tests {
         batch.drop_partitions(&[0]);
         assert_eq!(batch.rows.len(), 1);
         assert_eq!(batch.last_offsets, BTreeMap::from([(1, 1)]));
+        assert_eq!(batch.first_offsets, BTreeMap::from([(1, 1)]));
         batch.drop_partitions(&[1]);
         assert!(batch.is_empty() && batch.deadline().is_none());
     }

@@ -140,6 +140,10 @@ pub struct RetrySettings {
     pub initial_backoff_ms: u64,
     pub max_backoff_ms: u64,
     pub shutdown_flush_timeout_ms: u64,
+    /// On a cluster of several shards: how long a failing shard may hold a batch
+    /// before its partitions are parked (rewound and paused until it answers) so the
+    /// other shards' partitions go on (`crate::writer`).
+    pub shard_park_after_ms: u64,
 }
 
 impl RetrySettings {

@@ -49,6 +49,9 @@ pub struct Metrics {
     /// On a cluster: 1 while the last INSERT attempt on that shard (`shard_num`)
     /// failed, 0 after it succeeded.
     pub shard_failing: IntGaugeVec,
+    /// On a cluster: partitions parked because their shard kept failing (rewound,
+    /// paused until the shard answers; `crate::writer`). Alert `VeroSinkShardDown`.
+    pub parked_partitions: IntGauge,
     /// On a cluster: `SYSTEM SYNC REPLICA` runs before trusting a replica's written
     /// offsets (after a failover, at start and after an assignment).
     pub replica_syncs: IntCounter,
@@ -125,6 +128,11 @@ impl Metrics {
             "Partitions stopped at a record whose writer schema this build does not know",
         )
         .unwrap();
+        let parked_partitions = IntGauge::new(
+            "vero_sink_parked_partitions",
+            "Partitions parked because their ClickHouse shard keeps failing (cluster mode)",
+        )
+        .unwrap();
         let shard_failing = IntGaugeVec::new(
             Opts::new("vero_sink_shard_failing", "1 while INSERTs into this ClickHouse shard fail (cluster mode)"),
             &["shard"],
@@ -154,6 +162,7 @@ impl Metrics {
             Box::new(needs_operator.clone()),
             Box::new(blocked_partitions.clone()),
             Box::new(shard_failing.clone()),
+            Box::new(parked_partitions.clone()),
             Box::new(replica_syncs.clone()),
         ] {
             registry.register(collector).expect("metric names are unique");
@@ -182,6 +191,7 @@ impl Metrics {
             needs_operator,
             blocked_partitions,
             shard_failing,
+            parked_partitions,
             replica_syncs,
         }
     }

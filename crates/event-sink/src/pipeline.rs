@@ -28,10 +28,18 @@
 //! consumer version that knows the schema takes the partition over (a rollout
 //! restarts the sink; a revoke hands the partition to another member, which reads it
 //! again from the committed offset).
+//!
+//! On a cluster of several shards, a shard that keeps failing is *parked* instead of
+//! holding every partition (see [`crate::writer`]): the rest of the batch is written
+//! and its offsets stored; the parked partitions' records are dropped from memory,
+//! the partitions are paused, and once a probe finds the shard answering they are
+//! rewound (seek) to their first unwritten offset and resumed, so Kafka keeps what
+//! waits and the exactly-once check by Kafka position covers whatever of the parked
+//! rows did land. Nothing of a parked partition is stored meanwhile.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures::FutureExt;
 
@@ -51,7 +59,7 @@ use crate::dlq::{DeadLetterQueue, CONSUMER_NAME};
 use crate::erase::{Eraser, UserDelete};
 use crate::metrics::Metrics;
 use crate::row::EventRow;
-use crate::writer::{Abandoned, Writer};
+use crate::writer::{Abandoned, Writer, Written};
 
 /// How long a write may keep a full next batch waiting before the partitions are
 /// paused. Until then the consumer is simply not polled (rebalance callbacks wait at
@@ -77,7 +85,19 @@ pub struct Pipeline {
     /// Partitions stopped at a record with an unknown writer schema: partition -> its
     /// offset. Kept paused; later records of them are not taken.
     blocked: Mutex<BTreeMap<i32, i64>>,
+    /// Partitions parked because their shard kept failing: partition -> where to
+    /// rewind it, and when to probe its shard next. Paused; records of them are not
+    /// taken.
+    parked: Mutex<BTreeMap<i32, Parked>>,
     health: Health,
+}
+
+/// A parked partition (see the module doc).
+#[derive(Debug, Clone, Copy)]
+struct Parked {
+    /// Its first record not known to be written.
+    rewind_to: i64,
+    next_probe: Instant,
 }
 
 impl Pipeline {
@@ -99,6 +119,7 @@ impl Pipeline {
             stored: BTreeMap::new(),
             last_partial_write: None,
             blocked: Mutex::new(BTreeMap::new()),
+            parked: Mutex::new(BTreeMap::new()),
             health,
         }
     }
@@ -118,6 +139,11 @@ impl Pipeline {
 
         let mut batch = Batch::new(self.settings.batch.clone());
         while !shutdown.is_cancelled() {
+            let next_probe = self.parked_map().values().map(|p| p.next_probe).min();
+            if next_probe.is_some_and(|at| at <= Instant::now()) {
+                self.probe_parked().await;
+                continue;
+            }
             // A batch that filled up (also while the previous one was being written) is
             // flushed at once, not when its age runs out.
             if batch.is_full() {
@@ -139,6 +165,7 @@ impl Pipeline {
                 biased;
                 _ = shutdown.cancelled() => break,
                 _ = sleep_until(early), if early.is_some() => {}
+                _ = sleep_until(next_probe), if next_probe.is_some() => {}
                 received = self.consumer.recv() => {
                     self.accept(received, &mut batch).await;
                     self.drain_ready(&mut batch).await;
@@ -175,6 +202,7 @@ impl Pipeline {
         if !revoked.is_empty() {
             batch.drop_partitions(&revoked);
             self.unblock(&revoked);
+            self.unpark_revoked(&revoked);
         }
         let message = match received {
             Ok(message) => message,
@@ -187,8 +215,9 @@ impl Pipeline {
         };
         let (partition, offset) = (message.partition(), message.offset());
         self.metrics.offset_gaps.observe(message.topic(), partition, offset);
-        if self.is_blocked(partition) {
-            // Fetched before the pause took effect; read again by whoever unblocks it.
+        if self.is_blocked(partition) || self.parked_map().contains_key(&partition) {
+            // Fetched before the pause took effect; read again by whoever unblocks it
+            // (a parked partition is rewound before it resumes).
             return;
         }
         if vero_service::dlq_replay::for_another_consumer(&message, CONSUMER_NAME, Unsigned::Mine) {
@@ -283,7 +312,14 @@ impl Pipeline {
             }
         };
         match result {
-            Ok(()) => self.store_offsets(&current.last_offsets),
+            Ok(parked) => {
+                let mut done = current.last_offsets.clone();
+                done.retain(|partition, _| !parked.contains(partition));
+                self.store_offsets(&done);
+                if !parked.is_empty() {
+                    self.park(&parked, &current.first_offsets, batch);
+                }
+            }
             Err(Abandoned) => tracing::warn!(records = current.len(), "batch abandoned; it will be redelivered"),
         }
         if paused {
@@ -319,10 +355,12 @@ impl Pipeline {
         let result = if paused {
             self.consumer.pause(&assignment)
         } else {
-            // Blocked partitions stay paused.
+            // Blocked and parked partitions stay paused.
             let blocked = self.blocked.lock().expect("blocked lock");
             let mut resume = TopicPartitionList::new();
-            for element in assignment.elements().iter().filter(|e| !blocked.contains_key(&e.partition())) {
+            let parked = self.parked_map();
+            let stays = |p: i32| blocked.contains_key(&p) || parked.contains_key(&p);
+            for element in assignment.elements().iter().filter(|e| !stays(e.partition())) {
                 resume.add_partition(element.topic(), element.partition());
             }
             self.consumer.resume(&resume)
@@ -363,6 +401,79 @@ impl Pipeline {
                  (roll out consumers that know this writer schema)"
             ),
         );
+    }
+
+    /// Park `partitions` (their shard kept failing): forget their records held in
+    /// `next` (read again after the rewind), pause them, remember where to rewind.
+    fn park(&self, partitions: &BTreeSet<i32>, first_offsets: &BTreeMap<i32, i64>, next: &mut Batch) {
+        let list: Vec<i32> = partitions.iter().copied().collect();
+        next.drop_partitions(&list);
+        let next_probe = Instant::now() + self.park_interval();
+        let mut tpl = TopicPartitionList::new();
+        let mut parked = self.parked_map();
+        for &partition in partitions {
+            let Some(&rewind_to) = first_offsets.get(&partition) else { continue };
+            parked.insert(partition, Parked { rewind_to, next_probe });
+            tpl.add_partition(&self.settings.kafka.events_topic, partition);
+            tracing::warn!(partition, rewind_to, "partition parked: its shard keeps failing; other shards go on");
+        }
+        if let Err(e) = self.consumer.pause(&tpl) {
+            tracing::warn!(error = %e, "pausing parked partitions failed");
+        }
+        self.metrics.parked_partitions.set(parked.len() as i64);
+    }
+
+    fn parked_map(&self) -> std::sync::MutexGuard<'_, BTreeMap<i32, Parked>> {
+        self.parked.lock().expect("parked lock")
+    }
+
+    /// How long a parked shard waits between probes.
+    fn park_interval(&self) -> Duration {
+        Duration::from_millis(self.settings.retry.shard_park_after_ms.max(self.settings.retry.max_backoff_ms))
+    }
+
+    /// Probe the shards of the parked partitions that are due; rewind and resume
+    /// those whose shard answers, probe the others again later.
+    async fn probe_parked(&self) {
+        let now = Instant::now();
+        let due: Vec<(i32, Parked)> =
+            self.parked_map().iter().filter(|(_, p)| p.next_probe <= now).map(|(&k, &v)| (k, v)).collect();
+        let later = |partition: i32| {
+            if let Some(p) = self.parked_map().get_mut(&partition) {
+                p.next_probe = Instant::now() + self.park_interval();
+            }
+        };
+        for (partition, parked) in due {
+            if !self.outputs.writer.shard_answers(partition).await {
+                later(partition);
+                continue;
+            }
+            let topic = self.settings.kafka.events_topic.clone();
+            let seek = self.consumer.seek(&topic, partition, Offset::Offset(parked.rewind_to), Duration::from_secs(10));
+            if let Err(e) = seek {
+                tracing::warn!(partition, error = %e, "rewinding a parked partition failed; trying again later");
+                later(partition);
+                continue;
+            }
+            self.parked_map().remove(&partition);
+            let mut tpl = TopicPartitionList::new();
+            tpl.add_partition(&topic, partition);
+            if let Err(e) = self.consumer.resume(&tpl) {
+                tracing::warn!(partition, error = %e, "resuming a parked partition failed");
+            }
+            tracing::info!(partition, from = parked.rewind_to, "shard answers again: parked partition resumed");
+        }
+        self.metrics.parked_partitions.set(self.parked_map().len() as i64);
+    }
+
+    /// A revoked partition is not ours to rewind: its next owner reads it from the
+    /// committed offset, which never covers a parked record.
+    fn unpark_revoked(&self, partitions: &[i32]) {
+        let mut parked = self.parked_map();
+        for partition in partitions {
+            parked.remove(partition);
+        }
+        self.metrics.parked_partitions.set(parked.len() as i64);
     }
 
     /// Revoked partitions are no longer ours to hold: the next owner reads them again.
@@ -412,11 +523,14 @@ pub struct Outputs {
 impl Outputs {
     /// Rows first, then the deletes' mutations (a delete must see the rows before it),
     /// then the dead letters: everything the batch covers is handled when this returns Ok.
-    async fn write_batch(&self, batch: &Batch, give_up: &CancellationToken) -> Result<(), Abandoned> {
+    /// Returns the partitions parked on the way (only a batch without deletes may
+    /// park: a delete must reach every shard); nothing of them was handled.
+    async fn write_batch(&self, batch: &Batch, give_up: &CancellationToken) -> Result<BTreeSet<i32>, Abandoned> {
         let (writer, eraser, dlq) = (&self.writer, &self.eraser, &self.dlq);
-        let refused = writer.write(&batch.rows, give_up).await?;
+        let Written { refused, parked } = writer.write(&batch.rows, batch.deletes.is_empty(), give_up).await?;
         let refused_deletes = eraser.erase(&batch.deletes, give_up).await?;
-        let mut letters = batch.dead.clone();
+        let mut letters: Vec<DeadLetter> =
+            batch.dead.iter().filter(|letter| !parked.contains(&letter.partition)).cloned().collect();
         letters.extend(refused.into_iter().map(|(index, reason)| {
             let row = &batch.rows[index];
             DeadLetter {
@@ -439,7 +553,8 @@ impl Outputs {
                 reason: format!("ClickHouse refused the delete mutation: {reason}"),
             }
         }));
-        dlq.send_all(&letters, give_up).await
+        dlq.send_all(&letters, give_up).await?;
+        Ok(parked)
     }
 }
 

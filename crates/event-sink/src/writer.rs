@@ -25,13 +25,17 @@
 //!   shard's `_local` tables; a retryable failure moves the next attempt to another
 //!   replica, which is synced before its check is trusted. A retried INSERT sends the
 //!   same bytes (`inserted_at` is stamped per batch), so a block that did land is
-//!   dropped by the Replicated table's block deduplication. A shard that stays down
-//!   holds the batch (so every partition waits) while the other shards' rows of it
-//!   land; `vero_sink_shard_failing{shard}` says which.
+//!   dropped by the Replicated table's block deduplication. A shard that keeps failing
+//!   for `retry.shard_park_after_ms` is *parked* ([`Written::parked`]): the write
+//!   returns without its rows, the other shards' rows of the batch have landed, and
+//!   the pipeline rewinds that shard's partitions and pauses them until the shard
+//!   answers again ([`Writer::shard_answers`]), so one shard down stops only its own
+//!   users' events. Not for a batch with user deletes (they must reach every shard)
+//!   nor on a single server. `vero_sink_shard_failing{shard}` says which shard fails.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use clickhouse::Client;
 use tokio_util::sync::CancellationToken;
@@ -49,8 +53,30 @@ use vero_service::health::Health;
 #[error("shutdown interrupted the write; the batch will be redelivered")]
 pub struct Abandoned;
 
+/// What a write did with its rows.
+#[derive(Debug, Default)]
+pub struct Written {
+    /// `(index, reason)` of every row ClickHouse refused (they go to the DLQ).
+    pub refused: Vec<(usize, String)>,
+    /// Partitions of the shards that were parked: none of their rows is known to be
+    /// written, so none of their offsets may be stored.
+    pub parked: BTreeSet<i32>,
+}
+
+/// How one INSERT of a group of rows ended.
+enum Attempt {
+    Done,
+    /// ClickHouse refuses the data.
+    Refused(String),
+    /// The shard kept failing until the park deadline.
+    Parked,
+}
+
 pub struct Writer {
     destination: Destination,
+    /// `retry.shard_park_after_ms`, on a cluster of more than one shard; `None`: a
+    /// failing write is retried until it succeeds.
+    park_after: Option<Duration>,
     version: ServerVersion,
     retry: RetrySettings,
     timeout: std::time::Duration,
@@ -74,34 +100,75 @@ impl Writer {
         window_ms: u64,
     ) -> Self {
         let window_ms = i64::try_from(window_ms).unwrap_or(i64::MAX);
-        Self { destination, version, retry, timeout, metrics, health, fence, window_ms }
+        let park_after = match &destination {
+            Destination::Cluster(router) if router.shards().len() > 1 => {
+                Some(Duration::from_millis(retry.shard_park_after_ms))
+            }
+            _ => None,
+        };
+        Self { destination, park_after, version, retry, timeout, metrics, health, fence, window_ms }
     }
 
-    /// Write `rows`; returns `(index, reason)` of every row ClickHouse refused. On a
-    /// cluster each shard's rows are written concurrently, each shard on its own.
+    /// Write `rows`. On a cluster each shard's rows are written concurrently, each
+    /// shard on its own; with `may_park`, a shard still failing after
+    /// `retry.shard_park_after_ms` is given up for this write ([`Written::parked`]).
     pub async fn write(
         &self,
         rows: &[EventRow],
+        may_park: bool,
         cancel: &CancellationToken,
-    ) -> Result<Vec<(usize, String)>, Abandoned> {
+    ) -> Result<Written, Abandoned> {
+        let park_at = self.park_after.filter(|_| may_park).map(|after| Instant::now() + after);
         let groups = self.destination.split((0..rows.len()).collect(), |&i| rows[i].kafka_partition);
-        let writes = groups.into_iter().map(|(place, indexes)| self.write_at(place, rows, indexes, cancel));
-        let mut refused = Vec::new();
-        for written in futures::future::join_all(writes).await {
-            refused.extend(written?);
+        let writes = groups.into_iter().map(|(place, indexes)| async move {
+            let partitions: BTreeSet<i32> = indexes.iter().map(|&i| rows[i].kafka_partition).collect();
+            (place.label(), partitions, self.write_at(place, rows, indexes, park_at, cancel).await)
+        });
+        let mut written = Written::default();
+        for (shard, partitions, outcome) in futures::future::join_all(writes).await {
+            match outcome? {
+                Some(refused) => written.refused.extend(refused),
+                None => {
+                    tracing::warn!(
+                        %shard,
+                        ?partitions,
+                        "shard still failing: its partitions are parked (rewound, paused until it answers); \
+                         the other shards go on"
+                    );
+                    written.parked.extend(partitions);
+                }
+            }
         }
-        refused.sort_unstable_by_key(|(index, _)| *index);
-        Ok(refused)
+        written.refused.sort_unstable_by_key(|(index, _)| *index);
+        Ok(written)
     }
 
-    /// Write the rows at `indexes` (in offset order per partition) to `place`.
+    /// Whether the shard that owns `partition` answers a query (on a single server:
+    /// always true; parking does not happen there).
+    pub async fn shard_answers(&self, partition: i32) -> bool {
+        let Destination::Cluster(router) = &self.destination else { return true };
+        let shard = router.shard_of(partition);
+        // Short: the pipeline does not read Kafka while it probes.
+        let timeout = self.timeout.min(Duration::from_secs(2));
+        let probe = shard.attempt(|client| async move {
+            tokio::time::timeout(timeout, client.query("SELECT 1").execute())
+                .await
+                .map_err(|_| Failure::Retryable("probe timed out".into()))?
+                .map_err(Failure::from)
+        });
+        probe.await.is_ok()
+    }
+
+    /// Write the rows at `indexes` (in offset order per partition) to `place`; `None`
+    /// when the place was parked at `park_at`.
     async fn write_at(
         &self,
         place: Place<'_>,
         rows: &[EventRow],
         indexes: Vec<usize>,
+        park_at: Option<Instant>,
         cancel: &CancellationToken,
-    ) -> Result<Vec<(usize, String)>, Abandoned> {
+    ) -> Result<Option<Vec<(usize, String)>>, Abandoned> {
         let mut refused = Vec::new();
         // Ranges of `indexes` still to write, processed front to back.
         let mut pending = vec![(0, indexes.len())];
@@ -110,10 +177,11 @@ impl Writer {
                 continue;
             }
             let group: Vec<&EventRow> = indexes[start..end].iter().map(|&i| &rows[i]).collect();
-            match self.write_with_retry(place, &group, cancel).await? {
-                Ok(()) => {}
-                Err(reason) if end - start == 1 => refused.push((indexes[start], reason)),
-                Err(reason) => {
+            match self.write_with_retry(place, &group, park_at, cancel).await? {
+                Attempt::Done => {}
+                Attempt::Parked => return Ok(None),
+                Attempt::Refused(reason) if end - start == 1 => refused.push((indexes[start], reason)),
+                Attempt::Refused(reason) => {
                     tracing::warn!(rows = end - start, %reason, "ClickHouse refused a batch; splitting it to find the bad rows");
                     let middle = start + (end - start) / 2;
                     pending.push((middle, end));
@@ -121,17 +189,18 @@ impl Writer {
                 }
             }
         }
-        Ok(refused)
+        Ok(Some(refused))
     }
 
-    /// One INSERT, retried while the failure is retryable or operator-fixable.
-    /// `Ok(Err(reason))` is a refusal of the data.
+    /// One INSERT, retried while the failure is retryable or operator-fixable, until
+    /// `park_at` if given.
     async fn write_with_retry(
         &self,
         place: Place<'_>,
         rows: &[&EventRow],
+        park_at: Option<Instant>,
         cancel: &CancellationToken,
-    ) -> Result<Result<(), String>, Abandoned> {
+    ) -> Result<Attempt, Abandoned> {
         let mut backoff = self.retry.backoff();
         let shard = place.label();
         loop {
@@ -154,7 +223,7 @@ impl Writer {
                     }
                     self.metrics.needs_operator.set(0);
                     self.health.ready();
-                    return Ok(Ok(()));
+                    return Ok(Attempt::Done);
                 }
                 Err(failure) => {
                     place.failed(&at, &failure);
@@ -163,7 +232,7 @@ impl Writer {
                         self.metrics.shard_failing.with_label_values(&[&shard]).set(1);
                     }
                     match failure {
-                        Failure::Invalid(reason) => return Ok(Err(reason)),
+                        Failure::Invalid(reason) => return Ok(Attempt::Refused(reason)),
                         Failure::Operator(reason) => {
                             tracing::error!(rows = rows.len(), %shard, %reason, "ClickHouse refuses every INSERT until an operator acts; consumption paused, retrying");
                             self.metrics.needs_operator.set(1);
@@ -174,6 +243,9 @@ impl Writer {
                             tracing::warn!(rows = rows.len(), %shard, %reason, "INSERT failed, retrying");
                             self.health.not_ready(format!("ClickHouse INSERT failing: {reason}"));
                         }
+                    }
+                    if park_at.is_some_and(|at| Instant::now() >= at) {
+                        return Ok(Attempt::Parked);
                     }
                     self.metrics.insert_retries.inc();
                     if !backoff.wait(cancel).await {

@@ -55,6 +55,8 @@ pub struct Pipeline<C = ClickHouseServer> {
     pub gateway_addr: SocketAddr,
     pub gateway: Running,
     pub sink: Running,
+    /// The event sink's `/metrics` listener.
+    pub sink_ops: SocketAddr,
     pub profiles: Running,
     http: Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
 }
@@ -122,6 +124,7 @@ impl<C> Pipeline<C> {
         let mut sink_settings = event_sink::Settings::load_with_env(&config_dir("event-sink"), None, sink_vars)?;
         at.configure(&mut sink_settings.clickhouse, &mut sink_settings.cluster);
         let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let sink_ops = listener.local_addr()?;
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(event_sink::run(sink_settings, listener, shutdown.clone()));
         let sink = Running { shutdown, task };
@@ -146,7 +149,7 @@ impl<C> Pipeline<C> {
         let profiles = Running { shutdown, task };
 
         let http = Client::builder(TokioExecutor::new()).build_http();
-        Ok(Self { kafka, clickhouse, topic, dlq, partitions, gateway_addr, gateway, sink, profiles, http })
+        Ok(Self { kafka, clickhouse, topic, dlq, partitions, gateway_addr, gateway, sink, sink_ops, profiles, http })
     }
 
     /// POST `body` to the gateway; returns status and body text.
@@ -185,6 +188,19 @@ impl<C> Pipeline<C> {
         let status = response.status().as_u16();
         let body = response.into_body().collect().await?.to_bytes();
         Ok((status, String::from_utf8_lossy(&body).into_owned()))
+    }
+
+    /// The value of an unlabelled metric on the event sink's `/metrics` (0 when absent).
+    pub async fn sink_metric(&self, name: &str) -> anyhow::Result<f64> {
+        let uri: hyper::Uri = format!("http://{}/metrics", self.sink_ops).parse()?;
+        let response = self.http.get(uri).await?;
+        let body = response.into_body().collect().await?.to_bytes();
+        let text = String::from_utf8_lossy(&body);
+        let value = text
+            .lines()
+            .find_map(|line| line.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
+            .map_or(Ok(0.0), |v| v.trim().parse())?;
+        Ok(value)
     }
 
     /// POST a JSON value to the gateway.

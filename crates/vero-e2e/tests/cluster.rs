@@ -178,15 +178,25 @@ async fn the_pipeline_on_a_2x2_cluster_survives_a_replica_and_a_shard_down() {
     check_once(&p, 501).await;
     eprintln!("phase 2 (replica killed) done after {:?}", started.elapsed());
 
-    // 3. Shard 1 down (both replicas) for 20 s while events keep coming.
+    // 3. Shard 1 down (both replicas) for 20 s while events keep coming: shard 0's
+    //    users' events must all land meanwhile (the sink parks shard 1's partitions
+    //    instead of holding everyone's), shard 1's once it is back.
+    let down_at = Instant::now();
     tokio::task::block_in_place(|| p.clickhouse.kill_shard(1)).unwrap();
     send(p.gateway_addr, "down", 200, 20).await;
     tally(&mut counts, "down", 200, 20);
-    tokio::time::sleep(Duration::from_secs(20)).await;
-    let shard0 = node_query(&p, 0, 0, "SELECT count() FROM vero.events_local WHERE user_id LIKE 'down-%'");
     let expected0: u64 =
         counts.iter().filter(|(u, _)| u.starts_with("down-") && shard_of(u) == 0).map(|(_, c)| c).sum();
-    eprintln!("shard 1 down 20 s: {shard0} of shard 0's {expected0} new rows landed meanwhile");
+    let landed = "SELECT count() FROM vero.events_local WHERE user_id LIKE 'down-%'";
+    let mut shard0 = node_query(&p, 0, 0, landed);
+    while shard0 != expected0.to_string() && down_at.elapsed() < Duration::from_secs(20) {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        shard0 = node_query(&p, 0, 0, landed);
+    }
+    eprintln!("shard 1 down: {shard0} of shard 0's {expected0} new rows landed after {:?}", down_at.elapsed());
+    assert_eq!(shard0, expected0.to_string(), "shard 0's events land while shard 1 is down");
+    assert!(p.sink_metric("vero_sink_parked_partitions").await.unwrap() > 0.0, "shard 1's partitions are parked");
+    tokio::time::sleep(Duration::from_secs(20).saturating_sub(down_at.elapsed())).await;
     tokio::task::block_in_place(|| p.clickhouse.restart_shard(1)).unwrap();
     check_once(&p, 701).await;
     check_users(&p, &counts).await;
