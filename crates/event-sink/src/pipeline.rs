@@ -411,12 +411,14 @@ impl Pipeline {
         let next_probe = Instant::now() + self.park_interval();
         let mut tpl = TopicPartitionList::new();
         let mut parked = self.parked_map();
+        let mut rewinds = BTreeMap::new();
         for &partition in partitions {
             let Some(&rewind_to) = first_offsets.get(&partition) else { continue };
             parked.insert(partition, Parked { rewind_to, next_probe });
+            rewinds.insert(partition, rewind_to);
             tpl.add_partition(&self.settings.kafka.events_topic, partition);
-            tracing::warn!(partition, rewind_to, "partition parked: its shard keeps failing; other shards go on");
         }
+        tracing::warn!(?rewinds, "partitions parked (partition -> offset they resume from)");
         if let Err(e) = self.consumer.pause(&tpl) {
             tracing::warn!(error = %e, "pausing parked partitions failed");
         }
@@ -438,13 +440,14 @@ impl Pipeline {
         let now = Instant::now();
         let due: Vec<(i32, Parked)> =
             self.parked_map().iter().filter(|(_, p)| p.next_probe <= now).map(|(&k, &v)| (k, v)).collect();
+        let answering = self.outputs.writer.answering(due.iter().map(|(partition, _)| *partition).collect()).await;
         let later = |partition: i32| {
             if let Some(p) = self.parked_map().get_mut(&partition) {
                 p.next_probe = Instant::now() + self.park_interval();
             }
         };
         for (partition, parked) in due {
-            if !self.outputs.writer.shard_answers(partition).await {
+            if !answering.contains(&partition) {
                 later(partition);
                 continue;
             }

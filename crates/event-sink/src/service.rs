@@ -34,7 +34,6 @@ use vero_shards::Router;
 /// `ops_listener` meanwhile.
 pub async fn run(settings: Settings, ops_listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
     vero_model::schemas::check().map_err(anyhow::Error::msg)?;
-    vero_service::producer_retries::warn_if_off(settings.kafka.idempotent_producer, "event-sink");
     let metrics = Metrics::new();
     let health = Health::starting("starting: ClickHouse schema not checked yet");
     let ops_stop = CancellationToken::new();

@@ -29,7 +29,7 @@
 //!   for `retry.shard_park_after_ms` is *parked* ([`Written::parked`]): the write
 //!   returns without its rows, the other shards' rows of the batch have landed, and
 //!   the pipeline rewinds that shard's partitions and pauses them until the shard
-//!   answers again ([`Writer::shard_answers`]), so one shard down stops only its own
+//!   answers again ([`Writer::answering`]), so one shard down stops only its own
 //!   users' events. Not for a batch with user deletes (they must reach every shard)
 //!   nor on a single server. `vero_sink_shard_failing{shard}` says which shard fails.
 
@@ -131,7 +131,6 @@ impl Writer {
                 None => {
                     tracing::warn!(
                         %shard,
-                        ?partitions,
                         "shard still failing: its partitions are parked (rewound, paused until it answers); \
                          the other shards go on"
                     );
@@ -143,20 +142,22 @@ impl Writer {
         Ok(written)
     }
 
-    /// Whether the shard that owns `partition` answers a query (on a single server:
-    /// always true; parking does not happen there).
-    pub async fn shard_answers(&self, partition: i32) -> bool {
-        let Destination::Cluster(router) = &self.destination else { return true };
-        let shard = router.shard_of(partition);
+    /// Those of `partitions` whose shard answers a query, each shard probed once, all
+    /// concurrently (on a single server: all of them; parking does not happen there).
+    pub async fn answering(&self, partitions: Vec<i32>) -> BTreeSet<i32> {
+        let Destination::Cluster(router) = &self.destination else { return partitions.into_iter().collect() };
         // Short: the pipeline does not read Kafka while it probes.
         let timeout = self.timeout.min(Duration::from_secs(2));
-        let probe = shard.attempt(|client| async move {
-            tokio::time::timeout(timeout, client.query("SELECT 1").execute())
-                .await
-                .map_err(|_| Failure::Retryable("probe timed out".into()))?
-                .map_err(Failure::from)
+        let probes = router.split(partitions, |&p| p).into_iter().map(|(shard, partitions)| async move {
+            let probe = shard.attempt(|client| async move {
+                tokio::time::timeout(timeout, client.query("SELECT 1").execute())
+                    .await
+                    .map_err(|_| Failure::Retryable("probe timed out".into()))?
+                    .map_err(Failure::from)
+            });
+            probe.await.map(|()| partitions).unwrap_or_default()
         });
-        probe.await.is_ok()
+        futures::future::join_all(probes).await.into_iter().flatten().collect()
     }
 
     /// Write the rows at `indexes` (in offset order per partition) to `place`; `None`

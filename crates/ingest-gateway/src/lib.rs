@@ -46,7 +46,6 @@ use sink::{EventSink, KafkaSink};
 /// Serve the gateway on `listener`, producing to Kafka, until `shutdown` is
 /// cancelled; then finish in-flight requests and flush the producer.
 pub async fn run(settings: Settings, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
-    vero_service::producer_retries::warn_if_off(settings.kafka.idempotent_producer, "ingest-gateway");
     let sink: Arc<dyn EventSink> = Arc::new(KafkaSink::new(&settings.kafka)?);
     serve(settings, listener, sink, shutdown).await
 }

@@ -190,17 +190,12 @@ impl<C> Pipeline<C> {
         Ok((status, String::from_utf8_lossy(&body).into_owned()))
     }
 
-    /// The value of an unlabelled metric on the event sink's `/metrics` (0 when absent).
+    /// A metric on the event sink's `/metrics`, summed over its label sets (0 when absent).
     pub async fn sink_metric(&self, name: &str) -> anyhow::Result<f64> {
         let uri: hyper::Uri = format!("http://{}/metrics", self.sink_ops).parse()?;
         let response = self.http.get(uri).await?;
         let body = response.into_body().collect().await?.to_bytes();
-        let text = String::from_utf8_lossy(&body);
-        let value = text
-            .lines()
-            .find_map(|line| line.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
-            .map_or(Ok(0.0), |v| v.trim().parse())?;
-        Ok(value)
+        Ok(vero_testkit::metrics::sum(&String::from_utf8_lossy(&body), name))
     }
 
     /// POST a JSON value to the gateway.

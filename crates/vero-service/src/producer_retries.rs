@@ -18,25 +18,19 @@
 
 use rdkafka::ClientConfig;
 
-/// Configure `config` (a producer's) for `kafka.idempotent_producer = idempotent`.
+/// Configure `config` (a producer's) for `kafka.idempotent_producer = idempotent`;
+/// without the broker's duplicate check that is said in the log, once per producer.
 pub fn apply(config: &mut ClientConfig, idempotent: bool) -> &mut ClientConfig {
     if idempotent {
-        config.set("enable.idempotence", "true")
-    } else {
-        config.set("enable.idempotence", "false").set("max.in.flight.requests.per.connection", "1")
+        return config.set("enable.idempotence", "true");
     }
-}
-
-/// Logged once at start when the broker's duplicate check is off.
-pub fn warn_if_off(idempotent: bool, service: &str) {
-    if !idempotent {
-        tracing::warn!(
-            service,
-            "kafka.idempotent_producer = false: one produce request in flight per broker, and a retried \
-             record may be in the topic twice (consumers drop it by request key); use only with a broker \
-             whose idempotent producer support is broken, such as tansu 0.6"
-        );
-    }
+    tracing::warn!(
+        client = config.get("client.id").unwrap_or("rdkafka"),
+        "kafka.idempotent_producer = false: one produce request in flight per broker, and a retried \
+         record may be in the topic twice (consumers drop it by request key); use only with a broker \
+         whose idempotent producer support is broken, such as tansu 0.6"
+    );
+    config.set("enable.idempotence", "false").set("max.in.flight.requests.per.connection", "1")
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 //!   handle is neither `Send` nor `Sync`; tests drive faults through a channel.
 //! * [`kafka_probe`]: a tiny rdkafka reader that returns every record of a topic, the
 //!   reliable way to see what landed.
+//! * [`metrics::sum`]: a metric's value on a service's `/metrics` page.
 //! * [`clickhouse::ClickHouseServer`], [`clickhouse_cluster::ClickHouseCluster`]
 //!   (shards × replicas over a [`zookeeper::ZooKeeper`]), [`tansu::Tansu`]: server
 //!   processes on free ports in temp dirs, killed when the handle drops.
@@ -16,6 +17,7 @@ pub mod cli;
 pub mod clickhouse;
 pub mod clickhouse_cluster;
 pub mod kafka_probe;
+pub mod metrics;
 pub mod mock_kafka;
 mod process;
 pub mod tansu;

@@ -163,11 +163,7 @@ pub fn raw_http(port: u16, method: &str, path: &str, body: &str) -> anyhow::Resu
 
 pub async fn metric(ops: std::net::SocketAddr, name: &str) -> f64 {
     let text = tokio::task::spawn_blocking(move || raw_http(ops.port(), "GET", "/metrics", "")).await.unwrap();
-    let text = text.unwrap_or_default();
-    text.lines()
-        .filter(|l| l.starts_with(name) && !l.starts_with('#'))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+    vero_testkit::metrics::sum(&text.unwrap_or_default(), name)
 }
 
 pub async fn wait_metric(ops: std::net::SocketAddr, name: &str, at_least: f64) {

@@ -64,7 +64,6 @@ const PAUSE_AFTER: Duration = Duration::from_millis(1000);
 pub async fn run(settings: Settings, ops: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
     settings.validate()?;
     vero_model::schemas::check().map_err(anyhow::Error::msg)?;
-    vero_service::producer_retries::warn_if_off(settings.kafka.idempotent_producer, "profile-consumer");
     let metrics = Metrics::new();
     let health = Health::starting("starting: ClickHouse schema not checked yet");
     let ops_task =

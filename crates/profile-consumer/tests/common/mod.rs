@@ -141,7 +141,7 @@ impl Running {
         stream.write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").await.unwrap();
         let mut body = String::new();
         stream.read_to_string(&mut body).await.unwrap();
-        body.lines().filter(|l| l.starts_with(name)).filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum()
+        vero_testkit::metrics::sum(&body, name)
     }
 
     /// The raw HTTP answer of `/readyz`.
