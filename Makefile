@@ -16,7 +16,10 @@ run:
 run-clean:
 	VERO_RUN_CLEAN=1 scripts/run-local.sh
 
+# The service and dev binaries first: the make-run and fault-harness tests start them
+# as processes, and `cargo test` alone builds only those of crates with integration tests.
 test: deps
+	cargo build --workspace --bins
 	cargo test --workspace --all-targets --no-fail-fast
 
 lint:

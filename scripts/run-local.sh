@@ -40,6 +40,12 @@ else
   bin=target/release
 fi
 bin=$(realpath "$bin")
+for name in vero-supervise vero-dev-topics vero-dev-clickhouse ingest-gateway event-sink profile-consumer; do
+  if [ ! -x "$bin/$name" ]; then
+    log "$bin/$name is missing: build the binaries first (cargo build --bins for target/debug)"
+    exit 1
+  fi
+done
 tansu_bin=$(command -v tansu || echo "$HOME/.cargo/bin/tansu")
 mkdir -p "$state/run" "$state/kafka"
 rm -f "$state/run/clickhouse.ready"
