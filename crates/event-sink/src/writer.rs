@@ -147,17 +147,7 @@ impl Writer {
     pub async fn answering(&self, partitions: Vec<i32>) -> BTreeSet<i32> {
         let Destination::Cluster(router) = &self.destination else { return partitions.into_iter().collect() };
         // Short: the pipeline does not read Kafka while it probes.
-        let timeout = self.timeout.min(Duration::from_secs(2));
-        let probes = router.split(partitions, |&p| p).into_iter().map(|(shard, partitions)| async move {
-            let probe = shard.attempt(|client| async move {
-                tokio::time::timeout(timeout, client.query("SELECT 1").execute())
-                    .await
-                    .map_err(|_| Failure::Retryable("probe timed out".into()))?
-                    .map_err(Failure::from)
-            });
-            probe.await.map(|()| partitions).unwrap_or_default()
-        });
-        futures::future::join_all(probes).await.into_iter().flatten().collect()
+        router.answering(partitions, self.timeout.min(Duration::from_secs(2))).await
     }
 
     /// Write the rows at `indexes` (in offset order per partition) to `place`; `None`

@@ -127,6 +127,10 @@ pub struct BatchSettings {
 pub struct RetrySettings {
     pub initial_backoff_ms: u64,
     pub max_backoff_ms: u64,
+    /// On a cluster of several shards: how long a failing shard may hold a batch
+    /// before its partitions are parked (state dropped, rewound, paused until it
+    /// answers) so the other shards' partitions go on (`crate::service::park`).
+    pub shard_park_after_ms: u64,
 }
 
 impl RetrySettings {
@@ -211,7 +215,7 @@ impl Settings {
             clickhouse: ClickHouseSettings::local(clickhouse_url),
             cluster: vero_shards::NodeSettings::default(),
             batch: BatchSettings { max_records: 500, linger_ms: 50 },
-            retry: RetrySettings { initial_backoff_ms: 50, max_backoff_ms: 1_000 },
+            retry: RetrySettings { initial_backoff_ms: 50, max_backoff_ms: 1_000, shard_park_after_ms: 5_000 },
             dedup: DedupSettings { window_ms: 300_000 },
             ops: OpsSettings { listen: "127.0.0.1:0".into() },
         }

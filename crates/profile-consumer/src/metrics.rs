@@ -44,6 +44,9 @@ pub struct Metrics {
     /// Partitions (events or handoff topic) stopped at a record with a writer schema
     /// this build does not know. Alert `VeroProfilesNeedsOperator`.
     pub blocked_partitions: IntGauge,
+    /// Partition numbers parked because their ClickHouse shard kept failing
+    /// (`retry.shard_park_after_ms`). Alert `VeroProfilesShardDown`.
+    pub parked_partitions: IntGauge,
 }
 
 impl Metrics {
@@ -115,6 +118,11 @@ impl Metrics {
             "Partitions stopped at a record with an unknown writer schema",
         )
         .unwrap();
+        let parked_partitions = IntGauge::new(
+            "vero_profiles_parked_partitions",
+            "Partitions parked because their ClickHouse shard kept failing (rewound, paused until it answers)",
+        )
+        .unwrap();
         for collector in [
             Box::new(records.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(profiles_written.clone()),
@@ -132,6 +140,7 @@ impl Metrics {
             Box::new(consumption_paused.clone()),
             Box::new(request_keys_evicted.clone()),
             Box::new(blocked_partitions.clone()),
+            Box::new(parked_partitions.clone()),
         ] {
             registry.register(collector).expect("metric names are unique");
         }
@@ -157,6 +166,7 @@ impl Metrics {
             consumption_paused,
             request_keys_evicted,
             blocked_partitions,
+            parked_partitions,
         }
     }
 }

@@ -58,6 +58,8 @@ pub struct Pipeline<C = ClickHouseServer> {
     /// The event sink's `/metrics` listener.
     pub sink_ops: SocketAddr,
     pub profiles: Running,
+    /// The profile consumer's `/metrics` listener.
+    pub profiles_ops: SocketAddr,
     http: Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
 }
 
@@ -144,12 +146,26 @@ impl<C> Pipeline<C> {
         kafka.create_topic(&profile_settings.kafka.profiles_topic, partitions)?;
         kafka.create_topic(&profile_settings.kafka.handoff_topic, partitions)?;
         let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let profiles_ops = listener.local_addr()?;
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(profile_consumer::run(profile_settings, listener, shutdown.clone()));
         let profiles = Running { shutdown, task };
 
         let http = Client::builder(TokioExecutor::new()).build_http();
-        Ok(Self { kafka, clickhouse, topic, dlq, partitions, gateway_addr, gateway, sink, sink_ops, profiles, http })
+        Ok(Self {
+            kafka,
+            clickhouse,
+            topic,
+            dlq,
+            partitions,
+            gateway_addr,
+            gateway,
+            sink,
+            sink_ops,
+            profiles,
+            profiles_ops,
+            http,
+        })
     }
 
     /// POST `body` to the gateway; returns status and body text.
@@ -192,7 +208,16 @@ impl<C> Pipeline<C> {
 
     /// A metric on the event sink's `/metrics`, summed over its label sets (0 when absent).
     pub async fn sink_metric(&self, name: &str) -> anyhow::Result<f64> {
-        let uri: hyper::Uri = format!("http://{}/metrics", self.sink_ops).parse()?;
+        self.metric(self.sink_ops, name).await
+    }
+
+    /// The profile consumer's metric `name`, summed over its label sets.
+    pub async fn profiles_metric(&self, name: &str) -> anyhow::Result<f64> {
+        self.metric(self.profiles_ops, name).await
+    }
+
+    async fn metric(&self, ops: SocketAddr, name: &str) -> anyhow::Result<f64> {
+        let uri: hyper::Uri = format!("http://{ops}/metrics").parse()?;
         let response = self.http.get(uri).await?;
         let body = response.into_body().collect().await?.to_bytes();
         Ok(vero_testkit::metrics::sum(&String::from_utf8_lossy(&body), name))

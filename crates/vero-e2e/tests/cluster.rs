@@ -179,8 +179,8 @@ async fn the_pipeline_on_a_2x2_cluster_survives_a_replica_and_a_shard_down() {
     eprintln!("phase 2 (replica killed) done after {:?}", started.elapsed());
 
     // 3. Shard 1 down (both replicas) for 20 s while events keep coming: shard 0's
-    //    users' events must all land meanwhile (the sink parks shard 1's partitions
-    //    instead of holding everyone's), shard 1's once it is back.
+    //    users' events and profiles must all land meanwhile (both consumers park
+    //    shard 1's partitions instead of holding everyone's), shard 1's once it is back.
     let down_at = Instant::now();
     tokio::task::block_in_place(|| p.clickhouse.kill_shard(1)).unwrap();
     send(p.gateway_addr, "down", 200, 20).await;
@@ -196,6 +196,19 @@ async fn the_pipeline_on_a_2x2_cluster_survives_a_replica_and_a_shard_down() {
     eprintln!("shard 1 down: {shard0} of shard 0's {expected0} new rows landed after {:?}", down_at.elapsed());
     assert_eq!(shard0, expected0.to_string(), "shard 0's events land while shard 1 is down");
     assert!(p.sink_metric("vero_sink_parked_partitions").await.unwrap() > 0.0, "shard 1's partitions are parked");
+    let counted = "SELECT sum(event_count) FROM vero.profiles_local FINAL WHERE deleted = 0 AND user_id LIKE 'down-%'";
+    let mut profiles0 = node_query(&p, 0, 0, counted);
+    while profiles0 != expected0.to_string() && down_at.elapsed() < Duration::from_secs(20) {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        profiles0 = node_query(&p, 0, 0, counted);
+    }
+    eprintln!(
+        "shard 1 down: shard 0's profiles count {profiles0} of {expected0} new events after {:?}",
+        down_at.elapsed()
+    );
+    assert_eq!(profiles0, expected0.to_string(), "shard 0's profiles are written while shard 1 is down");
+    let parked = p.profiles_metric("vero_profiles_parked_partitions").await.unwrap();
+    assert!(parked > 0.0, "the profile consumer parked shard 1's partitions");
     tokio::time::sleep(Duration::from_secs(20).saturating_sub(down_at.elapsed())).await;
     tokio::task::block_in_place(|| p.clickhouse.restart_shard(1)).unwrap();
     check_once(&p, 701).await;

@@ -17,6 +17,7 @@
 //!   `generation` (a number the caller bumps whenever the partitions it owns change),
 //!   and after every switch. The reasoning is in docs/design.md, "Cluster writes".
 
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -188,6 +189,22 @@ impl Router {
             groups[index].push(item);
         }
         self.shards.iter().zip(groups).filter(|(_, items)| !items.is_empty()).collect()
+    }
+
+    /// Those of `partitions` whose shard answers `SELECT 1` within `timeout`: each
+    /// shard probed once through its replica failover, all shards concurrently. Where
+    /// a consumer's parked partitions may resume.
+    pub async fn answering(&self, partitions: impl IntoIterator<Item = i32>, timeout: Duration) -> BTreeSet<i32> {
+        let probes = self.split(partitions, |&p| p).into_iter().map(|(shard, partitions)| async move {
+            let probe = shard.attempt(|client| async move {
+                tokio::time::timeout(timeout, client.query("SELECT 1").execute())
+                    .await
+                    .map_err(|_| Failure::Retryable("probe timed out".into()))?
+                    .map_err(Failure::from)
+            });
+            probe.await.map(|()| partitions).unwrap_or_default()
+        });
+        futures::future::join_all(probes).await.into_iter().flatten().collect()
     }
 
     /// A one-line description for the start log: `1: a, b; 2: c, d`.

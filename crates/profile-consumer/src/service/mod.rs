@@ -23,12 +23,16 @@
 //! from that record) or the instance is replaced by one that knows the schema (the
 //! rollout, which is the only retry that can succeed: the record never changes).
 //!
+//! A ClickHouse shard that keeps failing, on a cluster of several: its partitions are
+//! parked ([`park`]) and the other shards' partitions go on.
+//!
 //! Fencing: a revoke (rebalance, or the group session lost) drops at once the state,
 //! the waiting records and the restore of the revoked partitions, and
 //! [`write::Fence`] keeps the write in hand from writing anything of them from then
 //! on; their offsets are not stored. The new owner restores and writes them.
 
 pub mod apply;
+mod park;
 pub mod write;
 
 use std::collections::BTreeSet;
@@ -103,7 +107,9 @@ async fn serve(
         dedup_window_ms = settings.dedup.window_ms,
         "consuming"
     );
+    let park_after = store.may_park().then(|| Duration::from_millis(settings.retry.shard_park_after_ms));
     let writer = Writer {
+        park_after,
         store,
         producer,
         topics: topics.clone(),
@@ -125,6 +131,7 @@ async fn serve(
         pending: Vec::new(),
         paused: false,
         blocked: Default::default(),
+        parked: Default::default(),
         health: health.clone(),
         fence,
     };
@@ -197,6 +204,8 @@ struct LoopState<'a> {
     /// Partitions stopped at a record with an unknown writer schema: (topic,
     /// partition) -> its offset. Kept paused; their records are not taken.
     blocked: std::collections::BTreeMap<(String, i32), i64>,
+    /// Partition numbers parked while their ClickHouse shard fails ([`park`]).
+    parked: std::collections::BTreeMap<i32, park::Parked>,
     health: Health,
     /// Partitions revoked since the batch in hand was collected.
     fence: Fence,
@@ -205,7 +214,7 @@ struct LoopState<'a> {
 impl LoopState<'_> {
     async fn consume(&mut self, writer: &Writer, shutdown: &CancellationToken) -> anyhow::Result<()> {
         loop {
-            let Some(batch) = self.collect(shutdown).await else { return Ok(()) };
+            let Some(batch) = self.collect(&writer.store, shutdown).await else { return Ok(()) };
             if batch.is_empty() {
                 continue;
             }
@@ -247,13 +256,16 @@ impl LoopState<'_> {
             let positions = std::mem::take(&mut effects.positions);
             let mut rendered = writer.render(effects, &self.profiles, &batch);
             match self.drive(writer.write(&mut rendered, &batch, &fence, shutdown)).await {
-                Ok(()) => {
+                Ok(parked) => {
                     for partition in &rendered.reload {
                         // A profile of it was not written: continue from the profiles topic.
                         self.profiles.partitions.remove(partition);
                         self.restored.remove(partition);
                     }
                     self.store_offsets(&positions);
+                    if !parked.is_empty() {
+                        self.park(&parked, &batch, &writer.store);
+                    }
                 }
                 Err(NotWritten::Shutdown) => return Ok(()),
                 Err(NotWritten::Rejected(e)) => return Err(anyhow::Error::new(e).context("writing profiles")),
@@ -264,7 +276,8 @@ impl LoopState<'_> {
     /// The next batch; `None` on shutdown before a first record arrived. Starts a new
     /// fence: partitions revoked from now on are fenced for this batch (records held
     /// from before a revoke were dropped with it; later ones are of the new assignment).
-    async fn collect(&mut self, shutdown: &CancellationToken) -> Option<Vec<OwnedMessage>> {
+    /// Parked shards due for a probe are probed meanwhile.
+    async fn collect(&mut self, store: &Store, shutdown: &CancellationToken) -> Option<Vec<OwnedMessage>> {
         let max = self.settings.batch.max_records;
         let linger = Duration::from_millis(self.settings.batch.linger_ms);
         let consumer = self.consumer;
@@ -273,9 +286,13 @@ impl LoopState<'_> {
         let mut tick = tokio::time::interval(Duration::from_millis(250));
         while self.pending.len() < max {
             let wait_until = deadline.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
+            let probe_at = self.next_probe();
             tokio::select! {
                 _ = shutdown.cancelled(), if self.pending.is_empty() => return None,
                 _ = tokio::time::sleep_until(wait_until) => break,
+                _ = tokio::time::sleep_until(probe_at.unwrap_or(wait_until)), if probe_at.is_some() => {
+                    self.probe_parked(store).await;
+                }
                 _ = tick.tick() => self.take_rebalances(),
                 received = consumer.recv() => {
                     self.accept(received);
@@ -303,7 +320,10 @@ impl LoopState<'_> {
             Ok(message) => {
                 self.consumer.context().offset_gaps().observe(message.topic(), message.partition(), message.offset());
                 // Fetched before its partition's pause took effect: whoever unblocks
-                // the partition reads it again.
+                // the partition reads it again; a parked one is rewound to it.
+                if self.drop_if_parked(message.topic(), message.partition(), message.offset()) {
+                    return;
+                }
                 if !self.blocked.contains_key(&(message.topic().to_owned(), message.partition())) {
                     self.pending.push(message.detach());
                 }
@@ -349,10 +369,11 @@ impl LoopState<'_> {
         let result = match self.consumer.assignment() {
             Ok(assignment) if paused => self.consumer.pause(&assignment),
             Ok(assignment) => {
-                // Blocked partitions stay paused.
+                // Blocked and parked partitions stay paused.
                 let mut resume = TopicPartitionList::new();
                 for element in assignment.elements() {
-                    if !self.blocked.contains_key(&(element.topic().to_owned(), element.partition())) {
+                    let (topic, partition) = (element.topic().to_owned(), element.partition());
+                    if !self.blocked.contains_key(&(topic, partition)) && !self.is_parked(partition) {
                         resume.add_partition(element.topic(), element.partition());
                     }
                 }
@@ -382,6 +403,9 @@ impl LoopState<'_> {
             self.profiles.partitions.remove(partition);
             self.restored.remove(partition);
             fenced.insert(*partition);
+            if self.parked.remove(partition).is_some() {
+                self.metrics.parked_partitions.set(self.parked.len() as i64);
+            }
         }
         drop(fenced);
         self.metrics.partitions_revoked.inc_by(changes.revoked.len() as u64);

@@ -5,7 +5,9 @@
 //! 3. the profiles' final values, or tombstones, to the profiles topic.
 //!
 //! Retryable and operator-fixable failures (see [`WriteError`]) repeat the steps not
-//! done yet with backoff until they succeed or the service stops. Bad records
+//! done yet with backoff until they succeed or the service stops; on a cluster of
+//! several shards, a shard that kept failing for `retry.shard_park_after_ms` is left
+//! out instead and its partitions parked ([`super::park`]). Bad records
 //! (docs/operations.md, "Failure policy") are dead-lettered and the rest goes on:
 //! * a profile whose record would exceed `kafka.max_profile_bytes`, or that Kafka
 //!   refuses as too large: the batch's records that changed it are dead-lettered, the
@@ -70,6 +72,12 @@ pub struct Fence {
 }
 
 impl Fence {
+    /// Keep everything of `partitions` out of the write in hand and its offsets
+    /// unstored, as if revoked (a parked shard's partitions).
+    pub fn exclude(&self, partitions: &BTreeSet<i32>) {
+        self.revoked.lock().expect("fence lock").extend(partitions);
+    }
+
     /// Whether the state of `partition` (events and handoff topics) is still ours.
     pub fn holds(&self, partition: i32) -> bool {
         if self.revoked.lock().expect("fence lock").contains(&partition) {
@@ -117,19 +125,29 @@ pub struct Writer {
     pub health: Health,
     /// `kafka.max_profile_bytes`: larger profile records are bad records.
     pub max_profile_bytes: usize,
+    /// `retry.shard_park_after_ms` where parking applies ([`Store::may_park`]);
+    /// `None`: a failing write is retried until it succeeds.
+    pub park_after: Option<std::time::Duration>,
 }
 
 impl Writer {
     /// Write everything in `rendered` that `fence` still holds; `batch` holds the
-    /// records, for dead letters.
+    /// records, for dead letters. Returns the partitions parked on the way: nothing of
+    /// them is written from then on and `fence` excludes them (their offsets must not
+    /// be stored). Parking happens when the write kept failing for `park_after` and
+    /// has no erasure left (an erasure must reach every shard): the partitions with
+    /// ClickHouse rows left whose shard does not answer a probe are parked, and the
+    /// write goes on at once with the others.
     pub async fn write(
         &self,
         rendered: &mut Rendered,
         batch: &[OwnedMessage],
         fence: &Fence,
         cancel: &CancellationToken,
-    ) -> Result<(), NotWritten> {
+    ) -> Result<BTreeSet<i32>, NotWritten> {
         let mut backoff = self.retry.backoff();
+        let mut failing_since = None;
+        let mut parked = BTreeSet::new();
         loop {
             let started = Instant::now();
             match self.attempt(rendered, batch, fence).await {
@@ -138,7 +156,7 @@ impl Writer {
                     self.metrics.profiles_written.inc_by(std::mem::take(&mut rendered.written) as u64);
                     self.metrics.needs_operator.set(0);
                     self.health.ready();
-                    return Ok(());
+                    return Ok(parked);
                 }
                 Err(e) => {
                     self.metrics.write_failures.with_label_values(&[e.class()]).inc();
@@ -157,6 +175,23 @@ impl Writer {
                             self.health.not_ready(e.to_string());
                         }
                     }
+                    let since = *failing_since.get_or_insert_with(Instant::now);
+                    if self.park_after.is_some_and(|after| since.elapsed() >= after) && rendered.erasures.is_empty() {
+                        let down = self.unanswering(rendered, fence).await;
+                        if !down.is_empty() {
+                            tracing::warn!(
+                                partitions = ?down,
+                                error = %e,
+                                "ClickHouse shard still failing: its partitions are parked (rewound, paused until it \
+                                 answers); the other shards' go on"
+                            );
+                            fence.exclude(&down);
+                            parked.extend(down);
+                            failing_since = None;
+                            backoff = self.retry.backoff();
+                            continue;
+                        }
+                    }
                     self.metrics.write_retries.inc();
                     if !backoff.wait(cancel).await {
                         return Err(NotWritten::Shutdown);
@@ -164,6 +199,19 @@ impl Writer {
                 }
             }
         }
+    }
+
+    /// The partitions with ClickHouse rows left to write whose shard does not answer.
+    async fn unanswering(&self, r: &Rendered, fence: &Fence) -> BTreeSet<i32> {
+        let pending: BTreeSet<i32> = r
+            .rows
+            .iter()
+            .map(|(partition, _)| *partition)
+            .chain(r.aliases.iter().map(|alias| alias.kafka_partition))
+            .filter(|partition| fence.holds(*partition))
+            .collect();
+        let answering = self.store.answering(pending.clone()).await;
+        pending.difference(&answering).copied().collect()
     }
 
     /// The steps not done yet.

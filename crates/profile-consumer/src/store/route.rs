@@ -10,9 +10,12 @@
 //! the same rows again). So the shards of one write run concurrently, and a retry
 //! sends the whole write again, also to shards that took it: those rows collapse. A
 //! shard that is down fails the write (retryable, its number in the message) while the
-//! others' rows land; the caller retries with backoff.
+//! others' rows land; the caller retries with backoff, and parks the shard's
+//! partitions once it kept failing (`crate::service::park`).
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::time::Duration;
 
 use clickhouse::Client;
 use vero_clickhouse::Failure;
@@ -24,6 +27,9 @@ use crate::error::WriteError;
 /// `(single-node table, the cluster schema's per-node table)`.
 const PROFILES: (&str, &str) = ("vero.profiles", "vero.profiles_local");
 const ALIASES: (&str, &str) = ("vero.user_aliases", "vero.user_aliases_local");
+
+/// How long a probe of a parked shard may take: short, Kafka is not polled meanwhile.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub enum Store {
     Single(Box<Client>),
@@ -65,6 +71,29 @@ impl Store {
                     router.shards().iter().map(|shard| on_shard(shard, |c| tables::erase(c, PROFILES.1, erasures)));
                 first_error(futures::future::join_all(runs).await)
             }
+        }
+    }
+
+    /// Whether a shard that keeps failing may be parked: on a cluster of more than
+    /// one shard (on one server, parking everything is what waiting already does).
+    pub fn may_park(&self) -> bool {
+        matches!(self, Self::Cluster(router) if router.shards().len() > 1)
+    }
+
+    /// Whether partitions `a` and `b` are written to the same shard (on one server: yes).
+    pub fn same_shard(&self, a: i32, b: i32) -> bool {
+        match self {
+            Self::Single(_) => true,
+            Self::Cluster(router) => router.shard_of(a).num == router.shard_of(b).num,
+        }
+    }
+
+    /// Those of `partitions` whose shard answers a query, each shard probed once, all
+    /// concurrently, [`PROBE_TIMEOUT`] each (on one server: all of them).
+    pub async fn answering(&self, partitions: BTreeSet<i32>) -> BTreeSet<i32> {
+        match self {
+            Self::Single(_) => partitions,
+            Self::Cluster(router) => router.answering(partitions, PROBE_TIMEOUT).await,
         }
     }
 
