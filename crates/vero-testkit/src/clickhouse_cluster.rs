@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
-use crate::clickhouse::{free_port, ClickHouseServer};
+use crate::clickhouse::{free_ports, ClickHouseServer};
 use crate::zookeeper::ZooKeeper;
 
 /// The `<remote_servers>` name every node knows the cluster by.
@@ -56,13 +56,23 @@ pub struct ClickHouseCluster {
 
 impl ClickHouseCluster {
     /// Start ZooKeeper and `shards × replicas` servers (in parallel) and wait until
-    /// every server answers and sees ZooKeeper.
+    /// every server answers and sees ZooKeeper. A failed start is tried once more on
+    /// new ports (a free port can be taken by another process before its server
+    /// binds it); the first failure is printed.
     pub fn start(shards: usize, replicas: usize) -> anyhow::Result<Self> {
         anyhow::ensure!(shards > 0 && replicas > 0, "a cluster needs at least one shard and one replica");
+        Self::start_once(shards, replicas).or_else(|first| {
+            eprintln!("ClickHouse cluster start failed, trying once more on new ports: {first:#}");
+            Self::start_once(shards, replicas)
+        })
+    }
+
+    fn start_once(shards: usize, replicas: usize) -> anyhow::Result<Self> {
         let zookeeper = ZooKeeper::start().context("starting ZooKeeper for the ClickHouse cluster")?;
-        let ports = (0..shards * replicas)
-            .map(|_| Ok(Ports { http: free_port()?, tcp: free_port()?, interserver: free_port()? }))
-            .collect::<anyhow::Result<Vec<_>>>()?;
+        let ports = free_ports(shards * replicas * 3)?
+            .chunks(3)
+            .map(|p| Ports { http: p[0], tcp: p[1], interserver: p[2] })
+            .collect::<Vec<_>>();
         let remote_servers = remote_servers(&ports, replicas);
         let started: Vec<anyhow::Result<ClickHouseServer>> = std::thread::scope(|scope| {
             let handles: Vec<_> = ports

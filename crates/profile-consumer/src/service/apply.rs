@@ -118,9 +118,11 @@ pub struct Effects {
     /// Erasures with the record (delete or reidentify) that caused each.
     pub erasures: Vec<(Source, Erasure)>,
     pub aliases: Vec<AliasRow>,
-    /// Handoffs and dead letters with the record that caused each, produced before
-    /// the profiles.
+    /// Handoffs with the reidentify that caused each, produced before the profiles.
     pub messages: Vec<(Source, Outgoing)>,
+    /// Dead letters of bad records with the record each is of, produced last: a
+    /// partition parked on the way sends none (it reads its records again).
+    pub letters: Vec<(Source, Outgoing)>,
     /// Next offset to store per (topic, partition).
     pub positions: BTreeMap<(String, i32), i64>,
     /// Request keys that fell out of a profile's dedup state to its count cap while
@@ -164,7 +166,7 @@ fn undecodable(what: &str, error: vero_model::DecodeError) -> NotApplied {
 
 impl Effects {
     pub fn is_empty(&self) -> bool {
-        self.touched.is_empty() && self.messages.is_empty() && self.aliases.is_empty()
+        self.touched.is_empty() && self.messages.is_empty() && self.letters.is_empty() && self.aliases.is_empty()
     }
 }
 
@@ -357,7 +359,7 @@ impl Applier<'_> {
     fn dead_letter(&mut self, message: &OwnedMessage, reason: &str) {
         let source =
             Source { topic: message.topic().to_owned(), partition: message.partition(), offset: message.offset() };
-        self.effects.messages.push((source, dead_letter(&self.topics.dlq, message, reason)));
+        self.effects.letters.push((source, dead_letter(&self.topics.dlq, message, reason)));
     }
 
     /// The record being applied (of `partition`).

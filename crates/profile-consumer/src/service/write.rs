@@ -1,8 +1,10 @@
 //! Writing a batch's effects, in an order that keeps every step safe to repeat:
-//! 1. handoffs and dead letters to Kafka (a repeated handoff is recognised by the
-//!    receiver through `merged_from`);
+//! 1. handoffs to Kafka (a repeated handoff is recognised by the receiver through
+//!    `merged_from`);
 //! 2. profile rows, alias rows and erasures to ClickHouse (rows collapse by version);
-//! 3. the profiles' final values, or tombstones, to the profiles topic.
+//! 3. the profiles' final values, or tombstones, to the profiles topic;
+//! 4. dead letters, last: a partition fenced or parked before then sends none, and
+//!    its records are read again.
 //!
 //! Retryable and operator-fixable failures (see [`WriteError`]) repeat the steps not
 //! done yet with backoff until they succeed or the service stops; on a cluster of
@@ -98,7 +100,8 @@ pub struct Rendered {
     records: Vec<(i32, ProfileKey, Outgoing)>,
     /// The records of the batch that changed each profile.
     sources: BTreeMap<(i32, ProfileKey), Vec<Source>>,
-    /// Dead letters of bad records found while writing, sent at the end of an attempt.
+    /// Dead letters of bad records (found while applying or while writing), sent at
+    /// the end of an attempt.
     letters: Vec<(Source, Outgoing)>,
     /// Partitions with a profile that was not written: restored again before use.
     pub reload: BTreeSet<i32>,
@@ -220,13 +223,9 @@ impl Writer {
         let messages: Vec<&Outgoing> = r.messages.iter().map(|(_, m)| m).collect();
         let refused = self.producer.send_each(&messages).await?;
         for (index, error) in refused {
-            let (source, message) = &r.messages[index];
-            if message.topic == self.topics.dlq {
-                r.letters.push((source.clone(), message.clone()));
-            } else {
-                let reason = format!("the handoff of this reidentify was refused: {error}");
-                r.letters.extend(self.letters_for(batch, std::slice::from_ref(source), &reason));
-            }
+            let source = &r.messages[index].0;
+            let reason = format!("the handoff of this reidentify was refused: {error}");
+            r.letters.extend(self.letters_for(batch, std::slice::from_ref(source), &reason));
         }
         r.messages.clear();
 
@@ -347,6 +346,7 @@ impl Writer {
     pub fn render(&self, effects: Effects, profiles: &Profiles, batch: &[OwnedMessage]) -> Rendered {
         let mut r = Rendered {
             messages: effects.messages,
+            letters: effects.letters,
             aliases: effects.aliases,
             erasures: effects.erasures,
             sources: effects.sources,
