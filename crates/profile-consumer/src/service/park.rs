@@ -18,8 +18,9 @@
 //!   offset it dropped and resumed. Its next batch restores its profiles from the
 //!   profiles topic first, which holds them as last written (a parked partition's
 //!   profiles-topic records are never sent: they come after the ClickHouse rows), so
-//!   applying the records again counts each of them once. A handoff the parked batch
-//!   had already sent is recognised by its receiver when sent again (`merged_from`).
+//!   applying the records again counts each of them once. A parked batch has sent
+//!   no handoff: handoffs come from reidentifies, which also erase the old id, and a
+//!   batch with an erasure is not parked. Its dead letters are sent last, so none.
 //! * A parked partition that is revoked is simply forgotten: its new owner reads it
 //!   from the committed offset, which never covers a parked record.
 //!
