@@ -47,6 +47,9 @@ pub struct Metrics {
     /// Partition numbers parked because their ClickHouse shard kept failing
     /// (`retry.shard_park_after_ms`). Alert `VeroProfilesShardDown`.
     pub parked_partitions: IntGauge,
+    /// Cluster mode: 1 while writes to this shard (`shard_num`) fail as unavailable or
+    /// operator-fixable.
+    pub shard_failing: IntGaugeVec,
 }
 
 impl Metrics {
@@ -123,6 +126,11 @@ impl Metrics {
             "Partitions parked because their ClickHouse shard kept failing (rewound, paused until it answers)",
         )
         .unwrap();
+        let shard_failing = IntGaugeVec::new(
+            Opts::new("vero_profiles_shard_failing", "1 while writes to this ClickHouse shard fail (cluster mode)"),
+            &["shard"],
+        )
+        .unwrap();
         for collector in [
             Box::new(records.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(profiles_written.clone()),
@@ -141,6 +149,7 @@ impl Metrics {
             Box::new(request_keys_evicted.clone()),
             Box::new(blocked_partitions.clone()),
             Box::new(parked_partitions.clone()),
+            Box::new(shard_failing.clone()),
         ] {
             registry.register(collector).expect("metric names are unique");
         }
@@ -167,6 +176,7 @@ impl Metrics {
             request_keys_evicted,
             blocked_partitions,
             parked_partitions,
+            shard_failing,
         }
     }
 }

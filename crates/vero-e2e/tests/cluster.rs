@@ -209,10 +209,14 @@ async fn the_pipeline_on_a_2x2_cluster_survives_a_replica_and_a_shard_down() {
     assert_eq!(profiles0, expected0.to_string(), "shard 0's profiles are written while shard 1 is down");
     let parked = p.profiles_metric("vero_profiles_parked_partitions").await.unwrap();
     assert!(parked > 0.0, "the profile consumer parked shard 1's partitions");
+    let failing = p.profiles_metric("vero_profiles_shard_failing").await.unwrap();
+    assert_eq!(failing, 1.0, "the profile consumer shows one shard failing");
     tokio::time::sleep(Duration::from_secs(20).saturating_sub(down_at.elapsed())).await;
     tokio::task::block_in_place(|| p.clickhouse.restart_shard(1)).unwrap();
     check_once(&p, 701).await;
     check_users(&p, &counts).await;
+    assert_eq!(p.profiles_metric("vero_profiles_shard_failing").await.unwrap(), 0.0, "no shard failing any more");
+    assert_eq!(p.profiles_metric("vero_profiles_parked_partitions").await.unwrap(), 0.0, "nothing parked any more");
     eprintln!("phase 3 (shard down) done after {:?}", started.elapsed());
 
     // 4. users/delete of one user on each shard: erased on both replicas of its shard.

@@ -85,7 +85,7 @@ async fn serve(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let clickhouse = vero_clickhouse::client::build(&settings.clickhouse);
-    let Some(store) = migrate(&clickhouse, &settings, &health, &shutdown).await? else {
+    let Some(store) = migrate(&clickhouse, &settings, &metrics, &health, &shutdown).await? else {
         return Ok(());
     };
     let partitions = topics::ensure(&settings.kafka).await?;
@@ -151,6 +151,7 @@ async fn serve(
 async fn migrate(
     client: &clickhouse::Client,
     settings: &Settings,
+    metrics: &Metrics,
     health: &Health,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<Option<Store>> {
@@ -170,7 +171,7 @@ async fn migrate(
                     tracing::info!(file = migration.file, "ClickHouse migration applied");
                 }
                 return Ok(Some(match router {
-                    Some(router) => Store::Cluster(Arc::new(router)),
+                    Some(router) => Store::Cluster(Arc::new(router), metrics.shard_failing.clone()),
                     None => Store::Single(Box::new(client.clone())),
                 }));
             }

@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clickhouse::Client;
+use prometheus::IntGaugeVec;
 use vero_clickhouse::Failure;
 use vero_shards::{Router, Shard};
 
@@ -33,7 +34,9 @@ pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub enum Store {
     Single(Box<Client>),
-    Cluster(Arc<Router>),
+    /// The shards, and `vero_profiles_shard_failing{shard}` (1 while a shard's writes
+    /// fail as unavailable or operator-fixable).
+    Cluster(Arc<Router>, IntGaugeVec),
 }
 
 impl Store {
@@ -66,9 +69,11 @@ impl Store {
     pub async fn erase(&self, erasures: &[&Erasure]) -> Result<(), WriteError> {
         match self {
             Self::Single(client) => Ok(tables::erase(client, PROFILES.0, erasures).await?),
-            Self::Cluster(router) => {
-                let runs =
-                    router.shards().iter().map(|shard| on_shard(shard, |c| tables::erase(c, PROFILES.1, erasures)));
+            Self::Cluster(router, failing) => {
+                let runs = router
+                    .shards()
+                    .iter()
+                    .map(|shard| on_shard(shard, failing, |c| tables::erase(c, PROFILES.1, erasures)));
                 first_error(futures::future::join_all(runs).await)
             }
         }
@@ -77,14 +82,14 @@ impl Store {
     /// Whether a shard that keeps failing may be parked: on a cluster of more than
     /// one shard (on one server, parking everything is what waiting already does).
     pub fn may_park(&self) -> bool {
-        matches!(self, Self::Cluster(router) if router.shards().len() > 1)
+        matches!(self, Self::Cluster(router, _) if router.shards().len() > 1)
     }
 
     /// Whether partitions `a` and `b` are written to the same shard (on one server: yes).
     pub fn same_shard(&self, a: i32, b: i32) -> bool {
         match self {
             Self::Single(_) => true,
-            Self::Cluster(router) => router.shard_of(a).num == router.shard_of(b).num,
+            Self::Cluster(router, _) => router.shard_of(a).num == router.shard_of(b).num,
         }
     }
 
@@ -93,7 +98,7 @@ impl Store {
     pub async fn answering(&self, partitions: BTreeSet<i32>) -> BTreeSet<i32> {
         match self {
             Self::Single(_) => partitions,
-            Self::Cluster(router) => router.answering(partitions, PROBE_TIMEOUT).await,
+            Self::Cluster(router, _) => router.answering(partitions, PROBE_TIMEOUT).await,
         }
     }
 
@@ -101,7 +106,7 @@ impl Store {
     fn table(&self, (single, local): (&'static str, &'static str)) -> &'static str {
         match self {
             Self::Single(_) => single,
-            Self::Cluster(_) => local,
+            Self::Cluster(..) => local,
         }
     }
 
@@ -121,10 +126,10 @@ impl Store {
         }
         match self {
             Self::Single(client) => Ok(write(client, items.iter().collect()).await?),
-            Self::Cluster(router) => {
+            Self::Cluster(router, failing) => {
                 let runs = router.split(items.iter(), |item| partition(item)).into_iter().map(|(shard, group)| {
                     let write = write.clone();
-                    on_shard(shard, move |client| write(client, group))
+                    on_shard(shard, failing, move |client| write(client, group))
                 });
                 first_error(futures::future::join_all(runs).await)
             }
@@ -132,14 +137,22 @@ impl Store {
     }
 }
 
-/// One attempt at `shard` (failing over on a retryable failure); the failure names
-/// the shard.
-async fn on_shard<'a, Fut>(shard: &'a Shard, write: impl FnOnce(&'a Client) -> Fut) -> Result<(), Failure>
+/// One attempt at `shard` (failing over on a retryable failure), noted in `failing`;
+/// the failure names the shard.
+async fn on_shard<'a, Fut>(
+    shard: &'a Shard,
+    failing: &IntGaugeVec,
+    write: impl FnOnce(&'a Client) -> Fut,
+) -> Result<(), Failure>
 where
     Fut: std::future::Future<Output = Result<(), Failure>> + 'a,
 {
     let url = shard.target().url();
-    shard.attempt(write).await.map_err(|failure| {
+    let outcome = shard.attempt(write).await;
+    // A refused row says nothing about the shard's health.
+    let down = matches!(outcome, Err(Failure::Retryable(_) | Failure::Operator(_)));
+    failing.with_label_values(&[&shard.num.to_string()]).set(i64::from(down));
+    outcome.map_err(|failure| {
         let message = format!("shard {} ({url}): {}", shard.num, failure.message());
         match failure {
             Failure::Retryable(_) => Failure::Retryable(message),
