@@ -41,8 +41,9 @@ use crate::store::Store;
 /// A parked partition number (its events- and handoff-topic partitions).
 #[derive(Debug, Clone)]
 pub struct Parked {
-    /// Topic -> the first offset read and not written: where it resumes. A topic
-    /// without an entry read nothing past its stored offset.
+    /// Topic -> where it resumes: the first offset read and not written, else its
+    /// position when parked. A topic without an entry had no position yet (it starts
+    /// from the committed offset).
     rewind: BTreeMap<String, i64>,
     next_probe: Instant,
 }
@@ -64,6 +65,9 @@ impl LoopState<'_> {
             .map(|(_, partition)| *partition)
             .filter(|partition| partitions.iter().any(|parked| store.same_shard(*partition, *parked)))
             .collect();
+        // Where each assigned partition stands (after the last record handed to us):
+        // the rewind point of a topic with no record read and not written.
+        let positions = self.consumer.position().map(|list| list.to_topic_map()).unwrap_or_default();
         let mut pause = TopicPartitionList::new();
         for &partition in &on_parked_shards {
             let parked = self.parked.entry(partition).or_insert_with(|| Parked { rewind: BTreeMap::new(), next_probe });
@@ -75,6 +79,9 @@ impl LoopState<'_> {
             self.profiles.partitions.remove(&partition);
             self.restored.remove(&partition);
             for (topic, _) in self.assigned.iter().filter(|(_, p)| *p == partition) {
+                if let Some(Offset::Offset(next)) = positions.get(&(topic.clone(), partition)) {
+                    parked.rewind.entry(topic.clone()).or_insert(*next);
+                }
                 pause.add_partition(topic, partition);
             }
         }
