@@ -16,6 +16,7 @@
 pub mod cli;
 pub mod clickhouse;
 pub mod clickhouse_cluster;
+pub mod kafka;
 pub mod kafka_probe;
 pub mod metrics;
 pub mod mock_kafka;
