@@ -1,34 +1,47 @@
 //! One classification of ClickHouse failures, shared by every consumer, each class
 //! with one behaviour (docs/operations.md, "Failure policy"):
 //!
-//! * [`Failure::Retryable`]: unreachable, timed out, overloaded, restarting. The same
-//!   request may succeed later: retry with backoff.
+//! * [`Failure::Retryable`]: unreachable, timed out, overloaded, restarting, lost its
+//!   coordinator (ZooKeeper/Keeper), or anything the server says that is not known to
+//!   be about the data. The same request may succeed later: retry with backoff (on a
+//!   cluster, on the shard's next replica).
 //! * [`Failure::Operator`]: the server is up but refuses *every* request of this kind
 //!   until someone changes the deployment: authentication failed, access denied, read-only
 //!   user, unknown database/table/column (dropped or never migrated). Nothing about
 //!   the data is wrong, so it must never be dead-lettered: consumers pause, keep
 //!   retrying with backoff, report not ready and raise a metric an alert fires on.
-//! * [`Failure::Invalid`]: this request can never succeed (bad data, statement too
-//!   large): for a write of records, those records are *bad records* (dead-lettered
-//!   with the reason, then committed).
+//! * [`Failure::Invalid`]: this request can never succeed because of what it carries
+//!   (a value that does not parse or fit its type, a statement too large): for a write
+//!   of records, those records are *bad records* (dead-lettered with the reason, then
+//!   committed).
 //!
-//! Codes are ClickHouse's `ErrorCodes.cpp`; the messages of the Debian 18.16 server the
-//! tests run are checked against a real server in `tests/failure_classes.rs`.
+//! The safe default is the allowlist: only the codes of [`INVALID_CODES`] (and two
+//! messages of otherwise retryable codes) are the data's fault. Every other code, also
+//! one this build does not know, retries, because a dead letter of a record the server
+//! merely could not take *now* is a lost event until someone replays the DLQ (issue 24:
+//! ClickHouse 18.16 answers INSERTs with 999 `Coordination::Exception` or 225
+//! `NO_ZOOKEEPER` while ZooKeeper is unreachable). A code that never clears stalls the
+//! consumer visibly (not ready, failure metrics by class) instead of losing data.
+//!
+//! Codes are ClickHouse's `ErrorCodes.cpp`; what the Debian 18.16 server the tests run
+//! answers for each class is checked against a real server (and a real cluster with
+//! its ZooKeeper killed) in `tests/failure_classes.rs`.
 
 use clickhouse::error::Error;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Failure {
-    /// The server is unreachable, overloaded, restarting or timed out: the same request
-    /// may succeed later.
+    /// The server is unreachable, overloaded, restarting, timed out, without its
+    /// coordinator, or failed in a way not known to be the data's fault: the same
+    /// request may succeed later.
     #[error("ClickHouse unavailable: {0}")]
     Retryable(String),
     /// The server refuses every request like this one until an operator acts
     /// (credentials, grants, missing schema objects): retry, never dead-letter.
     #[error("ClickHouse needs an operator: {0}")]
     Operator(String),
-    /// The server understood the request and refused it (bad data, bad SQL, schema
-    /// mismatch): repeating it cannot help.
+    /// The server refused what the request carries (a value that does not parse or
+    /// fit, a statement too large): repeating it cannot help.
     #[error("ClickHouse rejected the request: {0}")]
     Invalid(String),
 }
@@ -55,19 +68,43 @@ impl Failure {
     }
 }
 
-/// Server error codes that mean "try again later".
-const RETRYABLE_CODES: &[u32] = &[
-    3,   // UNEXPECTED_END_OF_FILE (connection cut mid-request)
-    159, // TIMEOUT_EXCEEDED
-    202, // TOO_MANY_SIMULTANEOUS_QUERIES
-    203, // NO_FREE_CONNECTION
-    209, // SOCKET_TIMEOUT
-    210, // NETWORK_ERROR
-    241, // MEMORY_LIMIT_EXCEEDED
+/// Server error codes that say the request can never succeed because of the data it
+/// carries: a value that does not parse or does not fit its column, a row a check of
+/// the schema refuses, a statement too large. The only codes that make a bad record.
+pub const INVALID_CODES: &[u32] = &[
+    6,   // CANNOT_PARSE_TEXT
+    19,  // SIZE_OF_FIXED_STRING_DOESNT_MATCH
+    25,  // CANNOT_PARSE_ESCAPE_SEQUENCE
+    26,  // CANNOT_PARSE_QUOTED_STRING
+    27,  // CANNOT_PARSE_INPUT_ASSERTION_FAILED
+    38,  // CANNOT_PARSE_DATE
+    41,  // CANNOT_PARSE_DATETIME
+    53,  // TYPE_MISMATCH
+    69,  // ARGUMENT_OUT_OF_BOUND
+    70,  // CANNOT_CONVERT_TYPE
+    72,  // CANNOT_PARSE_NUMBER
+    117, // INCORRECT_DATA
+    128, // TOO_LARGE_ARRAY_SIZE
+    130, // CANNOT_READ_ARRAY_FROM_TEXT
+    131, // TOO_LARGE_STRING_SIZE
+    190, // SIZES_OF_ARRAYS_DOESNT_MATCH
+    229, // QUERY_IS_TOO_LARGE
+    321, // VALUE_IS_OUT_OF_RANGE_OF_DATA_TYPE
+    349, // CANNOT_INSERT_NULL_IN_ORDINARY_COLUMN
+    395, // FUNCTION_THROW_IF_VALUE_IS_NON_ZERO (a throwIf check on the row's values)
+    469, // VIOLATED_CONSTRAINT (20.x+ CHECK constraints)
+];
+
+/// Codes of a lost or unhealthy coordination layer (ZooKeeper, ClickHouse Keeper) or
+/// replica: retried, on a cluster on the shard's next replica. Listed for readers and
+/// tests: any code outside [`INVALID_CODES`] and [`OPERATOR_CODES`] retries anyway.
+pub const COORDINATION_CODES: &[u32] = &[
+    225, // NO_ZOOKEEPER ("ZooKeeper session has been expired")
     242, // TABLE_IS_READ_ONLY (replica lost ZooKeeper; comes back by itself)
-    252, // TOO_MANY_PARTS (merges behind inserts; "for single INSERT block" is data, see below)
-    319, // UNKNOWN_STATUS_OF_INSERT
-    425, // SYSTEM_ERROR
+    244, // UNEXPECTED_ZOOKEEPER_ERROR
+    254, // NO_ACTIVE_REPLICAS
+    319, // UNKNOWN_STATUS_OF_INSERT (ZooKeeper lost during the commit)
+    999, // KEEPER_EXCEPTION (18.16: Coordination::Exception, "Connection loss", "Session expired")
 ];
 
 /// Server error codes that only an operator can clear: the deployment, not the data,
@@ -98,10 +135,14 @@ fn server_code(message: &str) -> Option<u32> {
 pub fn classify_server_message(message: &str) -> Failure {
     let text = message.trim().to_owned();
     match server_code(&text) {
+        // Too many partitions for one INSERT block: the rows' dates, not the merges.
         Some(252) if text.contains("single INSERT block") => Failure::Invalid(text),
-        Some(code) if RETRYABLE_CODES.contains(&code) => Failure::Retryable(text),
+        // A statement above max_query_size (an erasure of a huge id); other syntax
+        // errors are in our own SQL, which no record can fix.
+        Some(62) if text.contains("Max query size exceeded") => Failure::Invalid(text),
+        Some(code) if INVALID_CODES.contains(&code) => Failure::Invalid(text),
         Some(code) if OPERATOR_CODES.contains(&code) => Failure::Operator(text),
-        Some(_) => Failure::Invalid(text),
+        Some(_) => Failure::Retryable(text),
         // No code: a proxy/HTTP-level failure (502, 503, ...) rather than a verdict.
         None => Failure::Retryable(text),
     }
@@ -111,8 +152,12 @@ impl From<Error> for Failure {
     fn from(error: Error) -> Self {
         match error {
             Error::BadResponse(message) => classify_server_message(&message),
-            Error::Network(_) | Error::TimedOut | Error::Decompression(_) => Failure::Retryable(error.to_string()),
-            other => Failure::Invalid(other.to_string()),
+            Error::Network(_) | Error::TimedOut | Error::Compression(_) | Error::Decompression(_) | Error::Other(_) => {
+                Failure::Retryable(error.to_string())
+            }
+            // Client-side: parameters, row types and answers that do not match the
+            // server (a deployment or code mismatch). Never the data's fault.
+            other => Failure::Operator(other.to_string()),
         }
     }
 }
@@ -158,5 +203,34 @@ mod tests {
         assert_eq!(classify_server_message(too_big).class(), "invalid");
         let replica = "Code: 242. DB::Exception: Table is in readonly mode (replica path: /x). (TABLE_IS_READ_ONLY)";
         assert_eq!(classify_server_message(replica).class(), "retryable");
+    }
+
+    #[test]
+    fn only_the_allowlist_is_the_datas_fault_and_everything_else_retries() {
+        // What 18.16 answers while ZooKeeper is unreachable (issue 24), and Keeper's
+        // codes on current servers: never a bad record.
+        for message in [
+            "Code: 999, e.displayText() = Coordination::Exception: All connection tries failed while connecting to \
+             ZooKeeper. Addresses: 127.0.0.1:2181, e.what() = Coordination::Exception",
+            "Code: 999, e.displayText() = Coordination::Exception: Session expired (Session expired)",
+            "Code: 999, e.displayText() = Coordination::Exception: Connection loss",
+            "Code: 225, e.displayText() = DB::Exception: ZooKeeper session has been expired., e.what() = DB::Exception",
+            "Code: 999. Coordination::Exception: Connection loss, path: /clickhouse. (KEEPER_EXCEPTION)",
+            "Code: 319. DB::Exception: Unknown status, client must retry. (UNKNOWN_STATUS_OF_INSERT)",
+            "Code: 1234. DB::Exception: a code this build has never heard of",
+            "Code: 62, e.displayText() = DB::Exception: Syntax error: failed at position 1 (our own SQL)",
+        ] {
+            assert_eq!(classify_server_message(message).class(), "retryable", "{message}");
+        }
+        for code in COORDINATION_CODES {
+            let message = format!("Code: {code}, e.displayText() = DB::Exception: x");
+            assert_eq!(classify_server_message(&message).class(), "retryable", "{message}");
+        }
+        for code in INVALID_CODES {
+            let message = format!("Code: {code}, e.displayText() = DB::Exception: x");
+            assert_eq!(classify_server_message(&message).class(), "invalid", "{message}");
+            assert!(!OPERATOR_CODES.contains(code) && !COORDINATION_CODES.contains(code), "{code} in two lists");
+        }
+        assert_eq!(Failure::from(Error::RowNotFound).class(), "operator", "client-side mismatches are not data");
     }
 }

@@ -1,14 +1,17 @@
 //! What the real ClickHouse 18.16 server answers, classified by `Failure`: the errors
 //! an operator must fix (unknown table/database/column, unknown user, read-only user)
 //! are `Operator`, a statement that can never run is `Invalid`, a stopped server is
-//! `Retryable`. And `migrations::apply` re-creates a dropped table although
-//! `vero.schema_migrations` still records its migration.
+//! `Retryable`, and so is every answer of a replica whose ZooKeeper is gone (issue 24:
+//! 18.16 answers 999 or 225 there, which must never make a bad record), while a value
+//! that does not parse is `Invalid`. And `migrations::apply` re-creates a dropped table
+//! although `vero.schema_migrations` still records its migration.
 
 use clickhouse::Row;
 use serde::Serialize;
 use vero_clickhouse::migrations;
 use vero_clickhouse::{ClickHouseSettings, Failure, ServerVersion};
 use vero_testkit::clickhouse::ClickHouseServer;
+use vero_testkit::clickhouse_cluster::ClickHouseCluster;
 
 #[derive(Row, Serialize)]
 struct Two {
@@ -91,4 +94,49 @@ async fn apply_re_creates_a_dropped_table_whose_migration_is_recorded() {
     assert!(migrations::apply(&client, version, &all).await.unwrap().is_empty(), "nothing missing any more");
     let records = server.query("SELECT count() FROM vero.schema_migrations FINAL").unwrap();
     assert_eq!(records.trim(), all.len().to_string());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_without_zookeeper_is_retryable_and_a_bad_value_is_invalid() {
+    let mut cluster = tokio::task::spawn_blocking(|| ClickHouseCluster::start(1, 1)).await.unwrap().unwrap();
+    let client = vero_clickhouse::client::build(&ClickHouseSettings::local(cluster.node(0, 0).http_url()));
+    let table = "CREATE TABLE default.r (a UInt32, b UInt32) \
+                 ENGINE = ReplicatedMergeTree('/t/{shard}/r', '{replica}') ORDER BY a";
+    cluster.node(0, 0).query(table).unwrap();
+
+    let bad = client.query_raw("INSERT INTO default.r FORMAT TSV\nnot-a-number\t1\n").execute().await.unwrap_err();
+    let bad = Failure::from(bad);
+    assert_eq!(bad.class(), "invalid", "{bad:?}");
+
+    // Without ZooKeeper, every INSERT fails; whatever 18.16 says then (connection
+    // loss, session expired, read-only replica), it is retryable. Tried for longer
+    // than the session timeout (10 s) so the later answers are seen too.
+    tokio::task::block_in_place(|| cluster.kill_zookeeper());
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(14);
+    let mut codes = std::collections::BTreeSet::new();
+    while std::time::Instant::now() < until {
+        let failure = insert_two(&client, "default.r").await;
+        assert!(failure.is_retryable(), "without ZooKeeper: {failure:?}");
+        codes.insert(failure.message().split([',', '.']).next().unwrap_or_default().to_owned());
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    eprintln!("answers without ZooKeeper: {codes:?}");
+    assert!(codes.iter().any(|c| c.contains("999") || c.contains("225") || c.contains("242")), "{codes:?}");
+
+    tokio::task::block_in_place(|| cluster.restart_zookeeper()).unwrap();
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let attempt = async {
+            let mut insert = client.insert_unescaped::<Two>("default.r").await?;
+            insert.write(&Two { a: 1, b: 2 }).await?;
+            insert.end().await
+        };
+        match attempt.await.map_err(Failure::from) {
+            Ok(()) => break,
+            Err(failure) => {
+                assert!(failure.is_retryable() && std::time::Instant::now() < until, "{failure:?}");
+                tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            }
+        }
+    }
 }
