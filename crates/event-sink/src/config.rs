@@ -244,6 +244,15 @@ mod tests {
     }
 
     #[test]
+    fn cluster_nodes_come_from_the_environment_as_a_comma_separated_list() {
+        let defaults = Settings::load_with_env(&repo_config_dir(), None, []).unwrap();
+        assert!(defaults.cluster.nodes.is_empty());
+        let vars = [("VERO__CLUSTER__NODES".to_string(), "http://ch-1a:8123, http://ch-1b:8124".to_string())];
+        let settings = Settings::load_with_env(&repo_config_dir(), None, vars).unwrap();
+        assert_eq!(settings.cluster.nodes, ["http://ch-1a:8123", "http://ch-1b:8124"]);
+    }
+
+    #[test]
     fn kafka_properties_pass_through_and_guarantees_are_refused() {
         let vars = [
             ("VERO__KAFKA__PROPERTIES__SECURITY_PROTOCOL".to_string(), "SASL_SSL".to_string()),

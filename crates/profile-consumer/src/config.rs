@@ -256,6 +256,13 @@ mod tests {
     }
 
     #[test]
+    fn cluster_nodes_come_from_the_environment_as_a_comma_separated_list() {
+        let vars = [("VERO__CLUSTER__NODES".to_string(), "http://ch-1a:8123,http://ch-2a:8123".to_string())];
+        let settings: Settings = vero_service::settings::load_with_env(&repo_config(), None, vars).unwrap();
+        assert_eq!(settings.cluster.nodes, ["http://ch-1a:8123", "http://ch-2a:8123"]);
+    }
+
+    #[test]
     fn kafka_properties_pass_through_and_guarantees_are_refused() {
         let vars = [
             ("VERO__KAFKA__PROPERTIES__SECURITY_PROTOCOL".to_string(), "SSL".to_string()),

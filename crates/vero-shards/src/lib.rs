@@ -25,8 +25,10 @@ pub use topology::Topology;
 #[serde(deny_unknown_fields)]
 pub struct NodeSettings {
     /// HTTP URLs of every node of the cluster; empty = derived from `system.clusters`
-    /// host names and the port of `clickhouse.url`.
-    #[serde(default)]
+    /// host names and the port of `clickhouse.url`. A TOML array, or from the
+    /// environment a comma-separated list (`VERO__CLUSTER__NODES=http://a:8123,http://b:8123`),
+    /// like the gateway's list settings.
+    #[serde(default, deserialize_with = "vero_service::settings::comma_list")]
     pub nodes: Vec<String>,
 }
 
