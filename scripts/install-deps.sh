@@ -7,10 +7,14 @@
 #     server class from /usr/share/java/zookeeper.jar with a generated zoo.cfg (the
 #     system service is never started); libslf4j-java gives that server a log.
 #   - chdb (PyPI): a current ClickHouse engine in-process, to check our SQL on it.
-#   - tansu (crates.io): a Kafka-compatible broker for the real-broker tests. Cold
-#     build is ~8 minutes on 2 cores; cargo keeps the binary in ~/.cargo/bin.
+#   - Apache Kafka (Maven Central, pinned in deploy/kafka-local/pom.xml): the broker of
+#     `make run` and the tests (vero_testkit::kafka), copied with its runtime
+#     dependencies into ~/.cache/vero/kafka-<version>/libs (~10 s, cached after);
+#     the JDK and Maven from Debian. setpriv (util-linux) ties test brokers to the
+#     test process.
 #   - wrk (Debian): the HTTP load tool for benchmarks.
 set -euo pipefail
+cd "$(dirname "$0")/.."
 log() { printf '[install-deps] %s\n' "$*" >&2; }
 
 apt_packages=()
@@ -38,11 +42,26 @@ if ! python3 -c 'import chdb' >/dev/null 2>&1; then
   python3 -m pip install -q chdb
 fi
 
-if ! command -v tansu >/dev/null 2>&1 && [ ! -x "$HOME/.cargo/bin/tansu" ]; then
-  log "cargo install tansu (cold build, about 8 minutes on 2 cores; cached afterwards)"
-  cargo install tansu --locked --features libsql,dynostore
+kafka_packages=()
+command -v java >/dev/null 2>&1 || kafka_packages+=(default-jre-headless)
+command -v mvn >/dev/null 2>&1 || kafka_packages+=(maven)
+command -v setpriv >/dev/null 2>&1 || kafka_packages+=(util-linux)
+if [ ${#kafka_packages[@]} -gt 0 ]; then
+  log "apt-get install ${kafka_packages[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${kafka_packages[@]}" >/dev/null
 fi
-log "ok: $(clickhouse-server --version 2>/dev/null | head -1); tansu $("$HOME/.cargo/bin/tansu" --version 2>/dev/null || tansu --version)"
+kafka_pom=deploy/kafka-local/pom.xml
+kafka_version=$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$kafka_pom")
+kafka_libs=${VERO_KAFKA_LIBS:-$HOME/.cache/vero/kafka-$kafka_version/libs}
+if [ ! -f "$kafka_libs/kafka_2.13-$kafka_version.jar" ]; then
+  log "Apache Kafka $kafka_version from Maven Central into $kafka_libs"
+  rm -rf "$kafka_libs.partial"
+  mvn -q -B -f "$kafka_pom" dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$kafka_libs.partial"
+  mkdir -p "$(dirname "$kafka_libs")"
+  mv "$kafka_libs.partial" "$kafka_libs"
+fi
+log "ok: $(clickhouse-server --version 2>/dev/null | head -1); Apache Kafka $kafka_version in $kafka_libs"
 
 # Offline validators of the deployment files (scripts/validate-deploy.py, run by
 # crates/deploy-check): the compose-spec JSON schema (check-jsonschema), the real

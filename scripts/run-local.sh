@@ -1,17 +1,20 @@
 #!/usr/bin/env bash
 # `make run`: the whole pipeline on this machine, in the foreground, keeping its data.
-#   Kafka: tansu, persistent (SQLite in .local/kafka/), on 127.0.0.1:9092
+#   Kafka: Apache Kafka (one KRaft node, vero-dev-kafka), data in .local/kafka/, on
+#          127.0.0.1:9092 (controller 9093); consumers in real consumer groups
 #   ClickHouse: HTTP 127.0.0.1:8123, native 9000, data in .local/clickhouse
 #   ingest-gateway on http://127.0.0.1:8080 (token: your_auth_token)
 #   event-sink (ops on :9101) and profile-consumer (ops on :9102)
 # Release binaries. Every component runs under vero-supervise: one that exits (a crash,
 # a kill -9) is logged and started again with backoff while the rest keep serving.
 # Ctrl-C (or SIGTERM) stops them in reverse order; each one drains and commits first.
+# The stop is bounded: a component that has not exited within its grace is killed, and
+# further Ctrl-Cs or SIGTERMs during the stop are ignored (they must not cut it short
+# and orphan Kafka or ClickHouse, which run in sessions of their own).
 # Data is kept across runs; `make run-clean` (VERO_RUN_CLEAN=1) starts from empty.
-# Why tansu and not the librdkafka mock cluster: docs/reliability.md.
 # Knobs for the test that runs this script (crates/vero-chaos/tests/make_run.rs):
 #   VERO_RUN_DIR=.local        where the data and run files are kept
-#   VERO_RUN_PORT_BASE=N       ports N..N+5 instead of 9092 8123 9000 8080 9101 9102
+#   VERO_RUN_PORT_BASE=N       ports N..N+6 instead of 9092 8123 9000 8080 9101 9102 9093
 #   VERO_RUN_BIN_DIR=DIR       use these binaries instead of building release ones
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,7 +26,7 @@ trap '' PIPE
 exec 9>&2
 log() { printf '\033[1m[run]\033[0m %s\n' "$*" >&9 2>/dev/null || true; }
 
-# ClickHouse and tansu when missing (idempotent; seconds on a warm machine).
+# ClickHouse and Apache Kafka when missing (idempotent; seconds on a warm machine).
 scripts/install-deps.sh
 
 state=${VERO_RUN_DIR:-.local}
@@ -40,41 +43,66 @@ else
   bin=target/release
 fi
 bin=$(realpath "$bin")
-for name in vero-supervise vero-dev-topics vero-dev-clickhouse ingest-gateway event-sink profile-consumer; do
+for name in vero-supervise vero-dev-kafka vero-dev-topics vero-dev-clickhouse ingest-gateway event-sink profile-consumer; do
   if [ ! -x "$bin/$name" ]; then
     log "$bin/$name is missing: build the binaries first (cargo build --bins for target/debug)"
     exit 1
   fi
 done
-tansu_bin=$(command -v tansu || echo "$HOME/.cargo/bin/tansu")
 mkdir -p "$state/run" "$state/kafka"
-rm -f "$state/run/clickhouse.ready"
+rm -f "$state/run/clickhouse.ready" "$state/run/kafka.ready"
 
 if [ -n "${VERO_RUN_PORT_BASE:-}" ]; then
   b=$VERO_RUN_PORT_BASE
-  ports=($b $((b + 1)) $((b + 2)) $((b + 3)) $((b + 4)) $((b + 5)))
+  ports=($b $((b + 1)) $((b + 2)) $((b + 3)) $((b + 4)) $((b + 5)) $((b + 6)))
 else
-  ports=(9092 8123 9000 8080 9101 9102)
+  ports=(9092 8123 9000 8080 9101 9102 9093)
 fi
 kafka_port=${ports[0]} ch_http=${ports[1]} ch_tcp=${ports[2]} gateway_port=${ports[3]}
-sink_ops=${ports[4]} profiles_ops=${ports[5]}
+sink_ops=${ports[4]} profiles_ops=${ports[5]} kafka_controller=${ports[6]}
 for port in "${ports[@]}"; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
     log "port $port is already in use (another make run?); stop that first"; exit 1
   fi
 done
 
-pids=()
-stop_all() {
-  trap - INT TERM EXIT
-  log "stopping"
-  # Reverse start order, one at a time: the consumers drain and commit while Kafka and
-  # ClickHouse are still up, then those two stop.
-  for ((i=${#pids[@]}-1; i>=0; i--)); do
-    kill -TERM "${pids[i]}" 2>/dev/null || true
-    wait "${pids[i]}" 2>/dev/null || true
+# Supervised components, in two tiers: the services (gateway and consumers) and what
+# they need (Kafka, ClickHouse). Each supervisor gives its command --grace seconds
+# after SIGTERM; the stop kills a supervisor that outlives that by 5 s.
+services=() infra=()
+grace=30
+alive() { [ -e "/proc/$1" ] && ! grep -q '^[0-9]* (.*) Z' "/proc/$1/stat" 2>/dev/null; }
+any_alive() { local pid; for pid in "$@"; do alive "$pid" && return 0; done; return 1; }
+stop_tier() { # pids...: SIGTERM to all at once, then wait, bounded
+  local pid t
+  for pid in "$@"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for ((t = 0; t < (grace + 5) * 10; t++)); do
+    any_alive "$@" || break
+    sleep 0.1
   done
+  for pid in "$@"; do
+    if alive "$pid"; then
+      log "$(tr -d '\0' <"/proc/$pid/cmdline" | cut -c1-80) did not stop within $((grace + 5)) s: killing it"
+      # Kafka's and ClickHouse's supervisors lead process groups of their own (setsid).
+      [ "$(ps -o pgid= -p "$pid" | tr -d ' ')" = "$pid" ] && pkill -KILL -g "$pid" 2>/dev/null
+      pkill -KILL -P "$pid" 2>/dev/null || true
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+    wait "$pid" 2>/dev/null || true
+  done
+}
+stop_all() {
+  # Ignore further signals (a second Ctrl-C, make forwarding SIGTERM): resetting them
+  # to their default would let one end this script in the middle of the stop.
+  trap '' INT TERM
+  trap - EXIT
+  log "stopping"
+  # The services first, together: the consumers drain and commit while Kafka and
+  # ClickHouse are still up; then those two. At most 2 × (grace + 5) s in all.
+  [ ${#services[@]} -eq 0 ] || stop_tier "${services[@]}"
+  [ ${#infra[@]} -eq 0 ] || stop_tier "${infra[@]}"
   log "stopped; data kept in $state/ (make run-clean starts empty)"
+  exit 0
 }
 trap stop_all INT TERM EXIT
 
@@ -87,32 +115,29 @@ wait_for() { # description, command...
 # Kafka and ClickHouse run in their own sessions so that Ctrl-C (sent to the whole
 # foreground process group) reaches only the services; stop_all stops these two last.
 kafka=127.0.0.1:$kafka_port
-# tansu resolves sqlite:// paths against its working directory (even a leading `/`),
-# so it runs in the Kafka data directory.
-(cd "$state/kafka" && exec setsid "$bin/vero-supervise" --name kafka -- "$tansu_bin" broker \
-  --cluster-id vero-local \
-  --listener-url "tcp://$kafka" --advertised-listener-url "tcp://$kafka" \
-  --storage-engine "sqlite://tansu.db") & pids+=($!)
-wait_for "Kafka (tansu) on $kafka" bash -c "exec 3<>/dev/tcp/127.0.0.1/$kafka_port"
+setsid "$bin/vero-supervise" --name kafka --grace $grace -- "$bin/vero-dev-kafka" \
+  --dir "$state/kafka" --port "$kafka_port" --controller-port "$kafka_controller" --ready "$state/run/kafka.ready" &
+infra+=($!)
+wait_for "Apache Kafka on $kafka (its log: $state/kafka/node-1/kafka.log)" test -e "$state/run/kafka.ready"
 "$bin/vero-dev-topics" "$kafka"
 export VERO__KAFKA__BROKERS=$kafka
-# tansu 0.6 wedges for good on the producer epoch librdkafka raises after the broker
-# was away longer than a delivery timeout: no broker-side duplicate check here; the
-# consumers drop a retry's copy by request key (vero_service::producer_retries).
-export VERO__KAFKA__IDEMPOTENT_PRODUCER=false
 
 VERO_DEV_CLICKHOUSE_HTTP_PORT=$ch_http VERO_DEV_CLICKHOUSE_TCP_PORT=$ch_tcp \
-  setsid "$bin/vero-supervise" --name clickhouse -- "$bin/vero-dev-clickhouse" "$state/clickhouse" "$state/run/clickhouse.ready" & pids+=($!)
+  setsid "$bin/vero-supervise" --name clickhouse --grace $grace -- "$bin/vero-dev-clickhouse" "$state/clickhouse" "$state/run/clickhouse.ready" &
+infra+=($!)
 wait_for "ClickHouse on 127.0.0.1:$ch_http" test -e "$state/run/clickhouse.ready"
 
 export VERO_ENV=local
 clickhouse_url=http://127.0.0.1:$ch_http
 VERO_CONFIG_DIR=config/gateway VERO__HTTP__LISTEN=127.0.0.1:$gateway_port \
-  "$bin/vero-supervise" --name gateway -- "$bin/ingest-gateway" & pids+=($!)
+  "$bin/vero-supervise" --name gateway --grace $grace -- "$bin/ingest-gateway" &
+services+=($!)
 VERO_CONFIG_DIR=config/event-sink VERO__CLICKHOUSE__URL=$clickhouse_url VERO__OPS__LISTEN=127.0.0.1:$sink_ops \
-  "$bin/vero-supervise" --name event-sink -- "$bin/event-sink" & pids+=($!)
+  "$bin/vero-supervise" --name event-sink --grace $grace -- "$bin/event-sink" &
+services+=($!)
 VERO_CONFIG_DIR=config/profile-consumer VERO__CLICKHOUSE__URL=$clickhouse_url VERO__OPS__LISTEN=127.0.0.1:$profiles_ops \
-  "$bin/vero-supervise" --name profile-consumer -- "$bin/profile-consumer" & pids+=($!)
+  "$bin/vero-supervise" --name profile-consumer --grace $grace -- "$bin/profile-consumer" &
+services+=($!)
 wait_for "the gateway on 127.0.0.1:$gateway_port" curl -sf "http://127.0.0.1:$gateway_port/readyz"
 
 cat >&2 <<'MSG'
@@ -135,4 +160,4 @@ cat >&2 <<'MSG'
 
 MSG
 # Supervisors only exit when stopped; wait for the signal.
-wait "${pids[@]}" || true
+wait "${services[@]}" "${infra[@]}" || true

@@ -44,7 +44,12 @@ async fn main() -> anyhow::Result<()> {
                 .await
                 .with_context(|| format!("binding the ops listener on {}", settings.ops.listen))?;
             tracing::info!(ops = %listener.local_addr()?, "ops endpoints listening");
-            event_sink::run(settings, listener, vero_service::shutdown::signal()).await
+            event_sink::run(
+                settings,
+                listener,
+                vero_service::shutdown::signal_bounded(vero_service::shutdown::STOP_DEADLINE),
+            )
+            .await
         }
         Command::Migrate => {
             let (version, applied) = event_sink::migrate(&settings.clickhouse).await?;

@@ -46,6 +46,6 @@ fn main() -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind(&settings.http.listen)
             .await
             .with_context(|| format!("binding http.listen = {}", settings.http.listen))?;
-        ingest_gateway::run(settings, listener, shutdown::signal()).await
+        ingest_gateway::run(settings, listener, shutdown::signal_bounded(shutdown::STOP_DEADLINE)).await
     })
 }

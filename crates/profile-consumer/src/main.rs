@@ -35,5 +35,6 @@ async fn main() -> anyhow::Result<()> {
     let ops = tokio::net::TcpListener::bind(&settings.ops.listen)
         .await
         .with_context(|| format!("binding the ops listener on {}", settings.ops.listen))?;
-    profile_consumer::run(settings, ops, vero_service::shutdown::signal()).await
+    profile_consumer::run(settings, ops, vero_service::shutdown::signal_bounded(vero_service::shutdown::STOP_DEADLINE))
+        .await
 }

@@ -8,7 +8,10 @@
 //! exactly once and count once in the profiles. Then a Ctrl-C (SIGINT to the script's
 //! process group, as a terminal sends it) stops everything, a second run must come up
 //! with all of it still there, and take more; its output goes through a pipe to `cat`,
-//! which that run's Ctrl-C kills as well, and everything must still stop.
+//! which that run's Ctrl-C kills as well, and everything must still stop, although
+//! Ctrl-C comes twice. A third run is stopped by SIGTERM to its process group, twice.
+//! After each stop, within a fixed bound, no port is served and no process is left.
+//! The broker is Apache Kafka (`vero-dev-kafka`), the consumers in consumer groups.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -24,26 +27,33 @@ use vero_loadgen::client::{Connection, Target};
 const SINK: &str = "event-sink";
 const PROFILES: &str = "profile-consume";
 const GATEWAY: &str = "ingest-gateway";
-const BROKER: &str = "tansu";
+/// The Kafka broker's JVM (under `vero-dev-kafka`).
+const BROKER: &str = "java";
 
 fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("workspace root")
 }
 
-/// Six consecutive free loopback ports (the script uses base..base+5), below Linux's
+/// Seven consecutive free loopback ports (the script uses base..base+6), below Linux's
 /// ephemeral range (32768+) so that no outgoing connection takes one of them as its
 /// source port between this check and the services binding them.
 fn free_port_base() -> anyhow::Result<u16> {
     for _ in 0..50 {
         let base = 20_000 + rand::random::<u16>() % 12_000;
         let listeners: Vec<_> =
-            (base..base + 6).map_while(|p| std::net::TcpListener::bind(("127.0.0.1", p)).ok()).collect();
-        if listeners.len() == 6 {
+            (base..base + PORTS).map_while(|p| std::net::TcpListener::bind(("127.0.0.1", p)).ok()).collect();
+        if listeners.len() == PORTS as usize {
             return Ok(base);
         }
     }
-    bail!("no 6 consecutive free ports found")
+    bail!("no {PORTS} consecutive free ports found")
 }
+
+/// `scripts/run-local.sh` stops in two tiers of at most 35 s each (its `grace` + 5).
+const STOP_BOUND: Duration = Duration::from_secs(75);
+
+/// Kafka, ClickHouse HTTP and native, gateway, sink ops, profiles ops, Kafka controller.
+const PORTS: u16 = 7;
 
 /// How the run's output leaves it.
 #[derive(Clone, Copy)]
@@ -102,15 +112,28 @@ impl LocalRun {
 
     /// Ctrl-C: SIGINT to the whole foreground group; the script stops the rest.
     fn interrupt_and_wait(&mut self, timeout: Duration) -> anyhow::Result<()> {
-        killpg(Pid::from_raw(self.pid()), Signal::SIGINT)?;
-        let deadline = Instant::now() + timeout;
+        self.signal_and_wait(&[Signal::SIGINT], timeout)
+    }
+
+    /// Each of `signals` to the whole process group, a second apart (Ctrl-C twice, or
+    /// the SIGTERM of `timeout` or a process manager followed by the one make
+    /// forwards), then wait for the script to end.
+    fn signal_and_wait(&mut self, signals: &[Signal], timeout: Duration) -> anyhow::Result<()> {
+        let started = Instant::now();
+        for (i, signal) in signals.iter().enumerate() {
+            if i > 0 {
+                std::thread::sleep(Duration::from_secs(1));
+            }
+            killpg(Pid::from_raw(self.pid()), *signal)?;
+        }
+        let deadline = started + timeout;
         while Instant::now() < deadline {
             if self.child.try_wait()?.is_some() {
                 return Ok(());
             }
             std::thread::sleep(Duration::from_millis(200));
         }
-        bail!("make run did not stop within {timeout:?} of Ctrl-C:\n{}", self.log_tail())
+        bail!("make run did not stop within {timeout:?} of {signals:?}:\n{}", self.log_tail())
     }
 }
 
@@ -133,7 +156,8 @@ impl Drop for LocalRun {
 }
 
 /// Processes of a run that is over: anything still working in, or started with a path
-/// into, its state directory (tansu runs in `kafka/`, ClickHouse gets `clickhouse/`).
+/// into, its state directory (Kafka's node runs in `kafka/node-1/`, ClickHouse gets
+/// `clickhouse/`).
 fn leftovers(state: &Path) -> Vec<i32> {
     let needle = state.to_string_lossy().into_owned();
     processes()
@@ -151,7 +175,8 @@ fn leftovers(state: &Path) -> Vec<i32> {
 
 /// After a Ctrl-C: no port of the run is served and no process of it is left.
 fn assert_all_stopped(base: u16, state: &Path) -> anyhow::Result<()> {
-    let open: Vec<u16> = (base..base + 6).filter(|p| std::net::TcpStream::connect(("127.0.0.1", *p)).is_ok()).collect();
+    let open: Vec<u16> =
+        (base..base + PORTS).filter(|p| std::net::TcpStream::connect(("127.0.0.1", *p)).is_ok()).collect();
     anyhow::ensure!(open.is_empty(), "ports still served after Ctrl-C (a component kept running): {open:?}");
     let left: Vec<String> = leftovers(state)
         .into_iter()
@@ -223,14 +248,15 @@ fn kill_and_await_restart(run: &LocalRun, comm: &str) -> anyhow::Result<()> {
     }
 }
 
-/// SIGKILL of tansu with its supervisor frozen, so the broker stays away for `down`
-/// while requests `from..to` are sent: the gateway's deliveries time out (503, retried
-/// by the client), which makes librdkafka raise its producer epoch, the case tansu 0.6
-/// cannot take with an idempotent producer (`vero_service::producer_retries`). Then
-/// the supervisor continues and starts the broker again.
+/// SIGKILL of the broker's JVM with its supervisor frozen, so the broker stays away
+/// for `down` while requests `from..to` are sent: the gateway's deliveries time out
+/// (503, retried by the client), which makes librdkafka raise its idempotent
+/// producer's epoch. Then the supervisor continues and starts the broker again.
 async fn broker_crash_under_load(run: &LocalRun, base: u16, from: u64, to: u64, down: Duration) -> anyhow::Result<()> {
     let broker = service_pid(run.pid(), BROKER, Duration::from_secs(30))?;
-    let supervisor = processes().into_iter().find(|(pid, _, _)| *pid == broker).map(|(_, ppid, _)| ppid);
+    // java's parent is setpriv's exec'd self: vero-dev-kafka; its parent the supervisor.
+    let parent = |child: i32| processes().into_iter().find(|(pid, _, _)| *pid == child).map(|(_, ppid, _)| ppid);
+    let supervisor = parent(broker).and_then(parent);
     let supervisor = Pid::from_raw(supervisor.context("the broker's supervisor")?);
     kill(supervisor, Signal::SIGSTOP)?;
     kill(Pid::from_raw(broker), Signal::SIGKILL)?;
@@ -344,7 +370,7 @@ async fn make_run_keeps_every_acknowledged_event_through_crashes_and_restarts() 
     let base = free_port_base()?;
 
     let started = Instant::now();
-    phase(started, &format!("starting make run on ports {base}..{}", base + 5));
+    phase(started, &format!("starting make run on ports {base}..{}", base + PORTS - 1));
     let mut run = LocalRun::start(state.path(), base, &bins, log.clone(), Output::File)?;
     await_ready(&mut run, base).await?;
     phase(started, "ready; requests 0..40");
@@ -364,7 +390,7 @@ async fn make_run_keeps_every_acknowledged_event_through_crashes_and_restarts() 
     phase(started, "200 acknowledged; waiting for ClickHouse");
     await_counts(&run, base, 200, Duration::from_secs(180))?;
     phase(started, "Ctrl-C");
-    run.interrupt_and_wait(Duration::from_secs(120))?;
+    run.interrupt_and_wait(STOP_BOUND)?;
     assert_all_stopped(base, state.path())?;
     drop(run);
 
@@ -376,8 +402,18 @@ async fn make_run_keeps_every_acknowledged_event_through_crashes_and_restarts() 
     await_counts(&again, base, 200, Duration::from_secs(120))?;
     send(base, 200, 210).await?;
     await_counts(&again, base, 210, Duration::from_secs(120))?;
-    phase(started, "Ctrl-C");
-    again.interrupt_and_wait(Duration::from_secs(120))?;
+    phase(started, "Ctrl-C twice");
+    again.signal_and_wait(&[Signal::SIGINT, Signal::SIGINT], STOP_BOUND)?;
+    assert_all_stopped(base, state.path())?;
+    drop(again);
+
+    // A third run stopped as `timeout`, `kill -- -PGID` or a process manager does:
+    // SIGTERM to the group, and a second one (make forwards one to the script).
+    phase(started, "third make run, stopped by SIGTERM to its process group, twice");
+    let mut third = LocalRun::start(state.path(), base, &bins, state.path().join("third.log"), Output::File)?;
+    await_ready(&mut third, base).await?;
+    await_counts(&third, base, 210, Duration::from_secs(120))?;
+    third.signal_and_wait(&[Signal::SIGTERM, Signal::SIGTERM], STOP_BOUND)?;
     assert_all_stopped(base, state.path())?;
     phase(started, "done");
     Ok(())

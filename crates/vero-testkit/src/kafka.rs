@@ -64,6 +64,8 @@ pub struct KafkaSettings {
     pub dir: Option<PathBuf>,
     /// The client listener's port per node; `None` draws free ports.
     pub broker_ports: Option<Vec<u16>>,
+    /// The controller listener's port per node; `None` draws free ports.
+    pub controller_ports: Option<Vec<u16>>,
     /// Maximum JVM heap per node.
     pub heap: String,
     /// Extra `server.properties` lines (listeners for SASL/TLS, say), later ones win.
@@ -72,7 +74,14 @@ pub struct KafkaSettings {
 
 impl Default for KafkaSettings {
     fn default() -> Self {
-        Self { nodes: 1, dir: None, broker_ports: None, heap: "384m".to_owned(), properties: Vec::new() }
+        Self {
+            nodes: 1,
+            dir: None,
+            broker_ports: None,
+            controller_ports: None,
+            heap: "384m".to_owned(),
+            properties: Vec::new(),
+        }
     }
 }
 
@@ -121,18 +130,18 @@ impl KafkaCluster {
         anyhow::ensure!(n >= 1, "a Kafka cluster needs at least one node");
         // Ports drawn all at once so they are distinct.
         let drawn = free_ports(2 * n)?;
-        let broker_ports = match &settings.broker_ports {
-            Some(ports) => {
-                anyhow::ensure!(ports.len() == n, "{} broker ports for {n} nodes", ports.len());
-                ports.clone()
-            }
-            None => drawn[..n].to_vec(),
+        let chosen = |ports: &Option<Vec<u16>>, drawn: &[u16]| match ports {
+            Some(ports) if ports.len() != n => Err(anyhow::anyhow!("{} ports given for {n} nodes", ports.len())),
+            Some(ports) => Ok(ports.clone()),
+            None => Ok(drawn.to_vec()),
         };
+        let broker_ports = chosen(&settings.broker_ports, &drawn[..n])?;
+        let controller_ports = chosen(&settings.controller_ports, &drawn[n..])?;
         let nodes: Vec<Node> = (0..n)
             .map(|i| Node {
                 id: i as i32 + 1,
                 broker_port: broker_ports[i],
-                controller_port: drawn[n + i],
+                controller_port: controller_ports[i],
                 dir: root.join(format!("node-{}", i + 1)),
                 child: None,
             })
@@ -153,7 +162,9 @@ impl KafkaCluster {
         let formats = nodes
             .iter()
             .filter(|node| !node.dir.join("data/meta.properties").exists())
-            .map(|node| format_command(&libs, &node.dir, &cluster_id).spawn().context("starting the Kafka storage tool"))
+            .map(|node| {
+                format_command(&libs, &node.dir, &cluster_id).spawn().context("starting the Kafka storage tool")
+            })
             .collect::<anyhow::Result<Vec<_>>>()?;
         for format in formats {
             let output = format.wait_with_output()?;
@@ -196,8 +207,7 @@ impl KafkaCluster {
             let port = node.broker_port;
             let child = node.child.as_mut().expect("running");
             wait_started(child, "Kafka", &format!("accept connections on {port}"), START_TIMEOUT, || {
-                std::net::TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200))
-                    .is_ok()
+                std::net::TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200)).is_ok()
             })
             .map_err(|e| anyhow::anyhow!("{e}; log:\n{}", tail(&node.dir.join("kafka.log"))))?;
         }
@@ -341,8 +351,10 @@ impl KafkaCluster {
 
     /// [`Self::create_topic`] with topic configs (`cleanup.policy=compact`, say).
     pub async fn create_topic_with(&self, name: &str, partitions: i32, config: &[(&str, &str)]) -> anyhow::Result<()> {
-        let admin: AdminClient<DefaultClientContext> =
-            ClientConfig::new().set("bootstrap.servers", &self.bootstrap).create().context("creating an admin client")?;
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", &self.bootstrap)
+            .create()
+            .context("creating an admin client")?;
         let replication = self.nodes.len().min(3) as i32;
         let mut topic = NewTopic::new(name, partitions, TopicReplication::Fixed(replication));
         for (key, value) in config {

@@ -30,8 +30,10 @@ async fn send_numbered(producer: &FutureProducer, topic: &str, range: std::ops::
 }
 
 fn numbers(records: &[kafka_probe::LandedRecord]) -> Vec<u32> {
-    let mut numbers: Vec<u32> =
-        records.iter().map(|r| String::from_utf8_lossy(r.payload.as_deref().unwrap_or_default()).parse().expect("a number")).collect();
+    let mut numbers: Vec<u32> = records
+        .iter()
+        .map(|r| String::from_utf8_lossy(r.payload.as_deref().unwrap_or_default()).parse().expect("a number"))
+        .collect();
     numbers.sort_unstable();
     numbers
 }

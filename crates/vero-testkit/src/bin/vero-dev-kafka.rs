@@ -1,5 +1,5 @@
 //! `vero-dev-kafka`: the Apache Kafka broker of `make run`, one KRaft node (broker and
-//! controller) on 127.0.0.1:9092 with its data in `.local/kafka`, so the data
+//! controller) on 127.0.0.1:9092 (controller 9093) with its data in `.local/kafka`, so the data
 //! survives restarts. Writes the bootstrap address to `--ready` once the broker is in
 //! its own metadata; a controlled shutdown on SIGINT/SIGTERM. When the broker dies on
 //! its own (a crash, `kill -9` of the JVM), this exits with an error too, so
@@ -21,6 +21,9 @@ struct Args {
     /// The client port on 127.0.0.1.
     #[arg(long, default_value_t = 9092)]
     port: u16,
+    /// The KRaft controller's port on 127.0.0.1.
+    #[arg(long, default_value_t = 9093)]
+    controller_port: u16,
     /// A file written with the bootstrap address once the broker serves.
     #[arg(long)]
     ready: Option<PathBuf>,
@@ -32,7 +35,13 @@ struct Args {
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let dir = std::path::absolute(&args.dir)?;
-    let settings = KafkaSettings { dir: Some(dir.clone()), broker_ports: Some(vec![args.port]), heap: args.heap, ..Default::default() };
+    let settings = KafkaSettings {
+        dir: Some(dir.clone()),
+        broker_ports: Some(vec![args.port]),
+        controller_ports: Some(vec![args.controller_port]),
+        heap: args.heap,
+        ..Default::default()
+    };
     let mut kafka = KafkaCluster::start(settings)?;
     eprintln!("vero-dev-kafka: Apache Kafka on {}, data in {}", kafka.bootstrap_servers(), dir.display());
     if let Some(ready) = &args.ready {
