@@ -8,6 +8,13 @@
 //! with `kafka.tools.StorageTool` and runs as `java -cp 'libs/*' kafka.Kafka`, its
 //! output in `<node dir>/kafka.log`, never on the test's own output.
 //!
+//! With [`KafkaSettings::security`] every node also listens with `SASL_SSL` (SCRAM-SHA-512
+//! users created at format time with StorageTool's `--add-scram`, PLAIN users in the
+//! listener's JAAS line) and with `SSL` requiring a client certificate, both on the
+//! certificate the caller gives ([`crate::tls`] makes them). `PLAINTEXT` stays the
+//! inter-broker listener and what [`KafkaCluster::bootstrap_servers`] names, so the
+//! kit's own clients (topic creation, metadata) need no credentials.
+//!
 //! Processes are tied to the test process: they are spawned with `PR_SET_PDEATHSIG`
 //! from a thread that lives as long as the process ([`crate::process::spawn_tied`]),
 //! so a shared cluster in a `static` (never dropped) or a test killed by a signal
@@ -68,8 +75,34 @@ pub struct KafkaSettings {
     pub controller_ports: Option<Vec<u16>>,
     /// Maximum JVM heap per node.
     pub heap: String,
-    /// Extra `server.properties` lines (listeners for SASL/TLS, say), later ones win.
+    /// Extra `server.properties` lines, later ones win.
     pub properties: Vec<(String, String)>,
+    /// `SASL_SSL` and `SSL` listeners next to `PLAINTEXT` (see the module docs).
+    pub security: Option<KafkaSecurity>,
+}
+
+/// The secured listeners of every node.
+#[derive(Debug, Clone)]
+pub struct KafkaSecurity {
+    /// The broker's private key (unencrypted PKCS#8 PEM) followed by its certificate
+    /// chain, in one file (Kafka's PEM key store).
+    pub key_store: PathBuf,
+    /// PEM certificates of the CAs the `SSL` listener takes client certificates from.
+    pub trust_store: PathBuf,
+    /// SCRAM-SHA-512 users `(name, password)` of the `SASL_SSL` listener.
+    pub scram_users: Vec<(String, String)>,
+    /// PLAIN users `(name, password)` of the `SASL_SSL` listener.
+    pub plain_users: Vec<(String, String)>,
+}
+
+/// A client listener of the nodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listener {
+    Plaintext,
+    /// SASL (SCRAM-SHA-512 or PLAIN) over TLS.
+    SaslSsl,
+    /// TLS with a required client certificate.
+    Ssl,
 }
 
 impl Default for KafkaSettings {
@@ -81,6 +114,7 @@ impl Default for KafkaSettings {
             controller_ports: None,
             heap: "384m".to_owned(),
             properties: Vec::new(),
+            security: None,
         }
     }
 }
@@ -90,6 +124,8 @@ struct Node {
     id: i32,
     broker_port: u16,
     controller_port: u16,
+    /// The `SASL_SSL` and `SSL` listeners' ports, with [`KafkaSettings::security`].
+    secure_ports: Option<(u16, u16)>,
     dir: PathBuf,
     child: Option<Child>,
 }
@@ -129,7 +165,8 @@ impl KafkaCluster {
         let n = settings.nodes;
         anyhow::ensure!(n >= 1, "a Kafka cluster needs at least one node");
         // Ports drawn all at once so they are distinct.
-        let drawn = free_ports(2 * n)?;
+        let secured = settings.security.is_some();
+        let drawn = free_ports(if secured { 4 * n } else { 2 * n })?;
         let chosen = |ports: &Option<Vec<u16>>, drawn: &[u16]| match ports {
             Some(ports) if ports.len() != n => Err(anyhow::anyhow!("{} ports given for {n} nodes", ports.len())),
             Some(ports) => Ok(ports.clone()),
@@ -142,6 +179,7 @@ impl KafkaCluster {
                 id: i as i32 + 1,
                 broker_port: broker_ports[i],
                 controller_port: controller_ports[i],
+                secure_ports: secured.then(|| (drawn[2 * n + i], drawn[3 * n + i])),
                 dir: root.join(format!("node-{}", i + 1)),
                 child: None,
             })
@@ -154,7 +192,10 @@ impl KafkaCluster {
         let cluster_id = cluster_id(&root)?;
         for node in &nodes {
             std::fs::create_dir_all(&node.dir).with_context(|| format!("creating {}", node.dir.display()))?;
-            let properties = server_properties(node, &voters, n, &settings.properties);
+            let mut properties = server_properties(node, &voters, n, &settings.properties);
+            if let Some(security) = &settings.security {
+                properties = secured_properties(properties, node, security);
+            }
             std::fs::write(node.dir.join("server.properties"), properties)?;
             std::fs::write(node.dir.join("log4j2.properties"), LOG4J2)?;
         }
@@ -163,7 +204,11 @@ impl KafkaCluster {
             .iter()
             .filter(|node| !node.dir.join("data/meta.properties").exists())
             .map(|node| {
-                format_command(&libs, &node.dir, &cluster_id).spawn().context("starting the Kafka storage tool")
+                let mut command = format_command(&libs, &node.dir, &cluster_id);
+                for (name, password) in settings.security.iter().flat_map(|s| &s.scram_users) {
+                    command.arg("--add-scram").arg(format!("SCRAM-SHA-512=[name={name},password={password}]"));
+                }
+                command.spawn().context("starting the Kafka storage tool")
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
         for format in formats {
@@ -225,6 +270,18 @@ impl KafkaCluster {
     /// `host:port,...` of every node, to give clients as `bootstrap.servers`.
     pub fn bootstrap_servers(&self) -> &str {
         &self.bootstrap
+    }
+
+    /// `host:port,...` of every node's `listener` (`None` for a secured listener of a
+    /// cluster started without [`KafkaSettings::security`]).
+    pub fn listener_servers(&self, listener: Listener) -> Option<String> {
+        let port = |node: &Node| match listener {
+            Listener::Plaintext => Some(node.broker_port),
+            Listener::SaslSsl => node.secure_ports.map(|(sasl, _)| sasl),
+            Listener::Ssl => node.secure_ports.map(|(_, ssl)| ssl),
+        };
+        let ports = self.nodes.iter().map(port).collect::<Option<Vec<u16>>>()?;
+        Some(ports.iter().map(|port| format!("127.0.0.1:{port}")).collect::<Vec<_>>().join(","))
     }
 
     /// The node ids, 1-based.
@@ -446,6 +503,49 @@ fn server_properties(node: &Node, voters: &str, nodes: usize, extra: &[(String, 
     ];
     lines.extend(extra.iter().map(|(key, value)| format!("{key}={value}")));
     lines.join("\n") + "\n"
+}
+
+/// `lines` (from [`server_properties`]) with the `SASL_SSL` and `SSL` listeners added.
+fn secured_properties(lines: String, node: &Node, security: &KafkaSecurity) -> String {
+    let (sasl, ssl) = node.secure_ports.expect("secured node");
+    let plain_users: String =
+        security.plain_users.iter().map(|(name, password)| format!(" user_{name}=\"{password}\"")).collect();
+    let mut out = String::new();
+    for line in lines.lines() {
+        let line = match line.split_once('=') {
+            Some(("listeners", value)) => {
+                format!("listeners={value},SASL_SSL://127.0.0.1:{sasl},SSL://127.0.0.1:{ssl}")
+            }
+            Some(("advertised.listeners", value)) => {
+                format!("advertised.listeners={value},SASL_SSL://127.0.0.1:{sasl},SSL://127.0.0.1:{ssl}")
+            }
+            Some(("listener.security.protocol.map", value)) => {
+                format!("listener.security.protocol.map={value},SASL_SSL:SASL_SSL,SSL:SSL")
+            }
+            _ => line.to_owned(),
+        };
+        out.push_str(&line);
+        out.push('\n');
+    }
+    for line in [
+        "sasl.enabled.mechanisms=SCRAM-SHA-512,PLAIN".to_owned(),
+        "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=\
+         org.apache.kafka.common.security.scram.ScramLoginModule required;"
+            .to_owned(),
+        format!(
+            "listener.name.sasl_ssl.plain.sasl.jaas.config=\
+             org.apache.kafka.common.security.plain.PlainLoginModule required{plain_users};"
+        ),
+        "ssl.keystore.type=PEM".to_owned(),
+        format!("ssl.keystore.location={}", security.key_store.display()),
+        "ssl.truststore.type=PEM".to_owned(),
+        format!("ssl.truststore.location={}", security.trust_store.display()),
+        "listener.name.ssl.ssl.client.auth=required".to_owned(),
+    ] {
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out
 }
 
 /// Arguments for `java` with the broker's classpath and logging, run in `dir`.

@@ -9,6 +9,9 @@
 //! * [`clickhouse::ClickHouseServer`], [`clickhouse_cluster::ClickHouseCluster`]
 //!   (shards × replicas over a [`zookeeper::ZooKeeper`]), [`tansu::Tansu`]: server
 //!   processes on free ports in temp dirs, killed when the handle drops.
+//! * [`tls::TestCa`] and [`secured_kafka::SecuredKafka`]: a CA made at test time and a
+//!   Kafka node with `SASL_SSL` (SCRAM-SHA-512, PLAIN) and `SSL` (client certificate)
+//!   listeners on its certificates.
 //! * [`cli::Cli`]: the command-line contract of every service binary, checked on the
 //!   real binary.
 //! * [`unique_name`]: per-test topic/group/database names so tests never share state.
@@ -21,7 +24,9 @@ pub mod kafka_probe;
 pub mod metrics;
 pub mod mock_kafka;
 mod process;
+pub mod secured_kafka;
 pub mod tansu;
+pub mod tls;
 pub mod zookeeper;
 
 use std::sync::atomic::{AtomicU64, Ordering};
