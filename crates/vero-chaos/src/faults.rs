@@ -5,18 +5,22 @@
 //! a killed process is started again after [`RESTART_DELAY`], a frozen one is
 //! continued, ClickHouse and the broker are restarted, a cut link is restored.
 //! Recovery time: from the moment the fault was healed until every event
-//! acknowledged before that moment is queryable.
+//! acknowledged before that moment is queryable. Longest stall: the longest stretch,
+//! sampled every 250 ms from the load's start to the settle, in which no new event
+//! landed in ClickHouse although acknowledged ones were missing (a rebalance pause,
+//! a failover, a consumer waiting out a dead member's session).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
 use crate::check::{self, Verdict};
 use crate::ledger::{self, Ledger, LoadSettings};
 use crate::proxy::LinkState;
-use crate::rig::{Rig, Role, MAX_POLL_INTERVAL_MS, PROJECT, SESSION_TIMEOUT_MS, TOKEN};
+use crate::rig::{Rig, Role, EVENTS_TOPIC, MAX_POLL_INTERVAL_MS, PROJECT, SESSION_TIMEOUT_MS, TOKEN};
 
 /// How long a supervisor waits before starting a crashed process again.
 pub const RESTART_DELAY: Duration = Duration::from_secs(1);
@@ -63,6 +67,19 @@ pub enum Fault {
     ClientRetries,
     /// A sink and a profile consumer killed while ClickHouse is down.
     KillDuringClickHouseDown,
+    /// The consumer groups rescaled under load: a third sink and profile consumer
+    /// join, then the second of each leaves (SIGTERM), then the first is killed (-9);
+    /// none comes back, the third carries on alone.
+    ScaleOutIn,
+    /// Three brokers: `kill -9` of the leader of the busiest events partition, down
+    /// for `secs`, restarted.
+    LeaderCrash {
+        secs: u64,
+    },
+    /// Three brokers: `kill -9` of the active KRaft controller, down for `secs`.
+    ControllerCrash {
+        secs: u64,
+    },
 }
 
 impl Fault {
@@ -82,6 +99,9 @@ impl Fault {
             Fault::SinkCutOff { secs } => format!("sink cut off from ClickHouse {secs}s"),
             Fault::ClientRetries => "clients retry after 5 ms timeouts".into(),
             Fault::KillDuringClickHouseDown => "kill -9 sink+profiles while ClickHouse down".into(),
+            Fault::ScaleOutIn => "consumers 2 → 3 → 2 (SIGTERM) → 1 (kill -9)".into(),
+            Fault::LeaderCrash { secs } => format!("3 brokers: busiest partition's leader killed (-9), {secs}s down"),
+            Fault::ControllerCrash { secs } => format!("3 brokers: active controller killed (-9), {secs}s down"),
         }
     }
 
@@ -100,6 +120,17 @@ impl Fault {
             Fault::SinkCutOff { .. } => "sink-cutoff",
             Fault::ClientRetries => "client-retries",
             Fault::KillDuringClickHouseDown => "kill-during-clickhouse-down",
+            Fault::ScaleOutIn => "scale-out-in",
+            Fault::LeaderCrash { .. } => "leader-crash",
+            Fault::ControllerCrash { .. } => "controller-crash",
+        }
+    }
+
+    /// Kafka nodes the scenario runs on.
+    pub fn brokers(self) -> usize {
+        match self {
+            Fault::LeaderCrash { .. } | Fault::ControllerCrash { .. } => 3,
+            _ => 1,
         }
     }
 }
@@ -111,6 +142,8 @@ pub struct Outcome {
     pub verdict: Verdict,
     pub attempts: u64,
     pub recovery: Option<Duration>,
+    /// The longest stretch with acknowledged events missing and none landing.
+    pub longest_stall: Duration,
     /// Processes that exited on their own (not killed by the harness).
     pub crashes: Vec<String>,
     pub error: Option<String>,
@@ -135,9 +168,16 @@ pub struct ScenarioSettings {
 /// Run one scenario on a fresh rig.
 pub async fn run_scenario(fault: Fault, settings: &ScenarioSettings, logs: &std::path::Path) -> Outcome {
     let started = Instant::now();
-    let mut outcome =
-        Outcome { fault, verdict: Verdict::default(), attempts: 0, recovery: None, crashes: Vec::new(), error: None };
-    let mut rig = match Rig::start(2, logs).await {
+    let mut outcome = Outcome {
+        fault,
+        verdict: Verdict::default(),
+        attempts: 0,
+        recovery: None,
+        longest_stall: Duration::ZERO,
+        crashes: Vec::new(),
+        error: None,
+    };
+    let mut rig = match Rig::start(2, fault.brokers(), logs).await {
         Ok(rig) => rig,
         Err(e) => {
             outcome.error = Some(format!("rig did not start: {e:#} (logs in {})", logs.display()));
@@ -179,6 +219,7 @@ async fn drive(rig: &mut Rig, fault: Fault, settings: &ScenarioSettings, outcome
 
     let ledger = Arc::new(Ledger::default());
     let stop = CancellationToken::new();
+    let stall = tokio::spawn(watch_stalls(rig.clickhouse.http_port(), run_id.clone(), ledger.clone(), stop.clone()));
     let load_task = tokio::spawn(ledger::run(
         load,
         rig.gateway_urls.clone(),
@@ -221,6 +262,8 @@ async fn drive(rig: &mut Rig, fault: Fault, settings: &ScenarioSettings, outcome
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
+    stop.cancel();
+    outcome.longest_stall = stall.await?;
     tracing::info!(
         fault = %fault.name(),
         acked = snapshot.acked.len(),
@@ -229,6 +272,39 @@ async fn drive(rig: &mut Rig, fault: Fault, settings: &ScenarioSettings, outcome
         "checked"
     );
     Ok(())
+}
+
+/// Sample how many of the run's events landed every 250 ms until `stop`, and return
+/// the longest stretch in which that number did not grow while fewer had landed than
+/// the ledger had acknowledged.
+async fn watch_stalls(clickhouse: u16, run_id: String, ledger: Arc<Ledger>, stop: CancellationToken) -> Duration {
+    let query =
+        format!("SELECT count() FROM vero.events WHERE visitParamExtractString(data, 'chaos_run') = '{run_id}'");
+    let (mut longest, mut last_growth, mut last_count) = (Duration::ZERO, Instant::now(), 0u64);
+    while !stop.is_cancelled() {
+        let acked = ledger.acked_count() as u64;
+        let landed = tokio::task::spawn_blocking({
+            let query = query.clone();
+            move || vero_testkit::clickhouse::query_port(clickhouse, &query)
+        })
+        .await
+        .ok()
+        .and_then(|r| r.ok())
+        .and_then(|text| text.trim().parse::<u64>().ok());
+        match landed {
+            Some(count) if count > last_count || count >= acked => {
+                last_count = count;
+                last_growth = Instant::now();
+            }
+            // Missing events and no progress (or ClickHouse not answering).
+            _ => longest = longest.max(last_growth.elapsed()),
+        }
+        tokio::select! {
+            _ = stop.cancelled() => {}
+            _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+        }
+    }
+    longest
 }
 
 /// A process that exited on its own is a finding; start it again like a supervisor.
@@ -281,14 +357,14 @@ async fn inject(rig: &mut Rig, fault: Fault) -> anyhow::Result<()> {
             tokio::task::block_in_place(|| rig.clickhouse.restart())?;
         }
         Fault::BrokerDown { secs } => {
-            tokio::task::block_in_place(|| rig.broker.stop());
+            tokio::task::block_in_place(|| rig.broker.stop(1));
             tokio::time::sleep(Duration::from_secs(secs)).await;
-            tokio::task::block_in_place(|| rig.broker.restart())?;
+            tokio::task::block_in_place(|| rig.broker.restart(1))?;
         }
         Fault::BrokerCrash { secs } => {
-            rig.broker.kill();
+            tokio::task::block_in_place(|| rig.broker.kill(1));
             tokio::time::sleep(Duration::from_secs(secs)).await;
-            tokio::task::block_in_place(|| rig.broker.restart())?;
+            tokio::task::block_in_place(|| rig.broker.restart(1))?;
         }
         Fault::ClickHouseReadOnly { secs } => {
             let users = rig.clickhouse.data_dir().join("users.xml");
@@ -314,6 +390,54 @@ async fn inject(rig: &mut Rig, fault: Fault) -> anyhow::Result<()> {
             tokio::time::sleep(Duration::from_secs(6)).await;
             tokio::task::block_in_place(|| rig.clickhouse.restart())?;
         }
+        Fault::ScaleOutIn => {
+            for role in [Role::Sink, Role::Profiles] {
+                rig.add_service(role, 2)?;
+                rig.service(role, 2).start()?;
+            }
+            tokio::time::sleep(Duration::from_secs(6)).await;
+            for role in [Role::Sink, Role::Profiles] {
+                let service = rig.service(role, 1);
+                tokio::task::block_in_place(|| service.terminate(Duration::from_secs(30)))?;
+            }
+            tokio::time::sleep(Duration::from_secs(6)).await;
+            for role in [Role::Sink, Role::Profiles] {
+                rig.service(role, 0).kill9()?;
+            }
+        }
+        Fault::LeaderCrash { secs } => {
+            let leader = busiest_partition_leader(rig).await?;
+            tracing::info!(leader, "killing the busiest partition's leader");
+            tokio::task::block_in_place(|| rig.broker.kill(leader));
+            tokio::time::sleep(Duration::from_secs(secs)).await;
+            tokio::task::block_in_place(|| rig.broker.restart(leader))?;
+        }
+        Fault::ControllerCrash { secs } => {
+            let controller = rig.broker.active_controller().context("no active KRaft controller found")?;
+            tracing::info!(controller, "killing the active controller");
+            tokio::task::block_in_place(|| rig.broker.kill(controller));
+            tokio::time::sleep(Duration::from_secs(secs)).await;
+            tokio::task::block_in_place(|| rig.broker.restart(controller))?;
+        }
     }
     Ok(())
+}
+
+/// The broker leading the events partition with the most records.
+async fn busiest_partition_leader(rig: &Rig) -> anyhow::Result<i32> {
+    let bootstrap = rig.broker.bootstrap_servers().to_owned();
+    let busiest = tokio::task::spawn_blocking(move || -> anyhow::Result<i32> {
+        use rdkafka::consumer::{BaseConsumer, Consumer};
+        let consumer: BaseConsumer = rdkafka::ClientConfig::new().set("bootstrap.servers", &bootstrap).create()?;
+        let mut busiest = (0, -1);
+        for partition in 0..crate::rig::PARTITIONS {
+            let (low, high) = consumer.fetch_watermarks(EVENTS_TOPIC, partition, Duration::from_secs(10))?;
+            if high - low > busiest.1 {
+                busiest = (partition, high - low);
+            }
+        }
+        Ok(busiest.0)
+    })
+    .await??;
+    rig.broker.leader_of(EVENTS_TOPIC, busiest)
 }

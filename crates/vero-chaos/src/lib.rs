@@ -2,11 +2,13 @@
 //! processes (Jepsen-style: a ledger of what was acknowledged, faults injected, an
 //! invariant checker).
 //!
-//! * [`rig`]: the system under test — a persistent tansu broker, ClickHouse, two of
-//!   each service as separate processes, a cuttable link between sinks and ClickHouse.
+//! * [`rig`]: the system under test — Apache Kafka (one KRaft node, or three),
+//!   ClickHouse, two of each service as separate processes in real consumer groups,
+//!   a cuttable link between sinks and ClickHouse.
 //! * [`ledger`]: numbered requests with client retries; every 200 recorded.
 //! * [`faults`]: kill -9, SIGSTOP, ClickHouse/broker restarts, a read-only ClickHouse,
-//!   a black-holed link, client retries; each scenario on a fresh rig.
+//!   a black-holed link, client retries, consumer groups rescaled, a partition leader
+//!   or the KRaft controller killed; each scenario on a fresh rig.
 //! * [`check`]: every 200 in `vero.events` exactly once (plain `count()`), nothing
 //!   unsent, profiles equal a replay, the DLQ holds only the poison.
 //! * [`report`]: the table of `docs/reliability.md`.
@@ -48,6 +50,8 @@ impl Schedule {
                 Fault::SinkCutOff { secs: 8 },
                 Fault::BrokerDown { secs: 8 },
                 Fault::BrokerCrash { secs: 8 },
+                Fault::ScaleOutIn,
+                Fault::LeaderCrash { secs: 8 },
             ],
             Schedule::Full => vec![
                 Fault::None,
@@ -62,6 +66,9 @@ impl Schedule {
                 Fault::SinkCutOff { secs: 15 },
                 Fault::ClientRetries,
                 Fault::KillDuringClickHouseDown,
+                Fault::ScaleOutIn,
+                Fault::LeaderCrash { secs: 10 },
+                Fault::ControllerCrash { secs: 10 },
             ],
         }
     }

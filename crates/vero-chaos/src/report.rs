@@ -5,8 +5,8 @@ use crate::faults::Outcome;
 
 pub fn table(outcomes: &[Outcome]) -> String {
     let mut out = String::from(
-        "| fault | sent | acked | attempts | missing | duplicated rows | dup. events (FINAL) | profile mismatches | DLQ | recovery | verdict |\n\
-         |---|---:|---:|---:|---:|---:|---:|---:|---|---:|---|\n",
+        "| fault | sent | acked | attempts | missing | duplicated rows | dup. events (FINAL) | profile mismatches | DLQ | recovery | longest stall | verdict |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---|\n",
     );
     for o in outcomes {
         let v = &o.verdict;
@@ -20,7 +20,7 @@ pub fn table(outcomes: &[Outcome]) -> String {
             (None, true, false) => format!("FAIL: {}", v.summary()),
         };
         out.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.1} s | {} |\n",
             o.fault.name(),
             v.sent,
             v.acked,
@@ -31,6 +31,7 @@ pub fn table(outcomes: &[Outcome]) -> String {
             v.profile_mismatches.len(),
             dlq,
             recovery,
+            o.longest_stall.as_secs_f64(),
             shorten(&verdict.replace('|', "/"), 160),
         ));
     }

@@ -1,11 +1,12 @@
-//! The system under test, as an operator would run it: a persistent tansu broker,
-//! a ClickHouse server, two gateways, two event sinks and two profile consumers, each
-//! a separate OS process started from the workspace's own binaries and config files
+//! The system under test, as an operator would run it: Apache Kafka (one KRaft node,
+//! or three with replication factor 3 and `min.insync.replicas=2`), a ClickHouse
+//! server, two gateways, two event sinks and two profile consumers, each a separate
+//! OS process started from the workspace's own binaries and config files
 //! (`config/<service>/`, `VERO_ENV=local`, `VERO__*` for ports and addresses).
 //!
-//! The consumers use static partition assignment (`kafka.static_members`), the
-//! configuration docs/reliability.md prescribes on tansu 0.6, whose group
-//! coordinator stalls a group after a member is evicted or the broker restarts.
+//! The consumers are members of real consumer groups with dynamic membership (no
+//! `group.instance.id`): a killed member's partitions move after its session times
+//! out, a new member triggers a rebalance — what scaling a Deployment does.
 //!
 //! The event sinks reach ClickHouse through a [`Proxy`], so a fault can cut them off
 //! from ClickHouse while the broker stays reachable. Everything listens on loopback
@@ -17,12 +18,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
 use vero_testkit::clickhouse::ClickHouseServer;
-use vero_testkit::tansu::Tansu;
+use vero_testkit::kafka::{KafkaCluster, KafkaSettings};
 
 use crate::check::Sql;
 use crate::process::ServiceProcess;
@@ -35,8 +34,7 @@ pub const PARTITIONS: i32 = 4;
 pub const PROJECT: &str = "local";
 pub const TOKEN: &str = "your_auth_token";
 
-/// Consumer timing (librdkafka still enforces max.poll.interval.ms under static
-/// assignment: the SIGSTOP fault outlasts both).
+/// Consumer timing (the SIGSTOP fault outlasts both).
 pub const SESSION_TIMEOUT_MS: u64 = 10_000;
 pub const MAX_POLL_INTERVAL_MS: u64 = 12_000;
 
@@ -68,7 +66,7 @@ impl Role {
 pub struct Rig {
     /// Service logs; kept after the run (under `target/chaos/` by default).
     pub dir: PathBuf,
-    pub broker: Tansu,
+    pub broker: KafkaCluster,
     pub clickhouse: ClickHouseServer,
     /// Between the event sinks and ClickHouse.
     pub sink_link: Proxy,
@@ -104,9 +102,9 @@ fn free_port() -> anyhow::Result<u16> {
 }
 
 impl Rig {
-    /// Start every component with `replicas` instances of each service and wait
-    /// until the gateways and consumers are ready.
-    pub async fn start(replicas: usize, dir: &Path) -> anyhow::Result<Self> {
+    /// Start every component with `replicas` instances of each service on `brokers`
+    /// Kafka nodes and wait until the gateways and consumers are ready.
+    pub async fn start(replicas: usize, brokers: usize, dir: &Path) -> anyhow::Result<Self> {
         let bins = bin_dir()?;
         for role in [Role::Gateway, Role::Sink, Role::Profiles] {
             let path = bins.join(role.binary());
@@ -118,11 +116,13 @@ impl Rig {
         }
         std::fs::create_dir_all(dir)?;
         let dir = dir.to_owned();
-        let broker = tokio::task::block_in_place(Tansu::start_persistent)?;
+        let kafka = KafkaSettings { nodes: brokers, ..KafkaSettings::default() };
+        let broker = tokio::task::block_in_place(|| KafkaCluster::start(kafka))?;
         let clickhouse = tokio::task::block_in_place(ClickHouseServer::start)?;
         let upstream: SocketAddr = ([127, 0, 0, 1], clickhouse.http_port()).into();
         let sink_link = Proxy::start(upstream).await?;
-        create_topics(broker.bootstrap_servers()).await?;
+        broker.create_topic(EVENTS_TOPIC, PARTITIONS).await?;
+        broker.create_topic(DLQ_TOPIC, PARTITIONS).await?;
 
         let mut rig = Self {
             dir,
@@ -135,7 +135,7 @@ impl Rig {
         };
         for index in 0..replicas {
             for role in [Role::Gateway, Role::Sink, Role::Profiles] {
-                rig.add_service(&bins, role, index, replicas)?;
+                rig.add_service(role, index)?;
             }
         }
         // One at a time, each ready before the next: the first consumer of each kind
@@ -148,16 +148,16 @@ impl Rig {
         Ok(rig)
     }
 
-    fn add_service(&mut self, bins: &Path, role: Role, index: usize, replicas: usize) -> anyhow::Result<()> {
+    /// Configure (not start) instance `index` of `role`; a consumer joins its group
+    /// when started, so this is also how the harness scales out.
+    pub fn add_service(&mut self, role: Role, index: usize) -> anyhow::Result<()> {
+        let bins = bin_dir()?;
         let config = config_root();
         let ops_port = free_port()?;
         let mut env = BTreeMap::from([
             ("VERO_ENV".to_owned(), "local".to_owned()),
             ("VERO_CONFIG_DIR".to_owned(), config.join(role.config_dir()).display().to_string()),
             ("VERO__KAFKA__BROKERS".to_owned(), self.broker.bootstrap_servers().to_owned()),
-            // tansu 0.6 wedges on the producer epoch librdkafka raises after an outage
-            // (vero_service::producer_retries), as `make run` does.
-            ("VERO__KAFKA__IDEMPOTENT_PRODUCER".to_owned(), "false".to_owned()),
             ("RUST_LOG".to_owned(), "info,rdkafka=warn".to_owned()),
         ]);
         let ch_direct = self.clickhouse.http_url();
@@ -172,8 +172,9 @@ impl Rig {
                 env.insert("VERO__CLICKHOUSE__REQUEST_TIMEOUT_MS".into(), "5000".into());
                 env.insert("VERO__KAFKA__SESSION_TIMEOUT_MS".into(), SESSION_TIMEOUT_MS.to_string());
                 env.insert("VERO__KAFKA__MAX_POLL_INTERVAL_MS".into(), MAX_POLL_INTERVAL_MS.to_string());
-                env.insert("VERO__KAFKA__STATIC_MEMBERS".into(), replicas.to_string());
-                env.insert("VERO__KAFKA__STATIC_MEMBER_INDEX".into(), index.to_string());
+                // Dynamic membership (config/*/local.toml gives `make run`'s single
+                // member a static id).
+                env.insert("VERO__KAFKA__GROUP_INSTANCE_ID".into(), String::new());
                 env.insert("VERO__RETRY__MAX_BACKOFF_MS".into(), "1000".into());
             }
             Role::Profiles => {
@@ -181,10 +182,13 @@ impl Rig {
                 env.insert("VERO__CLICKHOUSE__URL".into(), ch_direct);
                 env.insert("VERO__CLICKHOUSE__REQUEST_TIMEOUT_MS".into(), "5000".into());
                 env.insert("VERO__KAFKA__CREATE_TOPICS".into(), "true".into());
+                let replication = self.broker.node_ids().len().min(3);
+                env.insert("VERO__KAFKA__REPLICATION_FACTOR".into(), replication.to_string());
                 env.insert("VERO__KAFKA__SESSION_TIMEOUT_MS".into(), SESSION_TIMEOUT_MS.to_string());
                 env.insert("VERO__KAFKA__MAX_POLL_INTERVAL_MS".into(), MAX_POLL_INTERVAL_MS.to_string());
-                env.insert("VERO__KAFKA__STATIC_MEMBERS".into(), replicas.to_string());
-                env.insert("VERO__KAFKA__STATIC_MEMBER_INDEX".into(), index.to_string());
+                // Dynamic membership (config/*/local.toml gives `make run`'s single
+                // member a static id).
+                env.insert("VERO__KAFKA__GROUP_INSTANCE_ID".into(), String::new());
                 env.insert("VERO__RETRY__MAX_BACKOFF_MS".into(), "1000".into());
             }
         }
@@ -290,18 +294,4 @@ async fn ready(port: u16) -> bool {
         tokio::time::timeout(Duration::from_secs(2), stream.read_exact(&mut head)).await,
         Ok(Ok(_)) if head.ends_with(b"200")
     )
-}
-
-async fn create_topics(bootstrap: &str) -> anyhow::Result<()> {
-    let admin: AdminClient<DefaultClientContext> =
-        ClientConfig::new().set("bootstrap.servers", bootstrap).create().context("admin client")?;
-    let topics = [
-        NewTopic::new(EVENTS_TOPIC, PARTITIONS, TopicReplication::Fixed(1)),
-        NewTopic::new(DLQ_TOPIC, PARTITIONS, TopicReplication::Fixed(1)),
-    ];
-    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
-    for result in admin.create_topics(&topics, &options).await? {
-        result.map_err(|(topic, code)| anyhow::anyhow!("creating {topic}: {code}"))?;
-    }
-    Ok(())
 }

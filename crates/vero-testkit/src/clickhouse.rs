@@ -265,6 +265,12 @@ fn http_get_ping(port: u16) -> anyhow::Result<String> {
     Ok(body)
 }
 
+/// [`ClickHouseServer::query`] for a server known by its HTTP port only, with a short
+/// timeout: for samplers that run beside a test and must not hold it up.
+pub fn query_port(http_port: u16, sql: &str) -> anyhow::Result<String> {
+    http_post(http_port, sql, Duration::from_secs(5))
+}
+
 fn http_post(port: u16, sql: &str, timeout: Duration) -> anyhow::Result<String> {
     let mut request =
         format!("POST / HTTP/1.0\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n", sql.len()).into_bytes();
