@@ -43,8 +43,8 @@ pub struct KafkaSettings {
     /// `kafka.topic` before 0.2.0, like the gateway's; the old name is refused).
     pub events_topic: String,
     pub dlq_topic: String,
-    /// `false` only for a broker whose idempotent producer support is broken (tansu 0.6,
-    /// `make run`): see `vero_service::producer_retries`.
+    /// `false` only for a Kafka-compatible service without idempotent producers:
+    /// see `vero_service::producer_retries`.
     pub idempotent_producer: bool,
     pub group_id: String,
     pub auto_offset_reset: String,
@@ -55,18 +55,9 @@ pub struct KafkaSettings {
     pub max_poll_interval_ms: u64,
     /// librdkafka `group.instance.id` (static membership, KIP-345); empty = dynamic
     /// membership. A restarted instance with the same id takes its partitions back
-    /// without a rebalance of the others. Needed on tansu 0.6, which never reassigns
-    /// a killed dynamic member's partitions (docs/reliability.md).
+    /// without a rebalance of the others.
     #[serde(default)]
     pub group_instance_id: String,
-    /// Static partition assignment instead of the consumer group: this instance is
-    /// number `static_member_index` of `static_members` and owns partitions
-    /// `p % static_members == static_member_index` (vero_service::static_assignment).
-    /// 0 = join the consumer group. Use on tansu 0.6 (docs/reliability.md).
-    #[serde(default)]
-    pub static_members: u32,
-    #[serde(default)]
-    pub static_member_index: u32,
     pub auto_commit_interval_ms: u64,
     /// librdkafka `queued.max.messages.kbytes`: the bound on prefetched messages.
     pub queued_max_messages_kbytes: u32,

@@ -55,22 +55,13 @@ pub struct KafkaSettings {
     pub max_poll_interval_ms: u64,
     /// librdkafka `group.instance.id` (static membership, KIP-345); empty = dynamic
     /// membership. A restarted instance with the same id takes its partitions back
-    /// without a rebalance of the others. Needed on tansu 0.6, which never reassigns
-    /// a killed dynamic member's partitions (docs/reliability.md).
+    /// without a rebalance of the others.
     #[serde(default)]
     pub group_instance_id: String,
-    /// Static partition assignment instead of the consumer group: this instance is
-    /// number `static_member_index` of `static_members` and owns partitions
-    /// `p % static_members == static_member_index` (vero_service::static_assignment).
-    /// 0 = join the consumer group. Use on tansu 0.6 (docs/reliability.md).
-    #[serde(default)]
-    pub static_members: u32,
-    #[serde(default)]
-    pub static_member_index: u32,
     /// Upper bound to wait for one produced record's acknowledgement.
     pub produce_timeout_ms: u64,
-    /// `false` only for a broker whose idempotent producer support is broken (tansu 0.6,
-    /// `make run`): see `vero_service::producer_retries`.
+    /// `false` only for a Kafka-compatible service without idempotent producers:
+    /// see `vero_service::producer_retries`.
     pub idempotent_producer: bool,
     /// Upper bound to read one profiles partition back on assignment.
     pub restore_timeout_ms: u64,
@@ -204,8 +195,6 @@ impl Settings {
                 session_timeout_ms: 6_000,
                 max_poll_interval_ms: 30_000,
                 group_instance_id: String::new(),
-                static_members: 0,
-                static_member_index: 0,
                 produce_timeout_ms: 30_000,
                 idempotent_producer: true,
                 restore_timeout_ms: 60_000,

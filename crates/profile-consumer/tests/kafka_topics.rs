@@ -1,26 +1,27 @@
-//! Topic setup against a real broker process (tansu): the profiles and handoff topics
+//! Topic setup against a real broker (Apache Kafka, one KRaft node from the test kit): the profiles and handoff topics
 //! are created with the events topic's partition count, an existing setup is accepted
 //! as is, and a topic with another partition count is refused (co-partitioning).
 
 use profile_consumer::kafka::topics::{ensure, partition_count};
 use profile_consumer::Settings;
+use vero_service::kafka_security::Watch;
 use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::ClientConfig;
-use vero_testkit::tansu::Tansu;
+use vero_testkit::kafka::KafkaCluster;
 use vero_testkit::unique_name;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn creates_co_partitioned_topics_on_a_real_broker() {
-    let tansu = tokio::task::spawn_blocking(Tansu::start).await.unwrap().unwrap();
-    let brokers = tansu.bootstrap_servers().to_owned();
+    let kafka = tokio::task::spawn_blocking(KafkaCluster::single).await.unwrap().unwrap();
+    let brokers = kafka.bootstrap_servers().to_owned();
     let mut settings = Settings::for_tests(&brokers, "http://127.0.0.1:1", &unique_name("group"));
     settings.kafka.events_topic = unique_name("events");
     settings.kafka.profiles_topic = unique_name("profiles");
     settings.kafka.handoff_topic = unique_name("handoff");
-    tansu.create_topic(&settings.kafka.events_topic, 3).await.unwrap();
+    kafka.create_topic(&settings.kafka.events_topic, 3).await.unwrap();
 
-    assert_eq!(ensure(&settings.kafka).await.unwrap(), 3);
+    assert_eq!(ensure(&settings.kafka, &Watch::new("test", None, None)).await.unwrap(), 3);
     for topic in [&settings.kafka.profiles_topic, &settings.kafka.handoff_topic] {
         let (kafka, topic) = (settings.kafka.clone(), topic.clone());
         let count = tokio::task::spawn_blocking(move || partition_count(&kafka, &topic)).await.unwrap().unwrap();
@@ -29,12 +30,12 @@ async fn creates_co_partitioned_topics_on_a_real_broker() {
     assert_eq!(cleanup_policy(&brokers, &settings.kafka.profiles_topic).await.as_deref(), Some("compact"));
 
     // A second start finds them and accepts them.
-    assert_eq!(ensure(&settings.kafka).await.unwrap(), 3);
+    assert_eq!(ensure(&settings.kafka, &Watch::new("test", None, None)).await.unwrap(), 3);
 
     // A handoff topic with another partition count breaks co-partitioning: refused.
     settings.kafka.handoff_topic = unique_name("handoff_wrong");
-    tansu.create_topic(&settings.kafka.handoff_topic, 2).await.unwrap();
-    let error = ensure(&settings.kafka).await.unwrap_err().to_string();
+    kafka.create_topic(&settings.kafka.handoff_topic, 2).await.unwrap();
+    let error = ensure(&settings.kafka, &Watch::new("test", None, None)).await.unwrap_err().to_string();
     assert!(error.contains("co-partitioned"), "{error}");
 }
 

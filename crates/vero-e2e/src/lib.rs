@@ -1,5 +1,6 @@
-//! A whole pipeline in one test process, on real components: librdkafka's mock
-//! cluster, a real ClickHouse server process, the gateway serving HTTP on port 0 and
+//! A whole pipeline in one test process, on real components: Apache Kafka (one broker
+//! shared by the tests of a binary, `vero_testkit::kafka::shared`), a real ClickHouse
+//! server process, the gateway serving HTTP on port 0 and
 //! producing to Kafka, and the consumers consuming from it. Every name (topics, groups)
 //! is unique per pipeline and every ClickHouse server is the test's own.
 
@@ -15,15 +16,16 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use vero_testkit::clickhouse::ClickHouseServer;
-use vero_testkit::mock_kafka::MockKafka;
+use vero_testkit::kafka::KafkaCluster;
 use vero_testkit::unique_name;
 
 pub mod cluster;
+pub mod secured;
 
 /// The token every e2e pipeline's gateway accepts, for project `e2e`.
 pub const TOKEN: &str = "e2e-token";
 
-fn config_dir(service: &str) -> PathBuf {
+pub fn config_dir(service: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config").join(service)
 }
 
@@ -44,10 +46,42 @@ impl Running {
     }
 }
 
+/// Start the gateway on `127.0.0.1:0` with config/gateway, `VERO_ENV=local` and
+/// `vars`, accepting [`TOKEN`] for project `e2e`; returns its address.
+pub async fn start_gateway(vars: Vec<(String, String)>) -> anyhow::Result<(SocketAddr, Running)> {
+    let mut settings = ingest_gateway::Settings::load_with_env(&config_dir("gateway"), Some("local"), vars)?;
+    settings.projects = vec![ingest_gateway::config::Project { name: "e2e".into(), tokens: vec![TOKEN.into()] }];
+    settings.validate()?;
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let address = listener.local_addr()?;
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(ingest_gateway::run(settings, listener, shutdown.clone()));
+    Ok((address, Running { shutdown, task }))
+}
+
+/// Start the event sink with its ops endpoints on `127.0.0.1:0`; returns their address.
+pub async fn start_sink(settings: event_sink::Settings) -> anyhow::Result<(SocketAddr, Running)> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let ops = listener.local_addr()?;
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(event_sink::run(settings, listener, shutdown.clone()));
+    Ok((ops, Running { shutdown, task }))
+}
+
+/// Start the profile consumer with its ops endpoints on `127.0.0.1:0`; returns their
+/// address.
+pub async fn start_profiles(settings: profile_consumer::Settings) -> anyhow::Result<(SocketAddr, Running)> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let ops = listener.local_addr()?;
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(profile_consumer::run(settings, listener, shutdown.clone()));
+    Ok((ops, Running { shutdown, task }))
+}
+
 /// A pipeline on one ClickHouse server ([`Pipeline::start`]) or, with `C` a
 /// `ClickHouseCluster`, on a cluster ([`cluster::start`]).
 pub struct Pipeline<C = ClickHouseServer> {
-    pub kafka: MockKafka,
+    pub kafka: &'static KafkaCluster,
     pub clickhouse: C,
     pub topic: String,
     pub dlq: String,
@@ -88,30 +122,17 @@ impl<C> Pipeline<C> {
         partitions: i32,
         sink_overrides: &[(&str, &str)],
     ) -> anyhow::Result<Self> {
-        let kafka = MockKafka::start(1)?;
+        let kafka = tokio::task::spawn_blocking(vero_testkit::kafka::shared).await??;
         let (topic, dlq) = (unique_name("e2e_events"), unique_name("e2e_dlq"));
-        kafka.create_topic(&topic, partitions)?;
-        kafka.create_topic(&dlq, 1)?;
+        kafka.create_topic(&topic, partitions).await?;
+        kafka.create_topic(&dlq, 1).await?;
 
-        let gateway_settings = ingest_gateway::Settings::load_with_env(
-            &config_dir("gateway"),
-            Some("local"),
-            vars(&[
-                ("VERO__KAFKA__BROKERS", kafka.bootstrap_servers().to_owned()),
-                ("VERO__KAFKA__EVENTS_TOPIC", topic.clone()),
-                ("VERO__HTTP__LISTEN", "127.0.0.1:0".to_owned()),
-            ]),
-        )
-        .map(|mut s| {
-            s.projects = vec![ingest_gateway::config::Project { name: "e2e".into(), tokens: vec![TOKEN.into()] }];
-            s
-        })?;
-        gateway_settings.validate()?;
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
-        let gateway_addr = listener.local_addr()?;
-        let shutdown = CancellationToken::new();
-        let task = tokio::spawn(ingest_gateway::run(gateway_settings, listener, shutdown.clone()));
-        let gateway = Running { shutdown, task };
+        let (gateway_addr, gateway) = start_gateway(vars(&[
+            ("VERO__KAFKA__BROKERS", kafka.bootstrap_servers().to_owned()),
+            ("VERO__KAFKA__EVENTS_TOPIC", topic.clone()),
+            ("VERO__HTTP__LISTEN", "127.0.0.1:0".to_owned()),
+        ]))
+        .await?;
 
         let mut sink_vars = vars(&[
             ("VERO__KAFKA__BROKERS", kafka.bootstrap_servers().to_owned()),
@@ -125,11 +146,7 @@ impl<C> Pipeline<C> {
         sink_vars.extend(sink_overrides.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
         let mut sink_settings = event_sink::Settings::load_with_env(&config_dir("event-sink"), None, sink_vars)?;
         at.configure(&mut sink_settings.clickhouse, &mut sink_settings.cluster);
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
-        let sink_ops = listener.local_addr()?;
-        let shutdown = CancellationToken::new();
-        let task = tokio::spawn(event_sink::run(sink_settings, listener, shutdown.clone()));
-        let sink = Running { shutdown, task };
+        let (sink_ops, sink) = start_sink(sink_settings).await?;
 
         // The profile consumer: its topics co-partitioned with the events topic.
         let mut profile_settings =
@@ -143,13 +160,9 @@ impl<C> Pipeline<C> {
             profile_settings.dedup.window_ms = window.parse()?;
         }
         at.configure(&mut profile_settings.clickhouse, &mut profile_settings.cluster);
-        kafka.create_topic(&profile_settings.kafka.profiles_topic, partitions)?;
-        kafka.create_topic(&profile_settings.kafka.handoff_topic, partitions)?;
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
-        let profiles_ops = listener.local_addr()?;
-        let shutdown = CancellationToken::new();
-        let task = tokio::spawn(profile_consumer::run(profile_settings, listener, shutdown.clone()));
-        let profiles = Running { shutdown, task };
+        kafka.create_topic(&profile_settings.kafka.profiles_topic, partitions).await?;
+        kafka.create_topic(&profile_settings.kafka.handoff_topic, partitions).await?;
+        let (profiles_ops, profiles) = start_profiles(profile_settings).await?;
 
         let http = Client::builder(TokioExecutor::new()).build_http();
         Ok(Self {

@@ -62,6 +62,19 @@ pub fn libs_dir() -> anyhow::Result<PathBuf> {
     Ok(dir)
 }
 
+/// One single-node cluster for the whole test process, started on first use: tests of
+/// one binary share it (each with its own topics and groups, [`crate::unique_name`])
+/// rather than paying a JVM start each. Never dropped; its process dies with the test
+/// process (see the module docs). Tests that stop or kill a broker start their own.
+pub fn shared() -> anyhow::Result<&'static KafkaCluster> {
+    static SHARED: std::sync::OnceLock<Result<KafkaCluster, String>> = std::sync::OnceLock::new();
+    // Blocking while it starts is fine: every caller needs it before anything else.
+    match SHARED.get_or_init(|| KafkaCluster::single().map_err(|e| format!("{e:#}"))) {
+        Ok(kafka) => Ok(kafka),
+        Err(e) => bail!("the shared Kafka broker did not start: {e}"),
+    }
+}
+
 /// How to lay out a cluster. `Default` is one node in a temp dir on free ports.
 #[derive(Debug, Clone)]
 pub struct KafkaSettings {
@@ -284,6 +297,27 @@ impl KafkaCluster {
         Some(ports.iter().map(|port| format!("127.0.0.1:{port}")).collect::<Vec<_>>().join(","))
     }
 
+    /// Set `user`'s SCRAM-SHA-512 password, as an operator does with
+    /// `kafka-configs.sh --alter --add-config 'SCRAM-SHA-512=[password=…]' --entity-type
+    /// users --entity-name <user>` (Kafka's own ConfigCommand, over `PLAINTEXT`).
+    pub fn set_scram_password(&self, user: &str, password: &str) -> anyhow::Result<()> {
+        let mut command = Command::new("java");
+        java_args(&mut command, &self.libs, &self.nodes[0].dir, "256m");
+        command
+            .args(["kafka.admin.ConfigCommand", "--bootstrap-server", &self.bootstrap, "--alter", "--add-config"])
+            .arg(format!("SCRAM-SHA-512=[password={password}]"))
+            .args(["--entity-type", "users", "--entity-name", user])
+            .env("VERO_KAFKA_LOG_LEVEL", "WARN")
+            .stdin(Stdio::null());
+        let output = command.output().context("running Kafka's ConfigCommand")?;
+        anyhow::ensure!(
+            output.status.success(),
+            "setting the SCRAM password of {user} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        Ok(())
+    }
+
     /// The node ids, 1-based.
     pub fn node_ids(&self) -> Vec<i32> {
         self.nodes.iter().map(|node| node.id).collect()
@@ -400,10 +434,41 @@ impl KafkaCluster {
         leader.with_context(|| format!("{topic}/{partition} is not in the metadata"))
     }
 
+    /// Delete `topic`'s `partition` records before `offset` (the DeleteRecords admin
+    /// call an operator makes; what retention does to records nobody read in time).
+    pub async fn delete_records(&self, topic: &str, partition: i32, offset: i64) -> anyhow::Result<()> {
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", &self.bootstrap)
+            .create()
+            .context("creating an admin client")?;
+        let mut list = rdkafka::TopicPartitionList::new();
+        list.add_partition_offset(topic, partition, rdkafka::Offset::Offset(offset))?;
+        let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+        let result = admin.delete_records(&list, &options).await.context("DeleteRecords request")?;
+        for element in result.elements() {
+            element.error().with_context(|| format!("deleting records of {topic}/{partition}"))?;
+        }
+        Ok(())
+    }
+
     /// Create `name` with `partitions` partitions, replicated on up to 3 nodes
     /// (`min.insync.replicas` is the cluster's). An existing topic is left alone.
     pub async fn create_topic(&self, name: &str, partitions: i32) -> anyhow::Result<()> {
         self.create_topic_with(name, partitions, &[]).await
+    }
+
+    /// [`Self::create_topic`] from synchronous code (also inside a runtime: it runs on
+    /// a thread of its own).
+    pub fn create_topic_blocking(&self, name: &str, partitions: i32) -> anyhow::Result<()> {
+        std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+                    runtime.block_on(self.create_topic(name, partitions))
+                })
+                .join()
+                .map_err(|_| anyhow::anyhow!("creating {name} panicked"))?
+        })
     }
 
     /// [`Self::create_topic`] with topic configs (`cleanup.policy=compact`, say).

@@ -25,7 +25,6 @@ pub mod metrics;
 pub mod mock_kafka;
 mod process;
 pub mod secured_kafka;
-pub mod tansu;
 pub mod tls;
 pub mod zookeeper;
 

@@ -1,4 +1,5 @@
-//! Helpers shared by the sink's integration tests: a mock Kafka cluster and a real
+//! Helpers shared by the sink's integration tests: Apache Kafka (one broker shared by
+//! the tests of a binary, [`vero_testkit::kafka::shared`]) and a real
 //! ClickHouse server per test, the sink started in-process, producers, and polling
 //! reads of ClickHouse and of the sink's metrics.
 
@@ -17,13 +18,13 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 use vero_model::TrackEvent;
 use vero_testkit::clickhouse::ClickHouseServer;
-use vero_testkit::mock_kafka::MockKafka;
+use vero_testkit::kafka::KafkaCluster;
 use vero_testkit::unique_name;
 
 pub const DEADLINE: Duration = Duration::from_secs(90);
 
 pub struct Setup {
-    pub kafka: MockKafka,
+    pub kafka: &'static KafkaCluster,
     pub clickhouse: ClickHouseServer,
     pub topic: String,
     pub dlq: String,
@@ -31,10 +32,10 @@ pub struct Setup {
 }
 
 pub async fn setup(partitions: i32) -> Setup {
-    let kafka = MockKafka::start(1).unwrap();
+    let kafka = tokio::task::spawn_blocking(vero_testkit::kafka::shared).await.unwrap().unwrap();
     let (topic, dlq, group) = (unique_name("events"), unique_name("dlq"), unique_name("sink"));
-    kafka.create_topic(&topic, partitions).unwrap();
-    kafka.create_topic(&dlq, 1).unwrap();
+    kafka.create_topic(&topic, partitions).await.unwrap();
+    kafka.create_topic(&dlq, 1).await.unwrap();
     let clickhouse = tokio::task::spawn_blocking(ClickHouseServer::start).await.unwrap().unwrap();
     Setup { kafka, clickhouse, topic, dlq, group }
 }

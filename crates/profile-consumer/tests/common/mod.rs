@@ -1,4 +1,5 @@
-//! Test harness: a mock Kafka cluster, a real ClickHouse server, a producer that
+//! Test harness: Apache Kafka (one broker shared by the tests of a binary), a real
+//! ClickHouse server, a producer that
 //! places records like the gateway (murmur2_random), and the real service started
 //! in-process on port 0.
 
@@ -17,13 +18,13 @@ use uuid::Uuid;
 use vero_model::profile::{decode_profile, Profile};
 use vero_model::{TrackEvent, UserAction, UserCommand};
 use vero_testkit::clickhouse::ClickHouseServer;
-use vero_testkit::mock_kafka::MockKafka;
+use vero_testkit::kafka::KafkaCluster;
 
 pub const PARTITIONS: i32 = 4;
 pub const DEADLINE: Duration = Duration::from_secs(90);
 
 pub struct Pipeline {
-    pub kafka: MockKafka,
+    pub kafka: &'static KafkaCluster,
     pub clickhouse: ClickHouseServer,
     pub producer: FutureProducer,
     pub events_topic: String,
@@ -38,9 +39,9 @@ pub struct Running {
 impl Pipeline {
     pub fn start() -> Self {
         vero_service::telemetry::init("profile-consumer-test");
-        let kafka = MockKafka::start(1).unwrap();
+        let kafka = vero_testkit::kafka::shared().unwrap();
         let events_topic = vero_testkit::unique_name("events");
-        kafka.create_topic(&events_topic, PARTITIONS).unwrap();
+        kafka.create_topic_blocking(&events_topic, PARTITIONS).unwrap();
         let clickhouse = ClickHouseServer::start().unwrap();
         let producer: FutureProducer = ClientConfig::new()
             .set("bootstrap.servers", kafka.bootstrap_servers())
@@ -58,12 +59,11 @@ impl Pipeline {
         s.kafka.profiles_topic = format!("{outputs}.profiles");
         s.kafka.handoff_topic = format!("{outputs}.handoff");
         s.kafka.dlq_topic = format!("{outputs}.dlq");
-        // The mock cluster does not serve CreateTopics: create them here.
+        // Created here (an existing one is kept), so that consumers of one group
+        // started together do not race to create them.
         s.kafka.create_topics = false;
         for topic in [&s.kafka.profiles_topic, &s.kafka.handoff_topic, &s.kafka.dlq_topic] {
-            if let Err(e) = self.kafka.create_topic(topic, PARTITIONS) {
-                assert!(e.to_string().contains("TopicAlreadyExists"), "{e}");
-            }
+            self.kafka.create_topic_blocking(topic, PARTITIONS).unwrap();
         }
         s
     }
