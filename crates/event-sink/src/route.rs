@@ -105,14 +105,6 @@ impl Destination {
 }
 
 impl<'a> Place<'a> {
-    /// Where the next attempt goes.
-    pub fn at(&self) -> At<'a> {
-        match *self {
-            Self::Single(client) => At::Single(client),
-            Self::Shard(shard) => At::Replica(shard.target()),
-        }
-    }
-
     /// The shard's number, or `""` for the one server (a metric label).
     pub fn label(&self) -> String {
         match self {
@@ -121,11 +113,12 @@ impl<'a> Place<'a> {
         }
     }
 
-    /// Note a failed attempt at `at`: on a cluster a retryable failure moves the shard
-    /// to its next replica.
-    pub fn failed(&self, at: &At<'a>, failure: &Failure) {
-        if let (Self::Shard(shard), At::Replica(target)) = (self, at) {
-            shard.failed(target, failure);
+    /// Whether any replica here answers `SELECT 1` within `timeout` (the one server:
+    /// always, it is never parked).
+    pub async fn answers(&self, timeout: Duration) -> bool {
+        match self {
+            Self::Single(_) => true,
+            Self::Shard(shard) => shard.answers(timeout).await,
         }
     }
 
@@ -146,11 +139,21 @@ impl<'a> Place<'a> {
     /// shard to its next replica.
     pub async fn attempt<T, Fut>(&self, operation: impl FnOnce(&'a Client) -> Fut) -> Result<T, Failure>
     where
-        Fut: std::future::Future<Output = Result<T, Failure>> + 'a,
+        Fut: std::future::Future<Output = Result<T, Failure>>,
+    {
+        self.attempt_on(|at| operation(at.client())).await
+    }
+
+    /// One attempt of `operation` at where the next attempt goes; on a cluster bounded
+    /// by the shard's patience (a hung replica ends it), and a retryable failure moves
+    /// the shard to its next replica (`vero_shards::Shard::attempt_on`).
+    pub async fn attempt_on<T, Fut>(&self, operation: impl FnOnce(At<'a>) -> Fut) -> Result<T, Failure>
+    where
+        Fut: std::future::Future<Output = Result<T, Failure>>,
     {
         match *self {
-            Self::Single(client) => operation(client).await,
-            Self::Shard(shard) => shard.attempt(operation).await,
+            Self::Single(client) => operation(At::Single(client)).await,
+            Self::Shard(shard) => shard.attempt_on(|target| operation(At::Replica(target))).await,
         }
     }
 }

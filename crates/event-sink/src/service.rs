@@ -82,7 +82,14 @@ async fn start_and_consume(
     let fence = Arc::new(Fence::new(settings.clickhouse.request_timeout()));
     let consumer = create_consumer(&settings, metrics.clone(), fence.clone())?;
     let destination = match router {
-        Some(router) => Destination::Cluster(Arc::new(router)),
+        Some(router) => {
+            let patience = vero_shards::Patience::new(
+                Duration::from_millis(settings.retry.shard_park_after_ms),
+                settings.clickhouse.request_timeout(),
+            );
+            let stalls = vero_shards::Stalls { shard_failing: metrics.shard_failing.clone(), health: health.clone() };
+            Destination::Cluster(Arc::new(router.with_patience(patience, Some(stalls))))
+        }
         None => Destination::Single(Box::new(for_inserts(&settings, client.clone()))),
     };
     let eraser = Eraser::new(

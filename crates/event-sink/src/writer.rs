@@ -32,6 +32,11 @@
 //!   answers again ([`Writer::answering`]), so one shard down stops only its own
 //!   users' events. Not for a batch with user deletes (they must reach every shard)
 //!   nor on a single server. `vero_sink_shard_failing{shard}` says which shard fails.
+//! * Gray failures are bounded by time (issue 24): an attempt on a replica that
+//!   hangs is abandoned and failed over after about 2.5 s (`vero_shards::patience`),
+//!   a stalled attempt shows in `vero_sink_shard_failing` and `/readyz` from its first
+//!   second, and once a shard has failed, the park deadline cuts its attempt in
+//!   flight ([`Writer::write_with_retry`]).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -71,6 +76,9 @@ enum Attempt {
     /// The shard kept failing until the park deadline.
     Parked,
 }
+
+/// How long a park decision waits for a shard's replicas to answer `SELECT 1`.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub struct Writer {
     destination: Destination,
@@ -184,7 +192,12 @@ impl Writer {
     }
 
     /// One INSERT, retried while the failure is retryable or operator-fixable, until
-    /// `park_at` if given.
+    /// `park_at` if given. Each attempt is bounded by the shard's patience (a hung
+    /// replica is failed over after about 2.5 s, `vero_shards::patience`). Once the
+    /// shard has failed, the park deadline also cuts the attempt in flight and the
+    /// backoff: a failing shard never holds the batch's other shards longer. A first
+    /// attempt that is only slow (its replica answers pings) is not cut, or a large
+    /// batch on a loaded server would be parked and retried forever.
     async fn write_with_retry(
         &self,
         place: Place<'_>,
@@ -194,10 +207,30 @@ impl Writer {
     ) -> Result<Attempt, Abandoned> {
         let mut backoff = self.retry.backoff();
         let shard = place.label();
+        let mut failed = false;
+        let mut park_at = park_at;
         loop {
+            // Parked only when no replica answers: a shard that answers but fails the
+            // write (ZooKeeper gone, a dropped table) is retried with the same bytes,
+            // which its block deduplication keeps once; a rewound batch would be new
+            // bytes, and a part 18.16 committed with "unknown status" (319) before its
+            // views ran would be written twice. A new park window meanwhile.
+            if park_at.is_some_and(|at| Instant::now() >= at) {
+                if !place.answers(PROBE_TIMEOUT).await {
+                    return Ok(Attempt::Parked);
+                }
+                park_at = self.park_after.map(|after| Instant::now() + after);
+            }
             let started = Instant::now();
-            let at = place.at();
-            match self.insert_new(place, at, rows).await {
+            let attempt = place.attempt_on(|at| self.insert_new(place, at, rows));
+            let outcome = match park_at.filter(|_| failed) {
+                Some(deadline) => match tokio::time::timeout_at(deadline.into(), attempt).await {
+                    Ok(outcome) => outcome,
+                    Err(_) => continue,
+                },
+                None => attempt.await,
+            };
+            match outcome {
                 Ok((inserted, skipped)) => {
                     let seconds = started.elapsed().as_secs_f64();
                     tracing::debug!(rows = rows.len(), inserted, seconds, %shard, "INSERT done");
@@ -217,7 +250,7 @@ impl Writer {
                     return Ok(Attempt::Done);
                 }
                 Err(failure) => {
-                    place.failed(&at, &failure);
+                    failed = true;
                     self.metrics.write_failures.with_label_values(&[failure.class()]).inc();
                     if !shard.is_empty() {
                         self.metrics.shard_failing.with_label_values(&[&shard]).set(1);
@@ -235,11 +268,15 @@ impl Writer {
                             self.health.not_ready(format!("ClickHouse INSERT failing: {reason}"));
                         }
                     }
-                    if park_at.is_some_and(|at| Instant::now() >= at) {
-                        return Ok(Attempt::Parked);
-                    }
                     self.metrics.insert_retries.inc();
-                    if !backoff.wait(cancel).await {
+                    let waited = match park_at {
+                        Some(at) => tokio::select! {
+                            waited = backoff.wait(cancel) => waited,
+                            _ = tokio::time::sleep_until(at.into()) => true,
+                        },
+                        None => backoff.wait(cancel).await,
+                    };
+                    if !waited {
                         return Err(Abandoned);
                     }
                 }

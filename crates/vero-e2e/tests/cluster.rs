@@ -6,137 +6,15 @@
 //! user's shard. One cluster and one pipeline for the whole binary;
 //! the phases run in order and their counts add up.
 
-use std::collections::{BTreeMap, BTreeSet};
+mod shared;
+
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use std::net::SocketAddr;
-
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use serde_json::json;
-use vero_e2e::{Pipeline, TOKEN};
+use shared::*;
+use vero_e2e::TOKEN;
 use vero_model::partition::partition_for_key;
-use vero_testkit::clickhouse_cluster::ClickHouseCluster;
-
-const PARTITIONS: i32 = 4;
-const SHARDS: usize = 2;
-const DEADLINE: Duration = Duration::from_secs(120);
-
-type Cluster = Pipeline<ClickHouseCluster>;
-
-/// POST `count` events to the gateway at `gateway` for users `<prefix>-0 ..
-/// <prefix>-<users - 1>`, round robin (its own HTTP client: runs beside the faults).
-async fn send(gateway: SocketAddr, prefix: &'static str, count: usize, users: usize) {
-    let http = Client::builder(TokioExecutor::new()).build_http();
-    for i in 0..count {
-        let body = json!({"auth_token": TOKEN, "identity": {"id": format!("{prefix}-{}", i % users)},
-                          "event_name": "clustered", "data": {"i": i, "prefix": prefix}});
-        let request = hyper::Request::post(format!("http://{gateway}/api/v2/events/track"))
-            .header("content-type", "application/json")
-            .body(Full::new(Bytes::from(body.to_string())))
-            .unwrap();
-        let status = http.request(request).await.unwrap().status();
-        assert_eq!(status, 200, "{prefix} event {i}");
-    }
-}
-
-/// The shard (from 0) a user's rows belong to.
-fn shard_of(user: &str) -> usize {
-    partition_for_key(user.as_bytes(), PARTITIONS) as usize % SHARDS
-}
-
-fn node_query(p: &Cluster, shard: usize, replica: usize, sql: &str) -> String {
-    let node = p.clickhouse.node(shard, replica);
-    tokio::task::block_in_place(|| node.query(sql)).map(|s| s.trim().to_owned()).unwrap_or_else(|e| format!("{e}"))
-}
-
-/// Poll `sql` on one node until it answers `expected` (bounded); the last answer.
-async fn wait_node(p: &Cluster, shard: usize, replica: usize, sql: &str, expected: &str) -> String {
-    let until = Instant::now() + DEADLINE;
-    loop {
-        let got = node_query(p, shard, replica, sql);
-        if got == expected || Instant::now() > until {
-            return got;
-        }
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
-}
-
-/// Every event once, no row twice on any replica, and each replica of a shard holding
-/// the same rows (waits for replication, bounded).
-async fn check_once(p: &Cluster, expected: usize) {
-    // One query for both figures: the Distributed table may read another replica on
-    // the next query, one that has not fetched the latest parts yet.
-    let want = format!("{expected}\t{expected}");
-    let got = p.wait_for("SELECT count(), uniqExact(event_id) FROM vero.events", &want, DEADLINE).await;
-    let (total, distinct) = got.split_once('\t').unwrap_or((got.as_str(), ""));
-    assert_eq!(total, expected.to_string(), "plain count() through the Distributed table");
-    assert_eq!(distinct.trim(), expected.to_string(), "no event twice");
-    let until = Instant::now() + DEADLINE;
-    for shard in 0..SHARDS {
-        loop {
-            let counts: Vec<String> = (0..2)
-                .map(|r| node_query(p, shard, r, "SELECT count(), uniqExact(event_id) FROM vero.events_local"))
-                .collect();
-            let caught_up = counts[0] == counts[1] && counts[0].split('\t').collect::<BTreeSet<_>>().len() == 1;
-            if caught_up {
-                break;
-            }
-            assert!(Instant::now() < until, "shard {shard}: replicas differ or hold a row twice: {counts:?}");
-            tokio::time::sleep(Duration::from_millis(300)).await;
-        }
-        let stray = node_query(
-            p,
-            shard,
-            0,
-            &format!("SELECT count() FROM vero.events_local WHERE kafka_partition % {SHARDS} != {shard}"),
-        );
-        assert_eq!(stray, "0", "shard {shard} holds only rows of its partitions");
-    }
-}
-
-/// Every user's events on the partition of its key, and its profile counting them
-/// once, on the same shard as the events.
-async fn check_users(p: &Cluster, events_per_user: &BTreeMap<String, u64>) {
-    let by_user = p
-        .query("SELECT user_id, groupUniqArray(kafka_partition), count() FROM vero.events GROUP BY user_id FORMAT TSV")
-        .await
-        .unwrap();
-    let mut seen = 0;
-    for line in by_user.lines() {
-        let fields: Vec<&str> = line.split('\t').collect();
-        let user = fields[0];
-        let Some(expected) = events_per_user.get(user) else { continue };
-        seen += 1;
-        let partition = partition_for_key(user.as_bytes(), PARTITIONS);
-        assert_eq!(fields[1], format!("[{partition}]"), "{user}: all events on the key's partition");
-        assert_eq!(fields[2], expected.to_string(), "{user}: events");
-    }
-    assert_eq!(seen, events_per_user.len(), "every user has events: {by_user}");
-    let users: Vec<String> = events_per_user.keys().map(|u| format!("'{u}'")).collect();
-    let expected: String =
-        events_per_user.iter().map(|(user, count)| format!("{user}\t{count}\n")).collect::<String>().trim().to_owned();
-    let profiles = format!(
-        "SELECT user_id, event_count FROM vero.profiles FINAL WHERE deleted = 0 AND project = 'e2e' \
-         AND user_id IN ({}) ORDER BY user_id FORMAT TSV",
-        users.join(",")
-    );
-    assert_eq!(p.wait_for(&profiles, &expected, DEADLINE).await, expected, "profiles count every event once");
-    for shard in 0..SHARDS {
-        let local = node_query(p, shard, 0, "SELECT DISTINCT user_id FROM vero.profiles_local WHERE project = 'e2e'");
-        for user in local.lines().filter(|u| events_per_user.contains_key(*u)) {
-            assert_eq!(shard_of(user), shard, "{user}'s profile is on its events' shard");
-        }
-    }
-}
-
-fn tally(counts: &mut BTreeMap<String, u64>, prefix: &str, count: usize, users: usize) {
-    for i in 0..count {
-        *counts.entry(format!("{prefix}-{}", i % users)).or_default() += 1;
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_pipeline_on_a_2x2_cluster_survives_a_replica_and_a_shard_down() {

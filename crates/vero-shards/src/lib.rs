@@ -8,14 +8,18 @@
 //!   HTTP URL of every replica.
 //! * [`router::Router`]: the shard of a partition, the replica written now, failover
 //!   and syncing a replica before it is trusted ([`caught_up`]).
+//! * [`patience`]: every attempt on a replica bounded by time; a replica that hangs is
+//!   failed over, a stalled write is reported from its first second.
 //!
 //! Failures keep the one classification of `vero_clickhouse::Failure`; the callers
 //! decide what a class means (retry with backoff, dead-letter, stop).
 
 pub mod caught_up;
+pub mod patience;
 pub mod router;
 pub mod topology;
 
+pub use patience::{Patience, Stalls};
 pub use router::{Router, Shard, Target};
 pub use topology::Topology;
 

@@ -8,7 +8,9 @@
 //! * **One replica at a time** per shard ([`Shard::target`]): the first replica while
 //!   it works. A retryable failure (unreachable, timeout, read-only replica) moves the
 //!   shard to its next replica for the next attempt ([`Shard::failed`]); other
-//!   failures say nothing about the replica and keep it.
+//!   failures say nothing about the replica and keep it. An attempt is bounded by
+//!   time ([`crate::patience`]): a replica that hangs is failed over like one that
+//!   refuses, and a stalled attempt is reported from its first second.
 //! * **Synced before trusted** ([`Shard::sync`]): a replica may not have fetched the
 //!   parts another replica committed (the writer wrote there before a failover, or
 //!   another instance did before a rebalance). [`crate::caught_up`] waits until the
@@ -25,6 +27,7 @@ use std::time::Duration;
 use clickhouse::Client;
 use vero_clickhouse::Failure;
 
+use crate::patience::{self, Patience, Stalls};
 use crate::topology::{Replica, Topology};
 
 /// One replica with its client.
@@ -41,6 +44,9 @@ pub struct Shard {
     pub num: u32,
     nodes: Vec<Node>,
     state: Mutex<State>,
+    patience: Patience,
+    /// Where stalled attempts are reported; `None` in tests and tools.
+    stalls: Option<Stalls>,
 }
 
 #[derive(Debug, Default)]
@@ -128,18 +134,46 @@ impl Shard {
         Some(next)
     }
 
-    /// One attempt of `operation` on the current replica; a retryable failure
-    /// switches replicas for the next attempt (see [`Shard::failed`]).
+    /// One attempt of `operation` on the current replica's client (see
+    /// [`Shard::attempt_on`]).
     pub async fn attempt<'a, T, Fut>(&'a self, operation: impl FnOnce(&'a Client) -> Fut) -> Result<T, Failure>
     where
-        Fut: Future<Output = Result<T, Failure>> + 'a,
+        Fut: Future<Output = Result<T, Failure>>,
+    {
+        self.attempt_on(|target| operation(target.client())).await
+    }
+
+    /// One attempt of `operation` on the current replica, bounded by the shard's
+    /// [`Patience`] (a replica that hangs ends it as retryable); a retryable failure
+    /// switches replicas for the next attempt (see [`Shard::failed`]).
+    pub async fn attempt_on<'a, T, Fut>(&'a self, operation: impl FnOnce(Target<'a>) -> Fut) -> Result<T, Failure>
+    where
+        Fut: Future<Output = Result<T, Failure>>,
     {
         let target = self.target();
-        let outcome = operation(target.client()).await;
+        let on = (self.num, target.url(), target.client());
+        let outcome = patience::watch(&self.patience, self.stalls.as_ref(), on, operation(target)).await;
         if let Err(failure) = &outcome {
             self.failed(&target, failure);
         }
         outcome
+    }
+
+    /// Whether any replica answers `SELECT 1` within `timeout`, all asked at once; the
+    /// shard's next attempt goes to the first that did when the current one did not.
+    pub async fn answers(&self, timeout: Duration) -> bool {
+        let probes = self.nodes.iter().map(|node| async move {
+            matches!(tokio::time::timeout(timeout, node.client.query("SELECT 1").execute()).await, Ok(Ok(())))
+        });
+        let answered = futures::future::join_all(probes).await;
+        let mut state = self.state.lock().expect("shard lock");
+        if answered[state.current] {
+            return true;
+        }
+        let Some(first) = answered.iter().position(|&a| a) else { return false };
+        state.current = first;
+        state.synced = None;
+        true
     }
 
     pub fn replicas(&self) -> impl Iterator<Item = &Replica> {
@@ -165,9 +199,20 @@ impl Router {
                 num: replicas[0].shard_num,
                 nodes: replicas.into_iter().map(|replica| Node { client: connect(&replica.url), replica }).collect(),
                 state: Mutex::default(),
+                patience: Patience::new(Duration::from_secs(5), Duration::from_secs(30)),
+                stalls: None,
             })
             .collect();
         Self { cluster: topology.cluster, shards }
+    }
+
+    /// Bound every shard's attempts by `patience` and report their stalls to `stalls`.
+    pub fn with_patience(mut self, patience: Patience, stalls: Option<Stalls>) -> Self {
+        for shard in &mut self.shards {
+            shard.patience = patience;
+            shard.stalls.clone_from(&stalls);
+        }
+        self
     }
 
     pub fn shards(&self) -> &[Shard] {
@@ -191,18 +236,17 @@ impl Router {
         self.shards.iter().zip(groups).filter(|(_, items)| !items.is_empty()).collect()
     }
 
-    /// Those of `partitions` whose shard answers `SELECT 1` within `timeout`: each
-    /// shard probed once through its replica failover, all shards concurrently. Where
-    /// a consumer's parked partitions may resume.
+    /// Those of `partitions` whose shard answers `SELECT 1` within `timeout` on any
+    /// of its replicas: every replica of every shard probed at once. A shard is down
+    /// (parked) only when no replica answers, and its parked partitions resume as soon
+    /// as one does.
     pub async fn answering(&self, partitions: impl IntoIterator<Item = i32>, timeout: Duration) -> BTreeSet<i32> {
         let probes = self.split(partitions, |&p| p).into_iter().map(|(shard, partitions)| async move {
-            let probe = shard.attempt(|client| async move {
-                tokio::time::timeout(timeout, client.query("SELECT 1").execute())
-                    .await
-                    .map_err(|_| Failure::Retryable("probe timed out".into()))?
-                    .map_err(Failure::from)
-            });
-            probe.await.map(|()| partitions).unwrap_or_default()
+            if shard.answers(timeout).await {
+                partitions
+            } else {
+                Vec::new()
+            }
         });
         futures::future::join_all(probes).await.into_iter().flatten().collect()
     }

@@ -171,7 +171,18 @@ async fn migrate(
                     tracing::info!(file = migration.file, "ClickHouse migration applied");
                 }
                 return Ok(Some(match router {
-                    Some(router) => Store::Cluster(Arc::new(router), metrics.shard_failing.clone()),
+                    Some(router) => {
+                        let patience = vero_shards::Patience::new(
+                            Duration::from_millis(settings.retry.shard_park_after_ms),
+                            settings.clickhouse.request_timeout(),
+                        );
+                        let stalls = vero_shards::Stalls {
+                            shard_failing: metrics.shard_failing.clone(),
+                            health: health.clone(),
+                        };
+                        let router = router.with_patience(patience, Some(stalls));
+                        Store::Cluster(Arc::new(router), metrics.shard_failing.clone())
+                    }
                     None => Store::Single(Box::new(client.clone())),
                 }));
             }

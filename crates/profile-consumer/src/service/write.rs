@@ -149,11 +149,26 @@ impl Writer {
         cancel: &CancellationToken,
     ) -> Result<BTreeSet<i32>, NotWritten> {
         let mut backoff = self.retry.backoff();
-        let mut failing_since = None;
+        // The park deadline runs from the start of the write, not from its first
+        // failure: an attempt on a hung replica may take seconds before it fails.
+        let mut park_at = self.park_after.map(|after| Instant::now() + after);
+        let mut failed = false;
         let mut parked = BTreeSet::new();
         loop {
             let started = Instant::now();
-            match self.attempt(rendered, batch, fence).await {
+            // Once the write has failed, the park deadline cuts an attempt in flight
+            // (a retry hanging on the failing shard while the others wait); a first
+            // attempt that is only slow is never cut. Cutting is safe: each step
+            // removes what it wrote only once done, and every step is idempotent.
+            let cut = park_at.filter(|_| failed && rendered.erasures.is_empty());
+            let attempt = self.attempt(rendered, batch, fence);
+            let outcome = match cut {
+                Some(deadline) => tokio::time::timeout_at(deadline.into(), attempt).await.unwrap_or_else(|_| {
+                    Err(WriteError::Unavailable("ClickHouse write still failing at the park deadline".into()))
+                }),
+                None => attempt.await,
+            };
+            match outcome {
                 Ok(()) => {
                     self.metrics.write_seconds.observe(started.elapsed().as_secs_f64());
                     self.metrics.profiles_written.inc_by(std::mem::take(&mut rendered.written) as u64);
@@ -178,8 +193,8 @@ impl Writer {
                             self.health.not_ready(e.to_string());
                         }
                     }
-                    let since = *failing_since.get_or_insert_with(Instant::now);
-                    if self.park_after.is_some_and(|after| since.elapsed() >= after) && rendered.erasures.is_empty() {
+                    failed = true;
+                    if park_at.is_some_and(|at| Instant::now() >= at) && rendered.erasures.is_empty() {
                         let down = self.unanswering(rendered, fence).await;
                         if !down.is_empty() {
                             tracing::warn!(
@@ -190,13 +205,26 @@ impl Writer {
                             );
                             fence.exclude(&down);
                             parked.extend(down);
-                            failing_since = None;
+                            park_at = self.park_after.map(|after| Instant::now() + after);
+                            failed = false;
                             backoff = self.retry.backoff();
                             continue;
                         }
+                        // Every shard answers: the failure is not a shard down (no
+                        // ZooKeeper, a dropped table) and holds the write. A new park
+                        // window, so the attempts are not cut at once from now on.
+                        park_at = self.park_after.map(|after| Instant::now() + after);
                     }
                     self.metrics.write_retries.inc();
-                    if !backoff.wait(cancel).await {
+                    // The backoff never waits past the park deadline either.
+                    let waited = match park_at.filter(|_| rendered.erasures.is_empty()) {
+                        Some(at) => tokio::select! {
+                            waited = backoff.wait(cancel) => waited,
+                            _ = tokio::time::sleep_until(at.into()) => true,
+                        },
+                        None => backoff.wait(cancel).await,
+                    };
+                    if !waited {
                         return Err(NotWritten::Shutdown);
                     }
                 }
