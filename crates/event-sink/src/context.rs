@@ -12,14 +12,20 @@
 //!   stored after the last successful insert) into `vero_sink_consumer_lag`, only for
 //!   partitions assigned here; a revoke removes the partition's series, so
 //!   `sum(vero_sink_consumer_lag)` over all instances counts each partition once.
+//! * Errors, logs and statistics also go to the service's
+//!   [`vero_service::kafka_security::Watch`]: a refused login or certificate is
+//!   reported once and holds `/readyz` until a connection is up again.
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::KafkaError;
 use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, TopicPartitionList};
+use vero_service::kafka_security::Watch;
 
 use crate::metrics::Metrics;
 use crate::once::Fence;
@@ -33,10 +39,11 @@ pub struct SinkContext {
     lagging: Mutex<BTreeSet<i32>>,
     /// Ownership for the writer: assigned and revoked here.
     fence: Arc<Fence>,
+    kafka: Watch,
 }
 
 impl SinkContext {
-    pub fn new(metrics: Metrics, topic: String, fence: Arc<Fence>) -> Self {
+    pub fn new(metrics: Metrics, topic: String, fence: Arc<Fence>, kafka: Watch) -> Self {
         Self {
             metrics,
             topic,
@@ -44,12 +51,18 @@ impl SinkContext {
             paused: AtomicBool::new(false),
             lagging: Mutex::default(),
             fence,
+            kafka,
         }
     }
 
     /// Partitions revoked since the last call.
     pub fn take_revoked(&self) -> Vec<i32> {
         std::mem::take(&mut *self.revoked.lock().expect("revoked lock"))
+    }
+
+    /// The service's watch of refused Kafka connections.
+    pub fn kafka(&self) -> &Watch {
+        &self.kafka
     }
 
     pub fn set_paused(&self, paused: bool) {
@@ -59,7 +72,16 @@ impl SinkContext {
 }
 
 impl ClientContext for SinkContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        self.kafka.log(level, fac, log_message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.kafka.error(&error, reason);
+    }
+
     fn stats(&self, statistics: Statistics) {
+        self.kafka.stats(&statistics);
         let Some(topic) = statistics.topics.get(&self.topic) else { return };
         // Held while setting, so a revoke in between cannot leave a series behind.
         let assigned = self.lagging.lock().expect("lagging lock");
@@ -113,8 +135,7 @@ impl ConsumerContext for SinkContext {
 }
 
 impl SinkContext {
-    /// Take over `partitions`: from a group rebalance, or once at start under static
-    /// assignment (no callback fires for `assign()`).
+    /// Take over `partitions`, assigned by a group rebalance.
     pub fn on_assigned<K: Consumer<Self>>(&self, consumer: &K, partitions: &TopicPartitionList) {
         self.metrics.offset_gaps.on_assign(consumer, partitions);
         let assigned: Vec<i32> = partitions.elements().iter().map(|e| e.partition()).collect();

@@ -17,12 +17,13 @@ use crate::config::{KafkaSettings, RetrySettings};
 use crate::metrics::Metrics;
 use crate::writer::Abandoned;
 use vero_service::health::Health;
+use vero_service::kafka_security::{Watch, Watched};
 
 /// Value of the consumer header: which service gave up on the record.
 pub const CONSUMER_NAME: &str = "event-sink";
 
 pub struct DeadLetterQueue {
-    producer: FutureProducer,
+    producer: FutureProducer<Watched>,
     topic: String,
     source_topic: String,
     retry: RetrySettings,
@@ -31,7 +32,13 @@ pub struct DeadLetterQueue {
 }
 
 impl DeadLetterQueue {
-    pub fn new(kafka: &KafkaSettings, retry: RetrySettings, metrics: Metrics, health: Health) -> anyhow::Result<Self> {
+    pub fn new(
+        kafka: &KafkaSettings,
+        retry: RetrySettings,
+        metrics: Metrics,
+        health: Health,
+        watch: Watch,
+    ) -> anyhow::Result<Self> {
         let mut config = ClientConfig::new();
         config
             .set("bootstrap.servers", &kafka.brokers)
@@ -41,7 +48,7 @@ impl DeadLetterQueue {
             .set("partitioner", "murmur2_random")
             .set("message.timeout.ms", "30000");
         vero_service::producer_retries::apply(&mut config, kafka.idempotent_producer);
-        let producer: FutureProducer = kafka.apply_properties(&mut config).create()?;
+        let producer = kafka.apply_properties(&mut config).create_with_context(Watched(watch))?;
         Ok(Self {
             producer,
             topic: kafka.dlq_topic.clone(),

@@ -207,7 +207,10 @@ impl Pipeline {
         let message = match received {
             Ok(message) => message,
             Err(e) => {
-                tracing::warn!(error = %e, "Kafka consumer error");
+                // A refused login or certificate is reported once, by the watch.
+                if !self.consumer.context().kafka().is_refusal(&e) {
+                    tracing::warn!(error = %e, "Kafka consumer error");
+                }
                 // Errors are transient (broker down, ...); do not spin on them.
                 tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                 return;

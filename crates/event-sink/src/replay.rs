@@ -30,6 +30,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::util::Timeout;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use vero_model::topics::dlq_headers;
+use vero_service::kafka_security::{Watch, Watched};
 
 use crate::config::KafkaSettings;
 
@@ -62,6 +63,8 @@ pub fn replay_group(kafka: &KafkaSettings) -> String {
 /// one-off command, run on its own (in tests: a multi-threaded runtime).
 pub async fn replay_dlq(kafka: &KafkaSettings, timeout: Duration) -> anyhow::Result<Replayed> {
     let deadline = Instant::now() + timeout;
+    // A refused login or certificate: one log line naming the setting, and the error.
+    let watch = Watch::new("replay-dlq", None, None);
     let mut consumer_config = ClientConfig::new();
     consumer_config
         .set("bootstrap.servers", &kafka.brokers)
@@ -69,8 +72,10 @@ pub async fn replay_dlq(kafka: &KafkaSettings, timeout: Duration) -> anyhow::Res
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest");
-    let consumer: BaseConsumer =
-        kafka.apply_properties(&mut consumer_config).create().context("creating the DLQ replay consumer")?;
+    let consumer: BaseConsumer<Watched> = kafka
+        .apply_properties(&mut consumer_config)
+        .create_with_context(Watched(watch.clone()))
+        .context("creating the DLQ replay consumer")?;
     let mut producer_config = ClientConfig::new();
     producer_config
         .set("bootstrap.servers", &kafka.brokers)
@@ -80,12 +85,19 @@ pub async fn replay_dlq(kafka: &KafkaSettings, timeout: Duration) -> anyhow::Res
         .set("partitioner", "murmur2_random")
         .set("message.timeout.ms", "30000");
     vero_service::producer_retries::apply(&mut producer_config, kafka.idempotent_producer);
-    let producer: FutureProducer =
-        kafka.apply_properties(&mut producer_config).create().context("creating the DLQ replay producer")?;
+    let producer: FutureProducer<Watched> = kafka
+        .apply_properties(&mut producer_config)
+        .create_with_context(Watched(watch.clone()))
+        .context("creating the DLQ replay producer")?;
     let topic = kafka.dlq_topic.as_str();
     let metadata = consumer
         .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .with_context(|| format!("reading the partitions of {topic}"))?;
+        .inspect_err(|_| vero_service::kafka_security::drain(&consumer))
+        .with_context(|| format!("reading the partitions of {topic}"))
+        .map_err(|e| match watch.refused() {
+            Some(refused) => e.context(refused),
+            None => e,
+        })?;
     let partitions: Vec<i32> = metadata
         .topics()
         .iter()
@@ -99,8 +111,7 @@ pub async fn replay_dlq(kafka: &KafkaSettings, timeout: Duration) -> anyhow::Res
     for &p in &partitions {
         wanted.add_partition(topic, p);
     }
-    let committed =
-        consumer.committed_offsets(wanted, Duration::from_secs(10)).context("reading the replay's offsets")?;
+    let committed = committed_offsets(&consumer, wanted).context("reading the replay's offsets")?;
     let mut assignment = TopicPartitionList::new();
     let mut ends: BTreeMap<i32, i64> = BTreeMap::new();
     for &p in &partitions {
@@ -164,4 +175,29 @@ pub async fn replay_dlq(kafka: &KafkaSettings, timeout: Duration) -> anyhow::Res
         consumer.commit(&commit, CommitMode::Sync).with_context(|| format!("committing the replay of {from}"))?;
     }
     Ok(replayed)
+}
+
+/// The replay group's committed offsets. A new group's coordinator may still be
+/// chosen or loading (Apache Kafka answers `NOT_COORDINATOR` or
+/// `COORDINATOR_LOAD_IN_PROGRESS` for a few seconds): those are retried for up to 30 s.
+fn committed_offsets<X: rdkafka::consumer::ConsumerContext, C: Consumer<X>>(
+    consumer: &C,
+    wanted: TopicPartitionList,
+) -> rdkafka::error::KafkaResult<TopicPartitionList> {
+    use rdkafka::types::RDKafkaErrorCode::{CoordinatorLoadInProgress, CoordinatorNotAvailable, NotCoordinator};
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match consumer.committed_offsets(wanted.clone(), Duration::from_secs(10)) {
+            Err(e)
+                if matches!(
+                    e.rdkafka_error_code(),
+                    Some(NotCoordinator | CoordinatorLoadInProgress | CoordinatorNotAvailable)
+                ) && Instant::now() < deadline =>
+            {
+                tracing::debug!(error = %e, "group coordinator not ready; retrying");
+                std::thread::sleep(Duration::from_millis(250));
+            }
+            result => return result,
+        }
+    }
 }

@@ -28,6 +28,7 @@ use crate::route::Destination;
 use crate::writer::Writer;
 use vero_service::health::Health;
 use vero_service::static_assignment::StaticAssignment;
+use vero_service::kafka_security::Watch;
 use vero_shards::Router;
 
 /// Run the sink until `shutdown` is cancelled; the ops endpoints are served on
@@ -80,7 +81,11 @@ async fn start_and_consume(
     };
     // A revoke waits at most one request timeout for an INSERT in flight.
     let fence = Arc::new(Fence::new(settings.clickhouse.request_timeout()));
-    let consumer = create_consumer(&settings, metrics.clone(), fence.clone())?;
+    // ClickHouse accepted the schema check; from here the Kafka clients' watch may set
+    // the gauge (it holds /readyz itself).
+    metrics.needs_operator.set(0);
+    let kafka = Watch::new("event-sink", Some(health.clone()), Some(metrics.needs_operator.clone()));
+    let consumer = create_consumer(&settings, metrics.clone(), fence.clone(), kafka.clone())?;
     let destination = match router {
         Some(router) => {
             let patience = vero_shards::Patience::new(
@@ -112,8 +117,7 @@ async fn start_and_consume(
         fence,
         settings.dedup.window_ms,
     );
-    let dlq = DeadLetterQueue::new(&settings.kafka, settings.retry.clone(), metrics.clone(), health.clone())?;
-    metrics.needs_operator.set(0);
+    let dlq = DeadLetterQueue::new(&settings.kafka, settings.retry.clone(), metrics.clone(), health.clone(), kafka)?;
     health.ready();
     tracing::info!(server = %version, topic = %settings.kafka.events_topic, group = %settings.kafka.group_id, "consuming");
     let result = Pipeline::new(consumer, writer, eraser, dlq, settings, metrics, health).run(shutdown).await;
@@ -147,9 +151,10 @@ fn create_consumer(
     settings: &Settings,
     metrics: Metrics,
     fence: Arc<Fence>,
+    watch: Watch,
 ) -> anyhow::Result<StreamConsumer<SinkContext>> {
     let kafka = &settings.kafka;
-    let context = SinkContext::new(metrics, kafka.events_topic.clone(), fence);
+    let context = SinkContext::new(metrics, kafka.events_topic.clone(), fence, watch);
     let mut config = ClientConfig::new();
     config
         .set("bootstrap.servers", &kafka.brokers)

@@ -46,6 +46,9 @@ pub struct HttpSettings {
     /// Tokio worker threads serving HTTP; 0 = one per CPU.
     pub worker_threads: usize,
     pub cors: CorsSettings,
+    /// HTTPS on `listen` (`[http.tls]`, see `crate::http::tls`); unset: plain HTTP.
+    #[serde(default)]
+    pub tls: crate::http::tls::TlsSettings,
 }
 
 /// The operator endpoints `/metrics`, `/healthz`, `/readyz`.
@@ -154,6 +157,7 @@ impl Settings {
         positive("http.header_read_timeout_ms", h.header_read_timeout_ms)?;
         positive("http.body_read_timeout_ms", h.body_read_timeout_ms)?;
         positive("http.retry_after_secs", h.retry_after_secs)?;
+        h.tls.files()?;
         if let Some(ops) = self.ops.own_listener() {
             let address = ops.parse::<SocketAddr>().map_err(|e| anyhow::anyhow!("ops.listen = {ops:?}: {e}"))?;
             ensure!(

@@ -76,18 +76,25 @@ pub async fn serve_with_ops(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let gateway = Arc::new(Gateway::new(&settings, sink.clone()));
+    let tls = http::tls::Tls::load(&settings.http.tls)?;
+    if let Some(tls) = &tls {
+        tokio::spawn(tls.clone().watch(shutdown.clone()));
+    }
     tracing::info!(
         address = %listener.local_addr()?,
+        scheme = if tls.is_some() { "https" } else { "http" },
         topic = %settings.kafka.events_topic,
         projects = settings.projects.len(),
         "ingest gateway listening"
     );
     match ops {
-        None => http::server::serve(listener, gateway, Endpoints::All, &settings.http, shutdown).await,
+        None => http::server::serve(listener, gateway, Endpoints::All, &settings.http, tls, shutdown).await,
         Some(ops) => {
             tracing::info!(ops = %ops.local_addr()?, "ops endpoints listening");
-            let api = http::server::serve(listener, gateway.clone(), Endpoints::Api, &settings.http, shutdown.clone());
-            let ops = http::server::serve(ops, gateway, Endpoints::Ops, &settings.http, shutdown);
+            // The operator endpoints' own listener stays plain HTTP (probes, Prometheus).
+            let h = &settings.http;
+            let api = http::server::serve(listener, gateway.clone(), Endpoints::Api, h, tls, shutdown.clone());
+            let ops = http::server::serve(ops, gateway, Endpoints::Ops, h, None, shutdown);
             tokio::join!(api, ops);
         }
     }

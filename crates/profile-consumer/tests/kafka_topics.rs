@@ -4,10 +4,10 @@
 
 use profile_consumer::kafka::topics::{ensure, partition_count};
 use profile_consumer::Settings;
-use vero_service::kafka_security::Watch;
 use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::ClientConfig;
+use vero_service::kafka_security::Watch;
 use vero_testkit::kafka::KafkaCluster;
 use vero_testkit::unique_name;
 

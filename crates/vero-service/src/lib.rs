@@ -10,6 +10,9 @@
 //! * [`kafka_properties::KafkaProperties`]: `kafka.properties`, the extra librdkafka
 //!   settings of every Kafka client (SASL/TLS), secrets redacted, the properties the
 //!   guarantees depend on refused.
+//! * [`kafka_security::Watch`]: a Kafka connection refused for its credentials or
+//!   certificates is reported once, naming the setting, holds `/readyz` and
+//!   `needs_operator` until Kafka accepts the connection again.
 //! * [`offset_gaps::OffsetGaps`]: records a consumer skipped because the broker had
 //!   deleted them become a metric and an error log instead of passing unnoticed.
 //! * [`dlq_replay::for_another_consumer`]: a record `replay-dlq` put back is applied
@@ -25,6 +28,7 @@ pub mod backoff;
 pub mod dlq_replay;
 pub mod health;
 pub mod kafka_properties;
+pub mod kafka_security;
 pub mod offset_gaps;
 pub mod ops;
 pub mod producer_retries;

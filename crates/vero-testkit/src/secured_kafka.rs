@@ -1,7 +1,8 @@
 //! One Apache Kafka node with secured listeners ([`crate::kafka::KafkaSecurity`]) and
 //! the files a client needs, made at start in a temp dir: a test CA and the broker's
 //! certificate from it, a client certificate from it, "another CA" with a client
-//! certificate of its own, and an expired client certificate. The properties helpers
+//! certificate of its own, an expired client certificate, and a server certificate for
+//! `127.0.0.1`/`localhost` (ClickHouse's and the gateway's HTTPS). The properties helpers
 //! give the librdkafka settings an operator would write in `kafka.properties`.
 
 use std::path::PathBuf;
@@ -40,6 +41,7 @@ impl SecuredKafka {
         ca.server("kafka", Validity::Days(30))?.write_key_and_chain(&path.join("broker.pem"))?;
         ca.client("vero-client", Validity::Days(30))?.write(path, "client")?;
         ca.client("vero-expired", Validity::Expired)?.write(path, "expired")?;
+        ca.server("localhost", Validity::Days(30))?.write(path, "server")?;
         let other = TestCa::new("another CA")?;
         other.write_cert(&path.join("other-ca.crt"))?;
         other.client("vero-client", Validity::Days(30))?.write(path, "other-client")?;
@@ -55,7 +57,7 @@ impl SecuredKafka {
     }
 
     /// A file made at start: `ca.crt`, `other-ca.crt`, `client.crt`/`.key`,
-    /// `other-client.crt`/`.key` (another CA's), `expired.crt`/`.key`.
+    /// `other-client.crt`/`.key` (another CA's), `expired.crt`/`.key`, `server.crt`/`.key`.
     pub fn file(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }

@@ -122,6 +122,25 @@ impl TestCa {
     }
 }
 
+/// XML for [`crate::clickhouse::ClickHouseServer::start_with`]: HTTPS on `https_port`
+/// with `cert`/`key`; with `client_ca`, a client certificate from that CA is required
+/// (Poco's `strict` verification).
+pub fn clickhouse_https_config(https_port: u16, cert: &Path, key: &Path, client_ca: Option<&Path>) -> String {
+    let verification = match client_ca {
+        Some(ca) => format!("<verificationMode>strict</verificationMode><caConfig>{}</caConfig>", ca.display()),
+        None => "<verificationMode>none</verificationMode>".to_owned(),
+    };
+    format!(
+        "<https_port>{https_port}</https_port>\n<openSSL><server>\
+         <certificateFile>{}</certificateFile><privateKeyFile>{}</privateKeyFile>{verification}\
+         <loadDefaultCAFile>false</loadDefaultCAFile><cacheSessions>true</cacheSessions>\
+         <disableProtocols>sslv2,sslv3</disableProtocols><preferServerCiphers>true</preferServerCiphers>\
+         </server></openSSL>",
+        cert.display(),
+        key.display()
+    )
+}
+
 fn new_key() -> anyhow::Result<PKey<Private>> {
     Ok(PKey::from_rsa(Rsa::generate(2048)?)?)
 }

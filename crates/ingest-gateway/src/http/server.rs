@@ -9,6 +9,9 @@
 //! * Shutdown: stop accepting, let in-flight requests finish (up to
 //!   `http.shutdown_grace_ms`), close idle keep-alive connections.
 //!
+//! * With `tls` ([`super::tls`]) every connection is a TLS one, its handshake on the
+//!   connection's own task within `http.header_read_timeout_ms`.
+//!
 //! The same loop serves the operator endpoints' own listener when `ops.listen` is
 //! set: each listener answers the routes of its [`Endpoints`].
 
@@ -25,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::HttpSettings;
 use crate::http::router::Endpoints;
+use crate::http::tls::Tls;
 use crate::service::Gateway;
 
 /// Pause after a failed `accept` (e.g. out of file descriptors) before trying again,
@@ -36,6 +40,7 @@ pub async fn serve(
     gateway: Arc<Gateway>,
     endpoints: Endpoints,
     settings: &HttpSettings,
+    tls: Option<Arc<Tls>>,
     shutdown: CancellationToken,
 ) {
     let permits = Arc::new(Semaphore::new(settings.max_connections));
@@ -64,12 +69,23 @@ pub async fn serve(
             let handler = handler.clone();
             async move { Ok::<_, Infallible>(handler.handle_on(endpoints, request).await) }
         });
-        let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+        let (watcher, builder, tls) = (graceful.watcher(), builder.clone(), tls.clone());
+        let handshake_timeout = settings.header_read_timeout();
         let metrics_gateway = gateway.clone();
         metrics_gateway.metrics.connections_total.inc();
         metrics_gateway.metrics.connections_open.inc();
         tokio::spawn(async move {
-            if let Err(e) = connection.await {
+            let served = match tls {
+                None => watcher.watch(builder.serve_connection(TokioIo::new(stream), service)).await,
+                Some(tls) => match tls.accept(stream, handshake_timeout).await {
+                    Ok(stream) => watcher.watch(builder.serve_connection(TokioIo::new(stream), service)).await,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "TLS handshake failed");
+                        Ok(())
+                    }
+                },
+            };
+            if let Err(e) = served {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
             metrics_gateway.metrics.connections_open.dec();

@@ -4,9 +4,10 @@
 //! Guarantees:
 //! * `acks=all` + `enable.idempotence=true`: a record is acknowledged only once every
 //!   in-sync replica has it, and librdkafka's internal retries cannot duplicate or
-//!   reorder it within a partition. (With `kafka.idempotent_producer = false`, for
-//!   tansu 0.6 only, retries cannot reorder but may duplicate; the consumers drop the
-//!   copy by request key: `vero_service::producer_retries`.)
+//!   reorder it within a partition. (With `kafka.idempotent_producer = false`, for a
+//!   Kafka-compatible service without idempotent producers, retries cannot reorder
+//!   but may duplicate; the consumers drop the copy by request key:
+//!   `vero_service::producer_retries`.)
 //! * `partitioner=murmur2_random`: a keyed record lands on the partition a Java client
 //!   would choose (`vero_model::partition::partition_for_key`).
 //! * Bounded: the producer queue has a message and byte cap; a full queue fails the
@@ -14,6 +15,10 @@
 //!   record either gets its delivery report within `message.timeout.ms` or fails.
 //! * `/readyz` fetches the topic's metadata on a blocking thread, one check at a time,
 //!   and reuses the answer for `readiness_cache_ms`.
+//! * A refused login or certificate (`vero_service::kafka_security`) is logged once
+//!   naming the setting; until Kafka accepts a connection again (a broker `UP` in the
+//!   statistics, the metadata of `/readyz`, a delivery) requests are answered 503 at
+//!   once and `/readyz` says which setting to fix.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,6 +27,7 @@ use anyhow::Context;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::ClientConfig;
+use vero_service::kafka_security::{Watch, Watched};
 
 use super::{CheckFuture, EventSink, ProduceFuture, SinkError};
 use crate::config::KafkaSettings;
@@ -31,8 +37,12 @@ use crate::config::KafkaSettings;
 /// against a report that never comes.
 const DELIVERY_REPORT_GRACE: Duration = Duration::from_secs(5);
 
+/// How long `/readyz` waits for metadata while Kafka refuses the connection.
+const REFUSED_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
 pub struct KafkaSink {
-    producer: FutureProducer,
+    producer: FutureProducer<Watched>,
+    watch: Watch,
     topic: Arc<str>,
     delivery_timeout: Duration,
     readiness_cache: Duration,
@@ -52,7 +62,9 @@ pub fn producer_config(settings: &KafkaSettings) -> ClientConfig {
         .set("queue.buffering.max.messages", settings.queue_max_messages.to_string())
         .set("queue.buffering.max.kbytes", settings.queue_max_kbytes.to_string())
         .set("message.timeout.ms", settings.delivery_timeout_ms.to_string())
-        .set("message.max.bytes", settings.message_max_bytes.to_string());
+        .set("message.max.bytes", settings.message_max_bytes.to_string())
+        // A broker connection `UP` here tells the watch that Kafka accepts the login.
+        .set("statistics.interval.ms", "5000");
     vero_service::producer_retries::apply(&mut config, settings.idempotent_producer);
     // Last, so they override built-in defaults such as compression.type; the ones the
     // guarantees depend on were refused by `Settings::validate`.
@@ -64,11 +76,13 @@ pub fn producer_config(settings: &KafkaSettings) -> ClientConfig {
 
 impl KafkaSink {
     pub fn new(settings: &KafkaSettings) -> anyhow::Result<Self> {
-        let producer: FutureProducer = producer_config(settings)
-            .create()
+        let watch = Watch::new("ingest-gateway", None, None);
+        let producer = producer_config(settings)
+            .create_with_context(Watched(watch.clone()))
             .context("creating the Kafka producer (check kafka.* settings and kafka.properties)")?;
         Ok(Self {
             producer,
+            watch,
             topic: Arc::from(settings.events_topic.as_str()),
             delivery_timeout: Duration::from_millis(settings.delivery_timeout_ms),
             readiness_cache: Duration::from_millis(settings.readiness_cache_ms),
@@ -76,7 +90,7 @@ impl KafkaSink {
         })
     }
 
-    fn check_topic(producer: &FutureProducer, topic: &str, timeout: Duration) -> Result<(), String> {
+    fn check_topic(producer: &FutureProducer<Watched>, topic: &str, timeout: Duration) -> Result<(), String> {
         if let Some((code, reason)) = producer.client().fatal_error() {
             return Err(format!("producer is in a fatal state ({code:?}): {reason}"));
         }
@@ -119,6 +133,10 @@ fn classify(error: &KafkaError) -> SinkError {
 
 impl EventSink for KafkaSink {
     fn produce(&self, key: &[u8], payload: &[u8]) -> ProduceFuture {
+        if self.watch.refused().is_some() {
+            return Box::pin(std::future::ready(Err(SinkError::Unavailable)));
+        }
+        let watch = self.watch.clone();
         let record = FutureRecord::to(&self.topic).key(key).payload(payload);
         match self.producer.send_result(record) {
             Err((error, _)) => {
@@ -129,7 +147,10 @@ impl EventSink for KafkaSink {
                 let wait = self.delivery_timeout + DELIVERY_REPORT_GRACE;
                 Box::pin(async move {
                     match tokio::time::timeout(wait, delivery).await {
-                        Ok(Ok(Ok(_delivered))) => Ok(()),
+                        Ok(Ok(Ok(_delivered))) => {
+                            watch.accepted();
+                            Ok(())
+                        }
                         Ok(Ok(Err((error, _message)))) => {
                             let classified = classify(&error);
                             tracing::debug!(error = %error, classified = %classified, "delivery failed");
@@ -153,10 +174,20 @@ impl EventSink for KafkaSink {
                     return answer.clone();
                 }
             }
-            let (producer, topic, timeout) = (self.producer.clone(), self.topic.clone(), self.delivery_timeout);
+            let (producer, topic) = (self.producer.clone(), self.topic.clone());
+            let refused = self.watch.refused();
+            let timeout = if refused.is_some() { REFUSED_CHECK_TIMEOUT } else { self.delivery_timeout };
             let answer = tokio::task::spawn_blocking(move || Self::check_topic(&producer, &topic, timeout))
                 .await
                 .unwrap_or_else(|e| Err(format!("readiness check panicked: {e}")));
+            let answer = match (answer, self.watch.refused()) {
+                (Ok(()), _) => {
+                    self.watch.accepted();
+                    Ok(())
+                }
+                (Err(_), Some(refused)) => Err(refused),
+                (Err(e), None) => Err(e),
+            };
             *last = Some((Instant::now(), answer.clone()));
             answer
         })

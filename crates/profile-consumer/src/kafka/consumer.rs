@@ -17,10 +17,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use prometheus::IntGaugeVec;
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::error::KafkaError;
 use rdkafka::statistics::Statistics;
 use rdkafka::{ClientConfig, ClientContext, TopicPartitionList};
 
+use vero_service::kafka_security::Watch;
 use vero_service::offset_gaps::OffsetGaps;
 use vero_service::static_assignment::StaticAssignment;
 
@@ -43,6 +46,8 @@ pub struct RebalanceContext {
     gaps: Arc<OffsetGaps>,
     /// Set while the service loop keeps the assigned partitions paused.
     paused: AtomicBool,
+    /// Refused logins and certificates of every Kafka client of the service.
+    kafka: Watch,
 }
 
 impl RebalanceContext {
@@ -56,12 +61,27 @@ impl RebalanceContext {
     pub fn offset_gaps(&self) -> &OffsetGaps {
         &self.gaps
     }
+
+    /// The service's watch of refused Kafka connections.
+    pub fn kafka(&self) -> &Watch {
+        &self.kafka
+    }
 }
 
 impl ClientContext for RebalanceContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        self.kafka.log(level, fac, log_message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.kafka.error(&error, reason);
+    }
+
     /// librdkafka statistics: per-partition lag of the events topic
-    /// (`consumer_lag_stored`: end offset minus the offset stored after the write).
+    /// (`consumer_lag_stored`: end offset minus the offset stored after the write),
+    /// and whether a broker connection is up (for the watch).
     fn stats(&self, statistics: Statistics) {
+        self.kafka.stats(&statistics);
         let Some(topic) = statistics.topics.get(&self.events_topic) else { return };
         // Held while setting, so a revoke in between cannot leave a series behind.
         let assigned = self.lagging.lock().expect("lagging lock");
@@ -146,6 +166,7 @@ pub fn subscribe(
     settings: &KafkaSettings,
     lag: IntGaugeVec,
     gaps: Arc<OffsetGaps>,
+    kafka: Watch,
 ) -> anyhow::Result<(GroupConsumer, Arc<Mutex<Changes>>)> {
     let changes = Arc::new(Mutex::new(Changes::default()));
     let mut config = ClientConfig::new();
@@ -172,6 +193,7 @@ pub fn subscribe(
         lagging: Mutex::new(BTreeSet::new()),
         gaps,
         paused: AtomicBool::new(false),
+        kafka,
     })?;
     let topics = [settings.events_topic.as_str(), settings.handoff_topic.as_str()];
     let assignment = StaticAssignment::new(settings.static_members, settings.static_member_index)?;

@@ -6,6 +6,7 @@ use rdkafka::message::OwnedHeaders;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::util::Timeout;
 use rdkafka::ClientConfig;
+use vero_service::kafka_security::{Watch, Watched};
 
 use crate::config::KafkaSettings;
 use crate::error::WriteError;
@@ -23,11 +24,11 @@ pub struct Outgoing {
 
 #[derive(Clone)]
 pub struct Producer {
-    inner: FutureProducer,
+    inner: FutureProducer<Watched>,
 }
 
 impl Producer {
-    pub fn new(settings: &KafkaSettings) -> anyhow::Result<Self> {
+    pub fn new(settings: &KafkaSettings, watch: Watch) -> anyhow::Result<Self> {
         let mut config = ClientConfig::new();
         config
             .set("bootstrap.servers", &settings.brokers)
@@ -38,7 +39,7 @@ impl Producer {
             .set("linger.ms", "5")
             .set("message.timeout.ms", settings.produce_timeout_ms.to_string());
         vero_service::producer_retries::apply(&mut config, settings.idempotent_producer);
-        let inner = settings.apply_properties(&mut config).create()?;
+        let inner = settings.apply_properties(&mut config).create_with_context(Watched(watch))?;
         Ok(Self { inner })
     }
 

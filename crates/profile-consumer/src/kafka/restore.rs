@@ -12,6 +12,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use vero_model::profile::{decode_profile, Profile};
+use vero_service::kafka_security::{Watch, Watched};
 
 use crate::config::KafkaSettings;
 use crate::profile::{ProfileKey, ProfileState};
@@ -45,6 +46,7 @@ pub fn read_partition(
     topic: &str,
     partition: i32,
     timeout: Duration,
+    watch: Watch,
 ) -> anyhow::Result<Restored> {
     let mut config = ClientConfig::new();
     config
@@ -53,10 +55,13 @@ pub fn read_partition(
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("enable.partition.eof", "true");
-    let consumer: BaseConsumer =
-        kafka.apply_properties(&mut config).create().context("creating the restore consumer")?;
+    let consumer: BaseConsumer<Watched> = kafka
+        .apply_properties(&mut config)
+        .create_with_context(Watched(watch))
+        .context("creating the restore consumer")?;
     let (low, high) = consumer
         .fetch_watermarks(topic, partition, Duration::from_secs(10))
+        .inspect_err(|_| vero_service::kafka_security::drain(&consumer))
         .with_context(|| format!("reading the watermarks of {topic}/{partition}"))?;
     let mut restored = Restored::default();
     if high <= low {

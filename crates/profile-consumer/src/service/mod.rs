@@ -56,6 +56,7 @@ use crate::profile::dedup::Dedup;
 use crate::store::Store;
 use apply::{Applier, Effects, Profiles, Topics};
 use vero_service::health::Health;
+use vero_service::kafka_security::Watch;
 use write::{Fence, NotWritten, Writer};
 
 /// How long a restore or write may run before the assigned partitions are paused and
@@ -88,7 +89,10 @@ async fn serve(
     let Some(store) = migrate(&clickhouse, &settings, &metrics, &health, &shutdown).await? else {
         return Ok(());
     };
-    let partitions = topics::ensure(&settings.kafka).await?;
+    let kafka = Watch::new("profile-consumer", Some(health.clone()), Some(metrics.needs_operator.clone()));
+    let Some(partitions) = ensure_topics(&settings, &kafka, &shutdown).await? else {
+        return Ok(());
+    };
     let topics = Topics {
         events: settings.kafka.events_topic.clone(),
         handoff: settings.kafka.handoff_topic.clone(),
@@ -96,9 +100,9 @@ async fn serve(
         dlq: settings.kafka.dlq_topic.clone(),
         partitions,
     };
-    let producer = Producer::new(&settings.kafka)?;
+    let producer = Producer::new(&settings.kafka, kafka.clone())?;
     let (consumer, changes) =
-        consumer::subscribe(&settings.kafka, metrics.consumer_lag.clone(), metrics.offset_gaps.clone())?;
+        consumer::subscribe(&settings.kafka, metrics.consumer_lag.clone(), metrics.offset_gaps.clone(), kafka)?;
     health.ready();
     // The window must be the event sink's: logged so a mismatch can be seen.
     tracing::info!(
@@ -195,6 +199,29 @@ async fn migrate(
                 }
             }
             Err(e) => return Err(anyhow::anyhow!("ClickHouse migrations failed: {e}")),
+        }
+    }
+}
+
+/// [`topics::ensure`], retried with backoff while Kafka refuses the login or a
+/// certificate (the watch holds `/readyz` and `needs_operator` meanwhile); any other
+/// failure stops the start. `Ok(None)` when shutdown came first.
+async fn ensure_topics(
+    settings: &Settings,
+    kafka: &Watch,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Option<i32>> {
+    let mut backoff = settings.retry.backoff();
+    loop {
+        match topics::ensure(&settings.kafka, kafka).await {
+            Ok(partitions) => return Ok(Some(partitions)),
+            Err(e) if kafka.refused().is_some() => {
+                tracing::debug!(error = %e, "topic check waits for Kafka to accept the connection");
+                if !backoff.wait(shutdown).await {
+                    return Ok(None);
+                }
+            }
+            Err(e) => return Err(e),
         }
     }
 }
@@ -340,6 +367,8 @@ impl LoopState<'_> {
                     self.pending.push(message.detach());
                 }
             }
+            // A refused login or certificate is reported once, by the watch.
+            Err(e) if self.consumer.context().kafka().is_refusal(&e) => {}
             Err(e) => tracing::warn!(error = %e, "Kafka consumer error"),
         }
     }
@@ -470,8 +499,9 @@ impl LoopState<'_> {
         let restored = loop {
             let kafka = &self.settings.kafka;
             let (kafka, topic, timeout) = (kafka.clone(), kafka.profiles_topic.clone(), kafka.restore_timeout());
+            let watch = self.consumer.context().kafka().clone();
             let reading =
-                tokio::task::spawn_blocking(move || restore::read_partition(&kafka, &topic, partition, timeout));
+                tokio::task::spawn_blocking(move || restore::read_partition(&kafka, &topic, partition, timeout, watch));
             match self.drive(reading).await? {
                 Ok(restored) => break restored,
                 Err(e) if e.downcast_ref::<restore::Unreadable>().is_some() => {
@@ -482,6 +512,17 @@ impl LoopState<'_> {
                          roll out a version that reads it)"
                     ));
                     held = true;
+                    if !self.fence.holds(partition) {
+                        break restore::Restored::default();
+                    }
+                    if !self.drive(backoff.wait(shutdown)).await {
+                        return Ok(false);
+                    }
+                }
+                // Kafka refuses the login or a certificate: the watch holds /readyz and
+                // the gauge; retried like an outage until an operator fixed it.
+                Err(e) if self.consumer.context().kafka().refused().is_some() => {
+                    tracing::debug!(partition, error = %e, "restore waits for Kafka to accept the connection");
                     if !self.fence.holds(partition) {
                         break restore::Restored::default();
                     }
