@@ -13,6 +13,10 @@
 #     the JDK and Maven from Debian. setpriv (util-linux) ties test brokers to the
 #     test process.
 #   - wrk (Debian): the HTTP load tool for benchmarks.
+#   - libssl-dev and pkg-config (Debian): librdkafka (rdkafka's `ssl` feature), the
+#     ClickHouse client and the gateway's HTTPS link Debian's OpenSSL
+#     (docs/operations.md, "Secured connections"); python3-requests and curl are the
+#     HTTPS clients of crates/vero-e2e/tests/secured.rs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 log() { printf '[install-deps] %s\n' "$*" >&2; }
@@ -24,6 +28,10 @@ command -v wrk >/dev/null 2>&1 || apt_packages+=(wrk)
 [ -f /usr/share/java/zookeeper.jar ] || apt_packages+=(zookeeper)
 [ -f /usr/share/java/slf4j-simple.jar ] || apt_packages+=(libslf4j-java)
 command -v python3 >/dev/null 2>&1 || apt_packages+=(python3 python3-pip)
+[ -f /usr/include/openssl/ssl.h ] || apt_packages+=(libssl-dev)
+command -v pkg-config >/dev/null 2>&1 || apt_packages+=(pkg-config)
+command -v curl >/dev/null 2>&1 || apt_packages+=(curl)
+python3 -c 'import requests' >/dev/null 2>&1 || apt_packages+=(python3-requests)
 if [ ${#apt_packages[@]} -gt 0 ]; then
   log "apt-get install ${apt_packages[*]}"
   apt-get update -qq
