@@ -7,6 +7,7 @@ use std::time::Duration;
 use rdkafka::ClientConfig;
 use serde::Deserialize;
 use vero_clickhouse::ClickHouseSettings;
+use vero_service::group_protocol::GroupProtocol;
 use vero_service::kafka_properties::{self, KafkaProperties, Reserved};
 
 #[derive(Debug, Clone, Deserialize)]
@@ -47,6 +48,9 @@ pub struct KafkaSettings {
     /// see `vero_service::producer_retries`.
     pub idempotent_producer: bool,
     pub group_id: String,
+    /// `classic` (default) or `consumer` (KIP-848): vero_service::group_protocol.
+    #[serde(default)]
+    pub group_protocol: GroupProtocol,
     pub auto_offset_reset: String,
     pub session_timeout_ms: u64,
     /// librdkafka `max.poll.interval.ms`: a member that does not poll for this long
@@ -82,6 +86,9 @@ pub const RESERVED: &[&[Reserved]] = &[kafka_properties::GROUP_CONSUMER, kafka_p
 /// librdkafka properties the sink's consumer takes from its own `kafka.*` keys.
 pub const CONSUMER_OWN: &[Reserved] = &[
     Reserved::new("auto.offset.reset", "use kafka.auto_offset_reset"),
+    Reserved::new("group.protocol", "use kafka.group_protocol"),
+    Reserved::new("partition.assignment.strategy", "set by kafka.group_protocol"),
+    Reserved::new("group.remote.assignor", "set by kafka.group_protocol"),
     Reserved::new("auto.commit.interval.ms", "use kafka.auto_commit_interval_ms"),
     Reserved::new("queued.max.messages.kbytes", "use kafka.queued_max_messages_kbytes"),
     Reserved::new("fetch.queue.backoff.ms", "use kafka.fetch_queue_backoff_ms"),

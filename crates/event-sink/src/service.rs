@@ -26,8 +26,8 @@ use crate::once::Fence;
 use crate::pipeline::Pipeline;
 use crate::route::Destination;
 use crate::writer::Writer;
+use vero_service::group_protocol::Assignors;
 use vero_service::health::Health;
-use vero_service::static_assignment::StaticAssignment;
 use vero_service::kafka_security::Watch;
 use vero_shards::Router;
 
@@ -160,7 +160,6 @@ fn create_consumer(
         .set("bootstrap.servers", &kafka.brokers)
         .set("group.id", &kafka.group_id)
         .set("auto.offset.reset", &kafka.auto_offset_reset)
-        .set("session.timeout.ms", kafka.session_timeout_ms.to_string())
         .set("max.poll.interval.ms", kafka.max_poll_interval_ms.to_string())
         // Commit periodically, but only offsets we stored after a successful write.
         .set("enable.auto.commit", "true")
@@ -173,18 +172,15 @@ fn create_consumer(
         .set("fetch.queue.backoff.ms", kafka.fetch_queue_backoff_ms.to_string())
         .set("fetch.wait.max.ms", kafka.fetch_wait_max_ms.to_string())
         .set("statistics.interval.ms", "5000");
+    // Any partition on any member: cooperative-sticky moves only what changes hands.
+    let assignors = Assignors { classic: "cooperative-sticky", consumer: "uniform" };
+    kafka.group_protocol.apply(&mut config, assignors, kafka.session_timeout_ms);
     if !kafka.group_instance_id.is_empty() {
         config.set("group.instance.id", &kafka.group_instance_id);
     }
     kafka.apply_properties(&mut config);
     let consumer: StreamConsumer<SinkContext> = config.create_with_context(context)?;
-    let assignment = StaticAssignment::new(kafka.static_members, kafka.static_member_index)?;
-    if assignment.is_static() {
-        let assigned = assignment.assign(&consumer, &[&kafka.events_topic], Duration::from_secs(30))?;
-        consumer.context().on_assigned(&consumer, &assigned);
-    } else {
-        consumer.subscribe(&[&kafka.events_topic])?;
-    }
+    consumer.subscribe(&[&kafka.events_topic])?;
     Ok(consumer)
 }
 

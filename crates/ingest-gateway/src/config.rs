@@ -87,8 +87,8 @@ pub struct KafkaSettings {
     pub queue_max_kbytes: u64,
     pub delivery_timeout_ms: u64,
     pub message_max_bytes: u64,
-    /// `false` only for a broker whose idempotent producer support is broken (tansu 0.6,
-    /// `make run`): see `vero_service::producer_retries`.
+    /// `false` only for a Kafka-compatible service without idempotent producers:
+    /// see `vero_service::producer_retries`.
     pub idempotent_producer: bool,
     pub flush_timeout_ms: u64,
     pub readiness_cache_ms: u64,

@@ -9,6 +9,7 @@ use serde::Deserialize;
 use vero_clickhouse::ClickHouseSettings;
 use vero_model::profile::RECENT_REQUESTS_MAX_BYTES;
 use vero_model::request_key::MAX_WINDOW_MS;
+use vero_service::group_protocol::GroupProtocol;
 use vero_service::kafka_properties::{self, KafkaProperties, Reserved};
 
 #[derive(Debug, Clone, Deserialize)]
@@ -40,6 +41,9 @@ pub struct DedupSettings {
 pub struct KafkaSettings {
     pub brokers: String,
     pub group_id: String,
+    /// `classic` (default) or `consumer` (KIP-848): vero_service::group_protocol.
+    #[serde(default)]
+    pub group_protocol: GroupProtocol,
     pub events_topic: String,
     pub profiles_topic: String,
     pub handoff_topic: String,
@@ -87,7 +91,7 @@ pub const CO_PARTITIONING: &[Reserved] = &[
         "partition.assignment.strategy",
         "the consumer needs events and handoff partition p on one member (range assignment)",
     ),
-    Reserved::new("group.protocol", "the consumer needs the classic protocol's range assignment (co-partitioning)"),
+    Reserved::new("group.protocol", "use kafka.group_protocol (either keeps range assignment)"),
     Reserved::new("group.remote.assignor", "the consumer needs range assignment (co-partitioning)"),
     Reserved::new("auto.offset.reset", "a new group reads the events topic from the start (earliest)"),
     Reserved::new("auto.commit.interval.ms", "stored offsets are committed every second"),
@@ -186,6 +190,7 @@ impl Settings {
             kafka: KafkaSettings {
                 brokers: brokers.into(),
                 group_id: group_id.into(),
+                group_protocol: GroupProtocol::default(),
                 events_topic: vero_model::topics::EVENTS.into(),
                 profiles_topic: vero_model::topics::PROFILES.into(),
                 handoff_topic: "vero.profiles.handoff".into(),

@@ -163,6 +163,8 @@ pub struct ScenarioSettings {
     pub rate: u32,
     pub users: u32,
     pub settle_timeout: Duration,
+    /// `VERO__*` settings for every consumer (`vero-chaos --group-protocol`).
+    pub consumer_env: Vec<(String, String)>,
 }
 
 /// Run one scenario on a fresh rig.
@@ -177,7 +179,7 @@ pub async fn run_scenario(fault: Fault, settings: &ScenarioSettings, logs: &std:
         crashes: Vec::new(),
         error: None,
     };
-    let mut rig = match Rig::start(2, fault.brokers(), logs).await {
+    let mut rig = match Rig::start(2, fault.brokers(), &settings.consumer_env, logs).await {
         Ok(rig) => rig,
         Err(e) => {
             outcome.error = Some(format!("rig did not start: {e:#} (logs in {})", logs.display()));

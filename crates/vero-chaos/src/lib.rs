@@ -81,6 +81,7 @@ impl Schedule {
                 rate: 150,
                 users: 40,
                 settle_timeout: Duration::from_secs(90),
+                consumer_env: Vec::new(),
             },
             Schedule::Full => ScenarioSettings {
                 load_secs: 40,
@@ -88,6 +89,7 @@ impl Schedule {
                 rate: 300,
                 users: 100,
                 settle_timeout: Duration::from_secs(120),
+                consumer_env: Vec::new(),
             },
         }
     }

@@ -13,6 +13,10 @@ struct Args {
     /// Run only these faults (by slug: kill-sink, freeze, broker-down, ...).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
+    /// The consumers' group protocol (`kafka.group_protocol`: classic or consumer);
+    /// unset keeps the services' default.
+    #[arg(long)]
+    group_protocol: Option<String>,
     /// Also write the table (Markdown) to this file.
     #[arg(long)]
     table: Option<std::path::PathBuf>,
@@ -35,7 +39,11 @@ async fn main() -> anyhow::Result<()> {
             args.schedule
         );
     }
-    let outcomes = vero_chaos::run(&faults, &args.schedule.settings()).await;
+    let mut settings = args.schedule.settings();
+    if let Some(protocol) = args.group_protocol {
+        settings.consumer_env.push(("VERO__KAFKA__GROUP_PROTOCOL".into(), protocol));
+    }
+    let outcomes = vero_chaos::run(&faults, &settings).await;
     let table = report::table(&outcomes);
     println!("{table}");
     if let Some(path) = args.table {

@@ -74,6 +74,9 @@ pub struct Rig {
     /// Ops (`/readyz`, `/metrics`) port of each service.
     pub ops_ports: BTreeMap<(Role, usize), u16>,
     pub gateway_urls: Vec<String>,
+    /// `VERO__*` settings every consumer gets on top of the rig's own (the group
+    /// protocol under test, say).
+    consumer_env: Vec<(String, String)>,
 }
 
 /// Where the workspace's service binaries are: `$VERO_CHAOS_BIN_DIR`, else the
@@ -104,7 +107,12 @@ fn free_port() -> anyhow::Result<u16> {
 impl Rig {
     /// Start every component with `replicas` instances of each service on `brokers`
     /// Kafka nodes and wait until the gateways and consumers are ready.
-    pub async fn start(replicas: usize, brokers: usize, dir: &Path) -> anyhow::Result<Self> {
+    pub async fn start(
+        replicas: usize,
+        brokers: usize,
+        consumer_env: &[(String, String)],
+        dir: &Path,
+    ) -> anyhow::Result<Self> {
         let bins = bin_dir()?;
         for role in [Role::Gateway, Role::Sink, Role::Profiles] {
             let path = bins.join(role.binary());
@@ -132,6 +140,7 @@ impl Rig {
             services: BTreeMap::new(),
             ops_ports: BTreeMap::new(),
             gateway_urls: Vec::new(),
+            consumer_env: consumer_env.to_vec(),
         };
         for index in 0..replicas {
             for role in [Role::Gateway, Role::Sink, Role::Profiles] {
@@ -191,6 +200,9 @@ impl Rig {
                 env.insert("VERO__KAFKA__GROUP_INSTANCE_ID".into(), String::new());
                 env.insert("VERO__RETRY__MAX_BACKOFF_MS".into(), "1000".into());
             }
+        }
+        if role != Role::Gateway {
+            env.extend(self.consumer_env.iter().cloned());
         }
         let name = format!("{}-{index}", role.binary());
         let process = ServiceProcess::new(&name, bins.join(role.binary()), env, &self.dir);

@@ -17,8 +17,6 @@
 //!   deleted them become a metric and an error log instead of passing unnoticed.
 //! * [`dlq_replay::for_another_consumer`]: a record `replay-dlq` put back is applied
 //!   only by the consumer that dead-lettered it.
-//! * [`static_assignment::StaticAssignment`]: fixed partition ownership instead of
-//!   consumer-group rebalancing (for brokers whose group coordinator cannot be relied on).
 //! * [`producer_retries`]: `kafka.idempotent_producer`, how every producer keeps
 //!   librdkafka's retries from duplicating or reordering a record.
 //! * [`ops`]: the operator endpoints `/metrics`, `/healthz` and `/readyz` for the
@@ -26,6 +24,7 @@
 
 pub mod backoff;
 pub mod dlq_replay;
+pub mod group_protocol;
 pub mod health;
 pub mod kafka_properties;
 pub mod kafka_security;
@@ -34,5 +33,4 @@ pub mod ops;
 pub mod producer_retries;
 pub mod settings;
 pub mod shutdown;
-pub mod static_assignment;
 pub mod telemetry;

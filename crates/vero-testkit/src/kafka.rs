@@ -564,6 +564,11 @@ fn server_properties(node: &Node, voters: &str, nodes: usize, extra: &[(String, 
         format!("share.coordinator.state.topic.min.isr={min_isr}"),
         // Tests and `make run` start consumers right away: no 3 s wait for more members.
         "group.initial.rebalance.delay.ms=0".to_owned(),
+        // KIP-848 groups time a member out on the broker's setting (45 s by default):
+        // the 10 s the consumers ask for under the classic protocol
+        // (`kafka.session_timeout_ms`), so both protocols are measured alike.
+        "group.consumer.min.session.timeout.ms=6000".to_owned(),
+        "group.consumer.session.timeout.ms=10000".to_owned(),
         "num.partitions=4".to_owned(),
     ];
     lines.extend(extra.iter().map(|(key, value)| format!("{key}={value}")));

@@ -23,9 +23,9 @@ use rdkafka::error::KafkaError;
 use rdkafka::statistics::Statistics;
 use rdkafka::{ClientConfig, ClientContext, TopicPartitionList};
 
+use vero_service::group_protocol::Assignors;
 use vero_service::kafka_security::Watch;
 use vero_service::offset_gaps::OffsetGaps;
-use vero_service::static_assignment::StaticAssignment;
 
 use crate::config::KafkaSettings;
 
@@ -134,8 +134,7 @@ impl ConsumerContext for RebalanceContext {
 }
 
 impl RebalanceContext {
-    /// Take over `list`: from a group rebalance, or once at start under static
-    /// assignment (no callback fires for `assign()`).
+    /// Take over `list`, assigned by a group rebalance.
     pub fn on_assigned<K: Consumer<Self>>(&self, consumer: &K, list: &TopicPartitionList) {
         self.gaps.on_assign(consumer, list);
         // Assigned while the loop holds consumption paused (a write or restore
@@ -177,11 +176,13 @@ pub fn subscribe(
         .set("auto.commit.interval.ms", "1000")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
-        .set("partition.assignment.strategy", "range")
-        .set("session.timeout.ms", settings.session_timeout_ms.to_string())
         .set("max.poll.interval.ms", settings.max_poll_interval_ms.to_string())
         .set("enable.partition.eof", "false")
         .set("statistics.interval.ms", "5000");
+    // Events and handoff partition p on one member (co-partitioning): range under
+    // either protocol.
+    let assignors = Assignors { classic: "range", consumer: "range" };
+    settings.group_protocol.apply(&mut config, assignors, settings.session_timeout_ms);
     if !settings.group_instance_id.is_empty() {
         config.set("group.instance.id", &settings.group_instance_id);
     }
@@ -196,12 +197,6 @@ pub fn subscribe(
         kafka,
     })?;
     let topics = [settings.events_topic.as_str(), settings.handoff_topic.as_str()];
-    let assignment = StaticAssignment::new(settings.static_members, settings.static_member_index)?;
-    if assignment.is_static() {
-        let assigned = assignment.assign(&consumer, &topics, std::time::Duration::from_secs(30))?;
-        consumer.context().on_assigned(&consumer, &assigned);
-    } else {
-        consumer.subscribe(&topics)?;
-    }
+    consumer.subscribe(&topics)?;
     Ok((consumer, changes))
 }
