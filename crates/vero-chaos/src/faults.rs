@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use crate::check::{self, Verdict};
 use crate::ledger::{self, Ledger, LoadSettings};
 use crate::proxy::LinkState;
-use crate::rig::{Rig, Role, EVENTS_TOPIC, MAX_POLL_INTERVAL_MS, PROJECT, SESSION_TIMEOUT_MS, TOKEN};
+use crate::rig::{Rig, Role, Shape, EVENTS_TOPIC, MAX_POLL_INTERVAL_MS, PROJECT, SESSION_TIMEOUT_MS, TOKEN};
 
 /// How long a supervisor waits before starting a crashed process again.
 pub const RESTART_DELAY: Duration = Duration::from_secs(1);
@@ -80,6 +80,11 @@ pub enum Fault {
     ControllerCrash {
         secs: u64,
     },
+    /// Three brokers, the third on a network namespace of its own: its link is cut
+    /// (nothing in or out, every port) for `secs`, then joined again.
+    BrokerCutOff {
+        secs: u64,
+    },
 }
 
 impl Fault {
@@ -102,6 +107,7 @@ impl Fault {
             Fault::ScaleOutIn => "consumers 2 → 3 → 2 (SIGTERM) → 1 (kill -9)".into(),
             Fault::LeaderCrash { secs } => format!("3 brokers: busiest partition's leader killed (-9), {secs}s down"),
             Fault::ControllerCrash { secs } => format!("3 brokers: active controller killed (-9), {secs}s down"),
+            Fault::BrokerCutOff { secs } => format!("3 brokers: one cut off from the network {secs}s"),
         }
     }
 
@@ -123,13 +129,14 @@ impl Fault {
             Fault::ScaleOutIn => "scale-out-in",
             Fault::LeaderCrash { .. } => "leader-crash",
             Fault::ControllerCrash { .. } => "controller-crash",
+            Fault::BrokerCutOff { .. } => "broker-cut-off",
         }
     }
 
     /// Kafka nodes the scenario runs on.
     pub fn brokers(self) -> usize {
         match self {
-            Fault::LeaderCrash { .. } | Fault::ControllerCrash { .. } => 3,
+            Fault::LeaderCrash { .. } | Fault::ControllerCrash { .. } | Fault::BrokerCutOff { .. } => 3,
             _ => 1,
         }
     }
@@ -179,7 +186,17 @@ pub async fn run_scenario(fault: Fault, settings: &ScenarioSettings, logs: &std:
         crashes: Vec::new(),
         error: None,
     };
-    let mut rig = match Rig::start(2, fault.brokers(), &settings.consumer_env, logs).await {
+    let mut rig = match Rig::start(
+        Shape {
+            replicas: 2,
+            brokers: fault.brokers(),
+            isolate_last_broker: matches!(fault, Fault::BrokerCutOff { .. }),
+        },
+        &settings.consumer_env,
+        logs,
+    )
+    .await
+    {
         Ok(rig) => rig,
         Err(e) => {
             outcome.error = Some(format!("rig did not start: {e:#} (logs in {})", logs.display()));
@@ -413,6 +430,13 @@ async fn inject(rig: &mut Rig, fault: Fault) -> anyhow::Result<()> {
             tokio::task::block_in_place(|| rig.broker.kill(leader));
             tokio::time::sleep(Duration::from_secs(secs)).await;
             tokio::task::block_in_place(|| rig.broker.restart(leader))?;
+        }
+        Fault::BrokerCutOff { secs } => {
+            let host = rig.isolated.as_ref().context("the rig has no isolated broker")?;
+            tracing::info!(address = %host.address(), "cutting the third broker off");
+            host.cut(true)?;
+            tokio::time::sleep(Duration::from_secs(secs)).await;
+            host.cut(false)?;
         }
         Fault::ControllerCrash { secs } => {
             let controller = rig.broker.active_controller().context("no active KRaft controller found")?;

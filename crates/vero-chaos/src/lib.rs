@@ -69,6 +69,7 @@ impl Schedule {
                 Fault::ScaleOutIn,
                 Fault::LeaderCrash { secs: 10 },
                 Fault::ControllerCrash { secs: 10 },
+                Fault::BrokerCutOff { secs: 15 },
             ],
         }
     }

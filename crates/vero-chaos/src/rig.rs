@@ -21,7 +21,8 @@ use anyhow::{bail, Context};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
 use vero_testkit::clickhouse::ClickHouseServer;
-use vero_testkit::kafka::{KafkaCluster, KafkaSettings};
+use vero_testkit::kafka::{KafkaCluster, KafkaSettings, Placement};
+use vero_testkit::netns;
 
 use crate::check::Sql;
 use crate::process::ServiceProcess;
@@ -37,6 +38,17 @@ pub const TOKEN: &str = "your_auth_token";
 /// Consumer timing (the SIGSTOP fault outlasts both).
 pub const SESSION_TIMEOUT_MS: u64 = 10_000;
 pub const MAX_POLL_INTERVAL_MS: u64 = 12_000;
+
+/// How big a rig is.
+#[derive(Debug, Clone, Copy)]
+pub struct Shape {
+    /// Instances of each service.
+    pub replicas: usize,
+    /// Kafka nodes.
+    pub brokers: usize,
+    /// Run the last Kafka node on a network namespace of its own, so it can be cut off.
+    pub isolate_last_broker: bool,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Role {
@@ -67,6 +79,9 @@ pub struct Rig {
     /// Service logs; kept after the run (under `target/chaos/` by default).
     pub dir: PathBuf,
     pub broker: KafkaCluster,
+    /// The test host the last broker runs on, when the scenario cuts it off (dropped
+    /// after the broker).
+    pub isolated: Option<netns::Host>,
     pub clickhouse: ClickHouseServer,
     /// Between the event sinks and ClickHouse.
     pub sink_link: Proxy,
@@ -107,12 +122,8 @@ fn free_port() -> anyhow::Result<u16> {
 impl Rig {
     /// Start every component with `replicas` instances of each service on `brokers`
     /// Kafka nodes and wait until the gateways and consumers are ready.
-    pub async fn start(
-        replicas: usize,
-        brokers: usize,
-        consumer_env: &[(String, String)],
-        dir: &Path,
-    ) -> anyhow::Result<Self> {
+    pub async fn start(shape: Shape, consumer_env: &[(String, String)], dir: &Path) -> anyhow::Result<Self> {
+        let Shape { replicas, brokers, isolate_last_broker } = shape;
         let bins = bin_dir()?;
         for role in [Role::Gateway, Role::Sink, Role::Profiles] {
             let path = bins.join(role.binary());
@@ -124,7 +135,15 @@ impl Rig {
         }
         std::fs::create_dir_all(dir)?;
         let dir = dir.to_owned();
-        let kafka = KafkaSettings { nodes: brokers, ..KafkaSettings::default() };
+        // A broker to cut off runs on a test host of its own; then every broker listens
+        // on an address that host can reach (this side of its link).
+        let isolated = if isolate_last_broker { Some(tokio::task::block_in_place(netns::Host::create)?) } else { None };
+        let placement = isolated.as_ref().map(|host| {
+            let mut nodes = vec![Placement { address: host.host_address(), prefix: Vec::new() }; brokers - 1];
+            nodes.push(Placement { address: host.address(), prefix: host.exec_prefix() });
+            nodes
+        });
+        let kafka = KafkaSettings { nodes: brokers, placement, ..KafkaSettings::default() };
         let broker = tokio::task::block_in_place(|| KafkaCluster::start(kafka))?;
         let clickhouse = tokio::task::block_in_place(ClickHouseServer::start)?;
         let upstream: SocketAddr = ([127, 0, 0, 1], clickhouse.http_port()).into();
@@ -135,6 +154,7 @@ impl Rig {
         let mut rig = Self {
             dir,
             broker,
+            isolated,
             clickhouse,
             sink_link,
             services: BTreeMap::new(),

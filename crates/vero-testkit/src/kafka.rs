@@ -88,6 +88,8 @@ pub struct KafkaSettings {
     pub controller_ports: Option<Vec<u16>>,
     /// Maximum JVM heap per node.
     pub heap: String,
+    /// Where each node listens and how it is started; `None`: 127.0.0.1, directly.
+    pub placement: Option<Vec<Placement>>,
     /// Extra `server.properties` lines, later ones win.
     pub properties: Vec<(String, String)>,
     /// `SASL_SSL` and `SSL` listeners next to `PLAINTEXT` (see the module docs).
@@ -126,15 +128,26 @@ impl Default for KafkaSettings {
             broker_ports: None,
             controller_ports: None,
             heap: "384m".to_owned(),
+            placement: None,
             properties: Vec::new(),
             security: None,
         }
     }
 }
 
-/// One node: its id (1-based), ports, directory and process.
+/// Where a node runs: the address its plaintext and controller listeners bind and
+/// advertise, and a command prefix to start it with (`ip netns exec NAME` for a node
+/// on a [`crate::netns::Host`]).
+#[derive(Debug, Clone)]
+pub struct Placement {
+    pub address: std::net::Ipv4Addr,
+    pub prefix: Vec<String>,
+}
+
+/// One node: its id (1-based), address, ports, directory and process.
 struct Node {
     id: i32,
+    placement: Placement,
     broker_port: u16,
     controller_port: u16,
     /// The `SASL_SSL` and `SSL` listeners' ports, with [`KafkaSettings::security`].
@@ -190,6 +203,11 @@ impl KafkaCluster {
         let nodes: Vec<Node> = (0..n)
             .map(|i| Node {
                 id: i as i32 + 1,
+                placement: settings
+                    .placement
+                    .as_ref()
+                    .and_then(|p| p.get(i).cloned())
+                    .unwrap_or(Placement { address: std::net::Ipv4Addr::LOCALHOST, prefix: Vec::new() }),
                 broker_port: broker_ports[i],
                 controller_port: controller_ports[i],
                 secure_ports: secured.then(|| (drawn[2 * n + i], drawn[3 * n + i])),
@@ -199,7 +217,7 @@ impl KafkaCluster {
             .collect();
         let voters = nodes
             .iter()
-            .map(|node| format!("{}@127.0.0.1:{}", node.id, node.controller_port))
+            .map(|node| format!("{}@{}:{}", node.id, node.placement.address, node.controller_port))
             .collect::<Vec<_>>()
             .join(",");
         let cluster_id = cluster_id(&root)?;
@@ -230,8 +248,11 @@ impl KafkaCluster {
                 bail!("formatting Kafka storage failed: {}", String::from_utf8_lossy(&output.stderr));
             }
         }
-        let bootstrap =
-            nodes.iter().map(|node| format!("127.0.0.1:{}", node.broker_port)).collect::<Vec<_>>().join(",");
+        let bootstrap = nodes
+            .iter()
+            .map(|node| format!("{}:{}", node.placement.address, node.broker_port))
+            .collect::<Vec<_>>()
+            .join(",");
         let mut cluster = Self { nodes, libs, heap: settings.heap, bootstrap, _temp: temp };
         for i in 0..n {
             cluster.spawn(i)?;
@@ -244,7 +265,12 @@ impl KafkaCluster {
         let node = &self.nodes[index];
         let log = std::fs::OpenOptions::new().create(true).append(true).open(node.dir.join("kafka.log"))?;
         let stdout = log.try_clone()?;
-        let child = spawn_tied("java", |command| {
+        let (program, prefix): (&str, Vec<&str>) = match node.placement.prefix.split_first() {
+            Some((program, rest)) => (program, rest.iter().map(String::as_str).chain(["java"]).collect()),
+            None => ("java", Vec::new()),
+        };
+        let child = spawn_tied(program, |command| {
+            command.args(prefix);
             java_args(command, &self.libs, &node.dir, &self.heap);
             command.arg("kafka.Kafka").arg(node.dir.join("server.properties"));
             command.stdin(Stdio::null()).stdout(stdout).stderr(log);
@@ -262,10 +288,10 @@ impl KafkaCluster {
         let bootstrap = self.bootstrap.clone();
         for &i in &running {
             let node = &mut self.nodes[i];
-            let port = node.broker_port;
+            let address = std::net::SocketAddr::from((node.placement.address, node.broker_port));
             let child = node.child.as_mut().expect("running");
-            wait_started(child, "Kafka", &format!("accept connections on {port}"), START_TIMEOUT, || {
-                std::net::TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200)).is_ok()
+            wait_started(child, "Kafka", &format!("accept connections on {address}"), START_TIMEOUT, || {
+                std::net::TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_ok()
             })
             .map_err(|e| anyhow::anyhow!("{e}; log:\n{}", tail(&node.dir.join("kafka.log"))))?;
         }
@@ -546,8 +572,13 @@ fn server_properties(node: &Node, voters: &str, nodes: usize, extra: &[(String, 
         "process.roles=broker,controller".to_owned(),
         format!("node.id={}", node.id),
         format!("controller.quorum.voters={voters}"),
-        format!("listeners=PLAINTEXT://127.0.0.1:{},CONTROLLER://127.0.0.1:{}", node.broker_port, node.controller_port),
-        format!("advertised.listeners=PLAINTEXT://127.0.0.1:{}", node.broker_port),
+        format!(
+            "listeners=PLAINTEXT://{a}:{},CONTROLLER://{a}:{}",
+            node.broker_port,
+            node.controller_port,
+            a = node.placement.address
+        ),
+        format!("advertised.listeners=PLAINTEXT://{}:{}", node.placement.address, node.broker_port),
         "controller.listener.names=CONTROLLER".to_owned(),
         "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT".to_owned(),
         "inter.broker.listener.name=PLAINTEXT".to_owned(),

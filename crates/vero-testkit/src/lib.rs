@@ -23,6 +23,7 @@ pub mod kafka;
 pub mod kafka_probe;
 pub mod metrics;
 pub mod mock_kafka;
+pub mod netns;
 mod process;
 pub mod secured_kafka;
 pub mod tls;
