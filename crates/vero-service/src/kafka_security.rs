@@ -301,6 +301,55 @@ mod tests {
         assert!(Refusal::ClientCertificate.setting().contains("ssl.certificate.location"));
     }
 
+    /// Log lines written while `f` runs, at INFO and above.
+    fn logged(f: impl FnOnce()) -> String {
+        #[derive(Clone, Default)]
+        struct Buffer(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Buffer {
+            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(bytes);
+                Ok(bytes.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buffer = Buffer::default();
+        let writer = buffer.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::INFO)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, f);
+        let text = buffer.0.lock().unwrap().clone();
+        String::from_utf8(text).unwrap()
+    }
+
+    #[test]
+    fn a_refusal_is_logged_once_naming_the_setting_and_its_repeats_are_not() {
+        let watch = Watch::new("test", None, None);
+        let text = logged(|| {
+            for _ in 0..10 {
+                watch.log(RDKafkaLogLevel::Error, "FAIL", WRONG_PASSWORD);
+                watch.error(&global(RDKafkaErrorCode::Authentication), WRONG_PASSWORD);
+                watch.error(&global(RDKafkaErrorCode::AllBrokersDown), "1/1 brokers are down");
+            }
+        });
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 1, "{text}");
+        assert!(lines[0].contains("ERROR") && lines[0].contains("sasl.password"), "{text}");
+        assert!(watch.refused().unwrap().contains("sasl.password"));
+        // Recovery is logged once too, and an unrelated error is still logged.
+        let text = logged(|| {
+            watch.accepted();
+            watch.accepted();
+            watch.error(&global(RDKafkaErrorCode::AllBrokersDown), "1/1 brokers are down");
+        });
+        assert_eq!(text.lines().count(), 2, "{text}");
+        assert!(text.contains("accepts the connection again") && text.contains("AllBrokersDown"), "{text}");
+    }
+
     #[test]
     fn a_refusal_holds_readiness_and_the_gauge_until_a_connection_is_up() {
         let health = Health::starting("starting");
