@@ -136,28 +136,28 @@ async fn every_event_lands_once_over_sasl_ssl_and_https() {
     assert_eq!(healthz_on(&mut open), "HTTP/1.1 200 OK");
     // New files padded to a fixed size (PEM readers skip what follows the END line),
     // so a replacement written with the old modification time is noticed by SIGHUP only.
-    let replace = |cn: &str| {
+    // `keep_time`: the new files get the old ones' modification times before they are
+    // renamed into place (atomically), so only SIGHUP can notice them.
+    let replace = |cn: &str, keep_time: bool| {
         let issued = issuer.server(cn, Validity::Days(1)).unwrap();
-        let (cert, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
-        let modified = std::fs::metadata(&cert).unwrap().modified().unwrap();
-        let key_modified = std::fs::metadata(&key).unwrap().modified().unwrap();
-        let padded = |mut pem: Vec<u8>| {
+        for (name, mut pem) in [("tls.crt", issued.cert_pem), ("tls.key", issued.key_pem)] {
+            let (path, staged) = (dir.path().join(name), dir.path().join(format!("{name}.new")));
+            let modified = std::fs::metadata(&path).unwrap().modified().unwrap();
             pem.resize(4096, b'\n');
-            pem
-        };
-        std::fs::write(&cert, padded(issued.cert_pem)).unwrap();
-        std::fs::write(&key, padded(issued.key_pem)).unwrap();
-        (cert, key, modified, key_modified)
+            std::fs::write(&staged, pem).unwrap();
+            if keep_time {
+                std::fs::File::options().write(true).open(&staged).unwrap().set_modified(modified).unwrap();
+            }
+            std::fs::rename(&staged, &path).unwrap();
+        }
     };
     // 1. Changed files (new modification time): reloaded within RELOAD_CHECK.
-    replace("gateway-one");
+    replace("gateway-one", false);
     let reloaded = wait_cn(port, &both_cas, "gateway-one").await;
     assert_eq!(reloaded, "gateway-one", "a changed file is reloaded");
     assert_eq!(healthz_on(&mut open), "HTTP/1.1 200 OK", "the connection opened before survives");
     // 2. Same size and modification time: SIGHUP.
-    let (cert, key, modified, key_modified) = replace("gateway-two");
-    std::fs::File::options().write(true).open(&cert).unwrap().set_modified(modified).unwrap();
-    std::fs::File::options().write(true).open(&key).unwrap().set_modified(key_modified).unwrap();
+    replace("gateway-two", true);
     tokio::time::sleep(reload_check() * 2).await;
     let unchanged = tokio::task::block_in_place(|| served_cn(port, &both_cas));
     assert_eq!(unchanged, "gateway-one", "same size and time: not noticed without SIGHUP");
