@@ -9,7 +9,7 @@
 //! output in `<node dir>/kafka.log`, never on the test's own output.
 //!
 //! With [`KafkaSettings::security`] every node also listens with `SASL_SSL` (SCRAM-SHA-512
-//! users created at format time with StorageTool's `--add-scram`, PLAIN users in the
+//! and -256 users created at format time with StorageTool's `--add-scram`, PLAIN users in the
 //! listener's JAAS line) and with `SSL` requiring a client certificate, both on the
 //! certificate the caller gives ([`crate::tls`] makes them). `PLAINTEXT` stays the
 //! inter-broker listener and what [`KafkaCluster::bootstrap_servers`] names, so the
@@ -104,7 +104,8 @@ pub struct KafkaSecurity {
     pub key_store: PathBuf,
     /// PEM certificates of the CAs the `SSL` listener takes client certificates from.
     pub trust_store: PathBuf,
-    /// SCRAM-SHA-512 users `(name, password)` of the `SASL_SSL` listener.
+    /// SCRAM users `(name, password)` of the `SASL_SSL` listener, for SCRAM-SHA-512 and
+    /// SCRAM-SHA-256 alike.
     pub scram_users: Vec<(String, String)>,
     /// PLAIN users `(name, password)` of the `SASL_SSL` listener.
     pub plain_users: Vec<(String, String)>,
@@ -237,7 +238,9 @@ impl KafkaCluster {
             .map(|node| {
                 let mut command = format_command(&libs, &node.dir, &cluster_id);
                 for (name, password) in settings.security.iter().flat_map(|s| &s.scram_users) {
-                    command.arg("--add-scram").arg(format!("SCRAM-SHA-512=[name={name},password={password}]"));
+                    for mechanism in ["SCRAM-SHA-512", "SCRAM-SHA-256"] {
+                        command.arg("--add-scram").arg(format!("{mechanism}=[name={name},password={password}]"));
+                    }
                 }
                 command.spawn().context("starting the Kafka storage tool")
             })
@@ -629,8 +632,11 @@ fn secured_properties(lines: String, node: &Node, security: &KafkaSecurity) -> S
         out.push('\n');
     }
     for line in [
-        "sasl.enabled.mechanisms=SCRAM-SHA-512,PLAIN".to_owned(),
+        "sasl.enabled.mechanisms=SCRAM-SHA-512,SCRAM-SHA-256,PLAIN".to_owned(),
         "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=\
+         org.apache.kafka.common.security.scram.ScramLoginModule required;"
+            .to_owned(),
+        "listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config=\
          org.apache.kafka.common.security.scram.ScramLoginModule required;"
             .to_owned(),
         format!(

@@ -10,7 +10,7 @@
 //!   (shards × replicas over a [`zookeeper::ZooKeeper`]), [`tansu::Tansu`]: server
 //!   processes on free ports in temp dirs, killed when the handle drops.
 //! * [`tls::TestCa`] and [`secured_kafka::SecuredKafka`]: a CA made at test time and a
-//!   Kafka node with `SASL_SSL` (SCRAM-SHA-512, PLAIN) and `SSL` (client certificate)
+//!   Kafka node with `SASL_SSL` (SCRAM-SHA-512 and -256, PLAIN) and `SSL` (client certificate)
 //!   listeners on its certificates.
 //! * [`cli::Cli`]: the command-line contract of every service binary, checked on the
 //!   real binary.

@@ -12,7 +12,7 @@ use anyhow::Context;
 use crate::kafka::{KafkaCluster, KafkaSecurity, KafkaSettings, Listener};
 use crate::tls::{TestCa, Validity};
 
-/// The SCRAM-SHA-512 user created at format time.
+/// The SCRAM user (SCRAM-SHA-512 and SCRAM-SHA-256) created at format time.
 pub const SCRAM_USER: &str = "vero-svc";
 pub const SCRAM_PASSWORD: &str = "scram-Secret-0012";
 /// The PLAIN user of the `SASL_SSL` listener.

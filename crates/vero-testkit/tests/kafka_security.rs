@@ -1,6 +1,7 @@
 //! The build's librdkafka speaks TLS, SCRAM-SHA-512 and PLAIN (OpenSSL compiled in),
 //! and the test kit's secured Apache Kafka node takes them: one record produced and
-//! read back over `SASL_SSL` with SCRAM and with PLAIN, and over `SSL` with a client
+//! read back over `SASL_SSL` with SCRAM-SHA-512, SCRAM-SHA-256 and PLAIN, and over
+//! `SSL` with a client
 //! certificate. A wrong password and a client certificate from another CA connect to
 //! nothing.
 
@@ -60,7 +61,13 @@ async fn scram_plain_and_client_certificates_connect_and_bad_credentials_do_not(
     let (sasl, ssl) = (secured.servers(Listener::SaslSsl), secured.servers(Listener::Ssl));
     let long = Duration::from_secs(60);
 
-    round_trip(&sasl, &secured.scram(SCRAM_PASSWORD, "ca.crt"), &topic, long).await.expect("SCRAM-SHA-512");
+    let scram = secured.scram(SCRAM_PASSWORD, "ca.crt");
+    round_trip(&sasl, &scram, &topic, long).await.expect("SCRAM-SHA-512");
+    let sha256: Properties = scram
+        .into_iter()
+        .map(|(k, v)| if k == "sasl.mechanism" { (k, "SCRAM-SHA-256".to_owned()) } else { (k, v) })
+        .collect();
+    round_trip(&sasl, &sha256, &topic, long).await.expect("SCRAM-SHA-256");
     round_trip(&sasl, &secured.plain(), &topic, long).await.expect("PLAIN");
     round_trip(&ssl, &secured.mtls("client"), &topic, long).await.expect("client certificate");
 
