@@ -278,7 +278,7 @@ mod tests {
             ("ENABLE_IDEMPOTENCE", "`enable.idempotence`"),
             ("PARTITIONER", "`partitioner`"),
             ("PARTITION_ASSIGNMENT_STRATEGY", "range assignment"),
-            ("GROUP_PROTOCOL", "classic protocol"),
+            ("GROUP_PROTOCOL", "use kafka.group_protocol"),
         ] {
             let vars = [(format!("VERO__KAFKA__PROPERTIES__{name}"), "x".to_string())];
             let settings: Settings = vero_service::settings::load_with_env(&repo_config(), None, vars).unwrap();

@@ -47,8 +47,10 @@ async fn a_dropped_profiles_table_pauses_until_the_migrations_re_create_it() {
     assert!(applied.iter().any(|a| a.repaired), "{applied:?}");
     pipeline.wait_for_query(&summary("u1"), |a| a == "2\tsecond\n").await;
     pipeline.wait_for_query(&summary("u2"), |a| a == "1\tmeanwhile\n").await;
-    consumer.wait_for_metric("vero_profiles_consumption_paused", 0.0).await;
-    assert_eq!(consumer.metric("vero_profiles_needs_operator").await, 0.0);
+    // Eventually: the repair re-creates the tables one statement at a time, and a write
+    // between two of them (likelier on a loaded machine) is refused once more.
+    consumer.wait_for_metric_eq("vero_profiles_consumption_paused", 0.0).await;
+    consumer.wait_for_metric_eq("vero_profiles_needs_operator", 0.0).await;
     let started = std::time::Instant::now();
     while !consumer.readyz().await.starts_with("HTTP/1.1 200") {
         assert!(started.elapsed() < common::DEADLINE, "ready again");

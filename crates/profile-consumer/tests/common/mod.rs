@@ -153,6 +153,19 @@ impl Running {
         answer
     }
 
+    /// Wait until `name` is exactly `value` (a gauge going back to 0, say).
+    pub async fn wait_for_metric_eq(&self, name: &str, value: f64) {
+        let started = Instant::now();
+        loop {
+            let now = self.metric(name).await;
+            if now == value {
+                return;
+            }
+            assert!(started.elapsed() < DEADLINE, "{name} stayed at {now}, wanted {value}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     pub async fn wait_for_metric(&self, name: &str, at_least: f64) {
         let started = Instant::now();
         loop {
