@@ -148,11 +148,37 @@ pub fn classify_server_message(message: &str) -> Failure {
     }
 }
 
+/// The TLS handshake's refusal in a network error's sources, if that is what it is: a
+/// server certificate the configured CA does not vouch for (or an expired one), or a
+/// client certificate the server refuses. Retrying cannot fix either; an operator must
+/// (`clickhouse.tls`). OpenSSL's wording, as the connector reports it.
+fn tls_refusal(error: &Error) -> Option<String> {
+    let mut source = std::error::Error::source(error);
+    while let Some(inner) = source {
+        let text = inner.to_string();
+        let refused =
+            ["certificate verify failed", "alert unknown ca", "alert bad certificate", "certificate required"]
+                .iter()
+                .any(|needle| text.contains(needle));
+        if refused {
+            return Some(text);
+        }
+        source = inner.source();
+    }
+    None
+}
+
 impl From<Error> for Failure {
     fn from(error: Error) -> Self {
         match error {
             Error::BadResponse(message) => classify_server_message(&message),
-            Error::Network(_) | Error::TimedOut | Error::Compression(_) | Error::Decompression(_) | Error::Other(_) => {
+            Error::Network(_) => match tls_refusal(&error) {
+                Some(reason) => {
+                    Failure::Operator(format!("{error}: {reason} (check clickhouse.tls: ca_file, cert_file, key_file)"))
+                }
+                None => Failure::Retryable(error.to_string()),
+            },
+            Error::TimedOut | Error::Compression(_) | Error::Decompression(_) | Error::Other(_) => {
                 Failure::Retryable(error.to_string())
             }
             // Client-side: parameters, row types and answers that do not match the

@@ -33,6 +33,13 @@ fn start(dir: &Path, client_ca: Option<&Path>) -> (ClickHouseServer, u16) {
     (ClickHouseServer::start_with(ports[0], ports[1], &extra).unwrap(), ports[2])
 }
 
+/// How the consumers classify the failure of a query with `settings`.
+async fn failure_of(settings: &ClickHouseSettings) -> vero_clickhouse::Failure {
+    let client = vero_clickhouse::client::build(settings);
+    let error = client.query("SELECT toUInt8(1)").fetch_one::<u8>().await.unwrap_err();
+    vero_clickhouse::Failure::from(error)
+}
+
 async fn select_one(settings: &ClickHouseSettings) -> Result<u8, String> {
     let client = vero_clickhouse::client::build(settings);
     client.query("SELECT toUInt8(1)").fetch_one::<u8>().await.map_err(|e| {
@@ -83,6 +90,10 @@ async fn https_with_the_test_ca_client_certificates_and_refusals() {
     let untrusted = settings(&operator("other-ca.crt")).unwrap();
     let refused = select_one(&untrusted).await.unwrap_err();
     assert!(refused.contains("certificate verify failed"), "{refused}");
+    // Operator-fixable, not an outage to wait out: the consumers pause and say so.
+    let failure = failure_of(&untrusted).await;
+    assert_eq!(failure.class(), "operator", "{}", failure.message());
+    assert!(failure.message().contains("clickhouse.tls"), "{}", failure.message());
     drop(server);
 
     // A server that requires a client certificate from the test CA.
@@ -99,6 +110,8 @@ async fn https_with_the_test_ca_client_certificates_and_refusals() {
     );
     let without = settings(&base).unwrap();
     assert!(select_one(&without).await.is_err(), "no client certificate: refused");
+    let failure = failure_of(&without).await;
+    assert_eq!(failure.class(), "operator", "{}", failure.message());
     let with = settings(&format!(
         "{base}cert_file = \"{}\"\nkey_file = \"{}\"\n",
         d.join("client.crt").display(),
