@@ -49,8 +49,9 @@ fn free_port_base() -> anyhow::Result<u16> {
     bail!("no {PORTS} consecutive free ports found")
 }
 
-/// `scripts/run-local.sh` stops in two tiers of at most 35 s each (its `grace` + 5).
-const STOP_BOUND: Duration = Duration::from_secs(75);
+/// `scripts/run-local.sh` stops in two tiers of at most 35 s each (its `grace` + 5),
+/// plus the script's own steps on a loaded machine.
+const STOP_BOUND: Duration = Duration::from_secs(100);
 
 /// Kafka, ClickHouse HTTP and native, gateway, sink ops, profiles ops, Kafka controller.
 const PORTS: u16 = 7;
@@ -104,10 +105,18 @@ impl LocalRun {
         self.child.id() as i32
     }
 
+    /// The script's and the supervisors' own lines (what the stop did), then the last
+    /// 60 lines of everything (a service's error flood cannot hide the former).
     fn log_tail(&self) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(80)..].join("\n")
+        let steps: Vec<&str> =
+            lines.iter().copied().filter(|l| l.contains("[run]") || l.contains("[supervise]")).collect();
+        format!(
+            "--- [run] and [supervise] lines:\n{}\n--- last lines:\n{}",
+            steps[steps.len().saturating_sub(60)..].join("\n"),
+            lines[lines.len().saturating_sub(60)..].join("\n")
+        )
     }
 
     /// Ctrl-C: SIGINT to the whole foreground group; the script stops the rest.
