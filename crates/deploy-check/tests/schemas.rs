@@ -22,7 +22,7 @@ fn compose_file_is_valid() {
 }
 
 #[test]
-fn compose_validation_rejects_unknown_keys_and_dangling_dependencies() {
+fn compose_validation_rejects_unknown_keys_dangling_dependencies_and_defaulted_secrets() {
     let dir = tempfile::tempdir().unwrap();
     let text = std::fs::read_to_string(root().join("docker-compose.yml")).unwrap();
     // The compose file refers to ./deploy/... relative to itself: keep that valid.
@@ -35,6 +35,12 @@ fn compose_validation_rejects_unknown_keys_and_dangling_dependencies() {
             "kafak",
         ),
         ("      interval: 10s\n", "      interval: often\n", "interval"),
+        // A secret with a default is a secret anyone knows.
+        (
+            "${GRAFANA_ADMIN_PASSWORD:?set GRAFANA_ADMIN_PASSWORD in the shell or .env}",
+            "${GRAFANA_ADMIN_PASSWORD:-admin}",
+            "GRAFANA_ADMIN_PASSWORD must be required",
+        ),
     ];
     for (from, to, expected) in cases {
         assert!(text.contains(from), "case {expected}: pattern missing");
@@ -65,7 +71,13 @@ fn kubernetes_validation_rejects_typos_wrong_types_and_unknown_kinds() {
         (&base, "gateway/deployment.yaml", "failureThreshold: 2", "failureTreshold: 2", "failureTreshold"),
         (&base, "gateway/hpa.yaml", "minReplicas: 2", "minReplicas: two", "minReplicas"),
         (&base, "namespace.yaml", "kind: Namespace", "kind: Namespaces", "no Kubernetes"),
-        (&keda, "scaledobjects.yaml", "  cooldownPeriod: 300", "  coolDownPeriod: 300", "coolDownPeriod"),
+        (
+            &keda,
+            "scaledobjects.yaml",
+            "stabilizationWindowSeconds: 300",
+            "stabilisationWindowSeconds: 300",
+            "stabilisationWindowSeconds",
+        ),
     ];
     for (kustomization, file, from, to, expected) in cases {
         let path = if file == "scaledobjects.yaml" { keda.join(file) } else { base.join(file) };

@@ -29,6 +29,9 @@ fn compose_health_checks_hit_the_services_and_consumers_scale() {
     for container in from_compose(&model).unwrap() {
         let Some(service) = container.program().and_then(Service::from_binary) else { continue };
         let effective = service.load_for(&container).unwrap();
+        if container.argv.get(1).is_some_and(|command| command != "run") {
+            continue; // a one-shot (`event-sink migrate`): no health check, never scaled
+        }
         let test = container.spec["healthcheck"]["test"].to_string();
         assert_eq!(port_in(&test), Some(effective.ops_port), "{}: health check {test}", container.origin);
         assert!(test.contains("/readyz"), "{}: health check should use /readyz: {test}", container.origin);
@@ -60,6 +63,9 @@ fn kubernetes_probes_hit_the_services_and_consumers_stay_within_partitions() {
         for container in from_kubernetes(&objects).unwrap() {
             let Some(service) = container.program().and_then(Service::from_binary) else { continue };
             let effective = service.load_for(&container).unwrap();
+            if !container.origin.starts_with("Deployment/") {
+                continue; // the setup Job's `event-sink migrate`: no probes, never scaled
+            }
             for (probe, path) in [("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")] {
                 let get = &container.spec[probe]["httpGet"];
                 assert_eq!(get["path"], path, "{}: {probe}", container.origin);
@@ -121,6 +127,9 @@ fn prometheus_scrapes_every_service_on_its_port_and_loads_the_mounted_rules() {
         config["scrape_configs"].as_array().unwrap().iter().map(|j| (j["job_name"].as_str().unwrap(), j)).collect();
     for container in from_compose(&model).unwrap() {
         let Some(service) = container.program().and_then(Service::from_binary) else { continue };
+        if container.argv.get(1).is_some_and(|command| command != "run") {
+            continue; // a one-shot exits: nothing to scrape
+        }
         let effective = service.load_for(&container).unwrap();
         let name = container.origin.trim_start_matches("compose service ");
         let job = jobs.get(name).unwrap_or_else(|| panic!("Prometheus does not scrape {name}"));
