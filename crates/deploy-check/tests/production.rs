@@ -193,22 +193,13 @@ fn kubernetes_namespaces_scalers_setup_gateway_ops_and_disruption_budgets() {
     }
 }
 
-/// The wait script counts the migration ids the image ships exactly as the services
-/// number them: the set of numeric prefixes of `schemas/clickhouse/*.sql`.
+/// The consumers' init container, run against a stand-in `curl` that answers like
+/// ClickHouse: it asks for exactly the migration ids the services number from
+/// `schemas/clickhouse/*.sql` (the image's `/app/schemas/clickhouse`), keeps waiting
+/// while ClickHouse is unreachable or has fewer of them, passes once all are recorded,
+/// and never puts the password on a command line.
 #[test]
-fn the_wait_script_waits_for_every_migration_the_image_ships() {
-    let script =
-        std::fs::read_to_string(root().join("deploy/kubernetes/base/migrations/wait-for-migrations.sh")).unwrap();
-    assert!(script.contains("ls /app/schemas/clickhouse |"), "the Dockerfile copies schemas/ to /app/schemas/");
-    let ids = Command::new("sh")
-        .arg("-c")
-        .arg("ls \"$1\" | sed -n 's/^0*\\([0-9][0-9]*\\)_.*\\.sql$/\\1/p' | sort -un | paste -sd, -")
-        .arg("sh")
-        .arg(root().join("schemas/clickhouse"))
-        .output()
-        .unwrap();
-    let ids = String::from_utf8(ids.stdout).unwrap();
-    assert!(script.contains("sed -n 's/^0*\\([0-9][0-9]*\\)_.*\\.sql$/\\1/p' | sort -un | paste -sd, -"));
+fn the_wait_script_waits_until_clickhouse_records_every_migration_the_image_ships() {
     let expected: BTreeSet<u32> = std::fs::read_dir(root().join("schemas/clickhouse"))
         .unwrap()
         .filter_map(|e| {
@@ -216,8 +207,42 @@ fn the_wait_script_waits_for_every_migration_the_image_ships() {
             name.strip_suffix(".sql")?.split_once('_')?.0.parse().ok()
         })
         .collect();
-    let found: BTreeSet<u32> = ids.trim().split(',').map(|id| id.parse().unwrap()).collect();
-    assert_eq!(found, expected);
+    let dir = tempfile::tempdir().unwrap();
+    // Answers, call by call: unreachable, then all but one recorded, then all.
+    let curl = dir.path().join("curl");
+    let script = format!(
+        "#!/bin/sh\nn=$(cat \"$STATE\" 2>/dev/null || echo 0); n=$((n + 1)); echo $n > \"$STATE\"\n\
+         echo \"argv $*\" >> \"$CALLS\"; sed 's/^/stdin /' >> \"$CALLS\"\n\
+         case $n in 1) exit 7;; 2) echo {};; *) echo {};; esac\n",
+        expected.len() - 1,
+        expected.len()
+    );
+    std::fs::write(&curl, script).unwrap();
+    Command::new("chmod").arg("+x").arg(&curl).status().unwrap();
+    let (state, calls) = (dir.path().join("state"), dir.path().join("calls"));
+    let out = Command::new("sh")
+        .arg(root().join("deploy/kubernetes/base/migrations/wait-for-migrations.sh"))
+        .env("PATH", format!("{}:{}", dir.path().display(), std::env::var("PATH").unwrap()))
+        .env("VERO__CLICKHOUSE__URL", "http://clickhouse:8123")
+        .env("VERO__CLICKHOUSE__USER", "vero")
+        .env("VERO__CLICKHOUSE__PASSWORD", "s3cret")
+        .env("VERO_SCHEMAS_DIR", root().join("schemas/clickhouse"))
+        .env("VERO_WAIT_INTERVAL_S", "0")
+        .env("STATE", &state)
+        .env("CALLS", &calls)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(std::fs::read_to_string(&state).unwrap().trim(), "3", "passed before all were recorded: {stdout}");
+    let calls = std::fs::read_to_string(&calls).unwrap();
+    let ids: Vec<String> = expected.iter().map(u32::to_string).collect();
+    assert!(calls.contains(&format!("WHERE id IN ({})", ids.join(","))), "{calls}");
+    assert!(calls.contains("stdin header = \"X-ClickHouse-Key: s3cret\""), "{calls}");
+    assert!(
+        calls.lines().filter(|l| l.starts_with("argv")).all(|l| !l.contains("s3cret")),
+        "password in argv: {calls}"
+    );
 }
 
 /// Run `create-topics.sh` with stand-in Kafka tools that record every call and

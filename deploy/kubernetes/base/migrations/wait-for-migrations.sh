@@ -6,13 +6,16 @@
 # migrations itself. Runs in the vero-pipeline image (sh, curl) with the consumer's
 # own VERO__CLICKHOUSE__URL/USER/PASSWORD. Waits as long as it takes: a pod stuck in
 # Init:0/1 means the Job has not run for this version (docs/operations.md).
+# VERO_SCHEMAS_DIR and VERO_WAIT_INTERVAL_S exist for crates/deploy-check's test.
 set -eu
 : "${VERO__CLICKHOUSE__URL:?not set}"
 : "${VERO__CLICKHOUSE__USER:=default}"
 : "${VERO__CLICKHOUSE__PASSWORD:=}"
-ids=$(ls /app/schemas/clickhouse | sed -n 's/^0*\([0-9][0-9]*\)_.*\.sql$/\1/p' | sort -un | paste -sd, -)
+: "${VERO_SCHEMAS_DIR:=/app/schemas/clickhouse}"
+: "${VERO_WAIT_INTERVAL_S:=5}"
+ids=$(ls "$VERO_SCHEMAS_DIR" | sed -n 's/^0*\([0-9][0-9]*\)_.*\.sql$/\1/p' | sort -un | paste -sd, -)
 wanted=$(echo "$ids" | tr ',' '\n' | wc -l)
-[ -n "$ids" ] || { echo "no migrations found in /app/schemas/clickhouse" >&2; exit 1; }
+[ -n "$ids" ] || { echo "no migrations found in $VERO_SCHEMAS_DIR" >&2; exit 1; }
 query="SELECT uniqExact(id) FROM vero.schema_migrations WHERE id IN ($ids)"
 while :; do
   # The password goes in a header read from stdin, not on the command line.
@@ -24,5 +27,5 @@ while :; do
     exit 0
   fi
   echo "waiting for the Job vero-setup: ${found:-no answer or no vero.schema_migrations} of $wanted migrations ($ids) recorded"
-  sleep 5
+  sleep "$VERO_WAIT_INTERVAL_S"
 done
