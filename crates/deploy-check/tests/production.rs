@@ -454,3 +454,19 @@ fn target_down_alert_selects_every_target_of_both_scrape_setups() {
     ]);
     assert!(!selects(&other), "VeroTargetDown selects targets of other applications");
 }
+
+/// No rule groups, selects or labels its summary by `job`: compose names its jobs after
+/// the services, a Kubernetes scrape setup names them as it likes (`vero-pods`,
+/// `namespace/podmonitor`, `kubernetes-pods`).
+#[test]
+fn no_alert_depends_on_job_names() {
+    let rules: Value =
+        serde_norway::from_str(&std::fs::read_to_string(root().join("deploy/prometheus/alerts.yml")).unwrap()).unwrap();
+    for rule in rules["groups"].as_array().unwrap().iter().flat_map(|g| g["rules"].as_array().unwrap()) {
+        let name = rule["alert"].as_str().or(rule["record"].as_str()).unwrap();
+        let expr = rule["expr"].as_str().unwrap();
+        let words: Vec<&str> = expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).collect();
+        assert!(!words.contains(&"job"), "rule {name} uses the label job: {expr}");
+        assert!(!rule["annotations"].to_string().contains("$labels.job"), "rule {name} prints $labels.job");
+    }
+}
