@@ -52,7 +52,13 @@ fn say(name: &str, message: &str) {
     print_line(format_args!("\x1b[1m[supervise]\x1b[0m {name}: {message}"));
 }
 
-fn spawn(args: &Args) -> anyhow::Result<Child> {
+/// The running command and the tasks passing its output on.
+struct Running {
+    child: Child,
+    output: Vec<tokio::task::JoinHandle<()>>,
+}
+
+fn spawn(args: &Args) -> anyhow::Result<Running> {
     let mut child = Command::new(&args.command[0])
         .args(&args.command[1..])
         .stdin(Stdio::null())
@@ -60,22 +66,39 @@ fn spawn(args: &Args) -> anyhow::Result<Child> {
         .stderr(Stdio::piped())
         .spawn()
         .with_context(|| format!("starting {:?}", args.command))?;
-    forward(args.name.clone(), child.stdout.take());
-    forward(args.name.clone(), child.stderr.take());
-    Ok(child)
+    let output = [forward(args.name.clone(), child.stdout.take()), forward(args.name.clone(), child.stderr.take())]
+        .into_iter()
+        .flatten()
+        .collect();
+    Ok(Running { child, output })
 }
 
-fn forward(name: String, stream: Option<impl AsyncRead + Unpin + Send + 'static>) {
-    let Some(stream) = stream else { return };
-    tokio::spawn(async move {
+fn forward(
+    name: String,
+    stream: Option<impl AsyncRead + Unpin + Send + 'static>,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let stream = stream?;
+    Some(tokio::spawn(async move {
         let mut lines = BufReader::new(stream).lines();
         while let Ok(Some(line)) = lines.next_line().await {
             print_line(format_args!("[{name}] {line}"));
         }
-    });
+    }))
 }
 
-async fn stop(args: &Args, child: &mut Child) -> anyhow::Result<i32> {
+/// Pass on what the command wrote before it exited (its last lines, a drain's
+/// report), waiting at most 2 s: a process it started may hold the pipes open.
+async fn drain(output: Vec<tokio::task::JoinHandle<()>>) {
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        for task in output {
+            let _ = task.await;
+        }
+    })
+    .await;
+}
+
+async fn stop(args: &Args, running: Running) -> anyhow::Result<i32> {
+    let Running { mut child, output } = running;
     if let Some(pid) = child.id().and_then(|id| i32::try_from(id).ok()) {
         let _ = kill(Pid::from_raw(pid), Signal::SIGCONT);
         let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
@@ -88,6 +111,7 @@ async fn stop(args: &Args, child: &mut Child) -> anyhow::Result<i32> {
             child.wait().await?
         }
     };
+    drain(output).await;
     Ok(status.code().unwrap_or(1))
 }
 
@@ -100,12 +124,13 @@ async fn main() -> anyhow::Result<()> {
     let mut restarts = 0u32;
     loop {
         let started = Instant::now();
-        let mut child = spawn(&args)?;
+        let mut running = spawn(&args)?;
         let status = tokio::select! {
-            status = child.wait() => status?,
-            _ = interrupt.recv() => std::process::exit(stop(&args, &mut child).await?),
-            _ = terminate.recv() => std::process::exit(stop(&args, &mut child).await?),
+            status = running.child.wait() => status?,
+            _ = interrupt.recv() => std::process::exit(stop(&args, running).await?),
+            _ = terminate.recv() => std::process::exit(stop(&args, running).await?),
         };
+        drain(running.output).await;
         if started.elapsed() >= HEALTHY_RUN {
             backoff = FIRST_BACKOFF;
         }
