@@ -140,9 +140,9 @@ impl Watch {
         let refused = self.0.state.lock().expect("watch lock").refused.is_some();
         if refused && error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
             // What the refusal looks like from the client's side, several times a second.
-            tracing::debug!(target: "librdkafka", "librdkafka: {error}: {reason}");
+            tracing::debug!(target: "librdkafka", %error, reason, "librdkafka error");
         } else {
-            tracing::error!(target: "librdkafka", "librdkafka: {error}: {reason}");
+            tracing::error!(target: "librdkafka", %error, reason, "librdkafka error");
         }
         false
     }
@@ -221,13 +221,13 @@ impl Watch {
         }
         match level {
             RDKafkaLogLevel::Emerg | RDKafkaLogLevel::Alert | RDKafkaLogLevel::Critical | RDKafkaLogLevel::Error => {
-                tracing::error!(target: "librdkafka", "librdkafka: {facility} {message}")
+                tracing::error!(target: "librdkafka", facility, message, "librdkafka")
             }
-            RDKafkaLogLevel::Warning => tracing::warn!(target: "librdkafka", "librdkafka: {facility} {message}"),
+            RDKafkaLogLevel::Warning => tracing::warn!(target: "librdkafka", facility, message, "librdkafka"),
             RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
-                tracing::info!(target: "librdkafka", "librdkafka: {facility} {message}")
+                tracing::info!(target: "librdkafka", facility, message, "librdkafka")
             }
-            RDKafkaLogLevel::Debug => tracing::debug!(target: "librdkafka", "librdkafka: {facility} {message}"),
+            RDKafkaLogLevel::Debug => tracing::debug!(target: "librdkafka", facility, message, "librdkafka"),
         }
     }
 }
