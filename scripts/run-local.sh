@@ -74,12 +74,12 @@ grace=30
 alive() { [ -e "/proc/$1" ] && ! grep -q '^[0-9]* (.*) Z' "/proc/$1/stat" 2>/dev/null; }
 any_alive() { local pid; for pid in "$@"; do alive "$pid" && return 0; done; return 1; }
 stop_tier() { # pids...: SIGTERM to all at once, then wait, bounded
-  local pid t
+  local pid
   for pid in "$@"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for ((t = 0; t < (grace + 5) * 10; t++)); do
-    any_alive "$@" || break
-    sleep 0.1
-  done
+  # A deadline on the clock, not a count of polls: on a loaded machine each poll
+  # (a grep per process and a sleep) takes longer than its 0.1 s.
+  local deadline=$((SECONDS + grace + 5))
+  while any_alive "$@" && ((SECONDS < deadline)); do sleep 0.1; done
   for pid in "$@"; do
     if alive "$pid"; then
       log "$(tr -d '\0' <"/proc/$pid/cmdline" | cut -c1-80) did not stop within $((grace + 5)) s: killing it"
