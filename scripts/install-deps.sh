@@ -13,6 +13,8 @@
 #     the JDK and Maven from Debian. setpriv (util-linux) ties test brokers to the
 #     test process.
 #   - wrk (Debian): the HTTP load tool for benchmarks.
+#   - haproxy (Debian): crates/deploy-check checks the compose deployment's
+#     load balancer config (deploy/compose/haproxy.cfg) with `haproxy -c`.
 #   - libssl-dev and pkg-config (Debian): librdkafka (rdkafka's `ssl` feature), the
 #     ClickHouse client and the gateway's HTTPS link Debian's OpenSSL
 #     (docs/operations.md, "Secured connections"); python3-requests and curl are the
@@ -25,6 +27,7 @@ apt_packages=()
 command -v clickhouse-server >/dev/null 2>&1 || apt_packages+=(clickhouse-server)
 command -v clickhouse-client >/dev/null 2>&1 || apt_packages+=(clickhouse-client)
 command -v wrk >/dev/null 2>&1 || apt_packages+=(wrk)
+command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || apt_packages+=(haproxy)
 [ -f /usr/share/java/zookeeper.jar ] || apt_packages+=(zookeeper)
 [ -f /usr/share/java/slf4j-simple.jar ] || apt_packages+=(libslf4j-java)
 command -v python3 >/dev/null 2>&1 || apt_packages+=(python3 python3-pip)

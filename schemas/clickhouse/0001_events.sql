@@ -1,13 +1,14 @@
 -- The analysts' events table (current ClickHouse; 0001_events.v18.sql is the
 -- variant for servers up to 18.x). Reasoning in docs/analytics.md.
 --
--- Deduplication: ReplacingMergeTree collapses rows with the same sorting key in the
--- same partition. Every sorting-key and partition-key column is a pure function of
--- the event (same event_id => same key), so a redelivered event collapses into one
--- row; `SELECT ... FROM vero.events FINAL` shows each event once even before the
--- background merge ran. non_replicated_deduplication_window additionally drops an
--- insert that repeats a recent one with the same insert_deduplication_token (the
--- sink's retry of a batch whose first attempt did land).
+-- Each event once: the sink writes every event once (0002_exactly_once.sql, and
+-- docs/design.md "Exactly-once into ClickHouse"), so a plain SELECT counts each event
+-- once. ReplacingMergeTree is a second line of defence: every sorting-key and
+-- partition-key column is a pure function of the event (same event_id => same key),
+-- so a row written twice anyway collapses in merges, and `FINAL` (or the view
+-- vero.events_unique) hides it before the merge ran. non_replicated_deduplication_window
+-- lets the server drop the sink's retry of a batch whose first attempt did land (same
+-- insert_deduplication_token).
 CREATE TABLE IF NOT EXISTS vero.events
 (
     event_id         UUID,
@@ -40,5 +41,5 @@ PARTITION BY toYYYYMM(received_at)
 ORDER BY (project, event_name, toDate(event_time), cityHash64(user_id), event_id)
 SETTINGS non_replicated_deduplication_window = 1000;
 
--- Each event once, for tools that cannot add FINAL themselves.
+-- The same rows with FINAL applied (see above), for tools that want that guarantee.
 CREATE VIEW IF NOT EXISTS vero.events_unique AS SELECT * FROM vero.events FINAL;

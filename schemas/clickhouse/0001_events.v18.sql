@@ -2,7 +2,8 @@
 -- run). Same columns and keys as 0001_events.sql except: no DateTime64 (received_at
 -- and event_time have second precision; the *_ms columns keep milliseconds), no data
 -- skipping index, and no insert deduplication setting (18.x only deduplicates
--- replicated tables). Duplicates still collapse through ReplacingMergeTree/FINAL.
+-- replicated tables). A row written twice anyway
+-- still collapses through ReplacingMergeTree/FINAL.
 CREATE TABLE IF NOT EXISTS vero.events
 (
     event_id         UUID,

@@ -1,4 +1,4 @@
--- Each event once in plain `SELECT count() FROM vero.events` (issue 10; reasoning in
+-- Each event once in plain `SELECT count() FROM vero.events` (reasoning in
 -- docs/design.md, "Exactly-once into ClickHouse" and "Idempotent retries"). The
 -- 0002_exactly_once.v18.sql variant differs only where 18.x lacks a feature.
 --

@@ -8,12 +8,14 @@
 //! * that the Dockerfile builds and ships exactly the workspace's service binaries
 //!   ([`dockerfile`]);
 //! * that every metric the Grafana dashboard and the Prometheus alert rules query is
-//!   exported by a running service ([`promql`], [`exposition`], [`grafana`]).
+//!   exported by a running service ([`promql`], [`exposition`], [`grafana`]);
+//! * that every metric, config key and subcommand the docs name exists ([`docs`]).
 //!
 //! Nothing here is used by the services; the crate exists for its tests.
 
 pub mod deployment;
 pub mod dockerfile;
+pub mod docs;
 pub mod exposition;
 pub mod grafana;
 pub mod promql;

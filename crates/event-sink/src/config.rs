@@ -21,7 +21,17 @@ pub struct Settings {
     pub batch: BatchSettings,
     pub retry: RetrySettings,
     pub dedup: DedupSettings,
+    pub retention: RetentionSettings,
     pub ops: OpsSettings,
+}
+
+/// How long ClickHouse keeps events (`vero_clickhouse::retention`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionSettings {
+    /// Events are deleted this many days after the gateway received them (a TTL on
+    /// `vero.events`, set at start and by `event-sink migrate`); 0 keeps them forever.
+    pub events_days: u32,
 }
 
 /// Dropping a client's repeated request (`crate::once`).
@@ -198,6 +208,11 @@ impl Settings {
         anyhow::ensure!(
             self.dedup.window_ms <= MAX_DEDUP_WINDOW_MS,
             "dedup.window_ms must be at most {MAX_DEDUP_WINDOW_MS} (7 days)"
+        );
+        anyhow::ensure!(
+            self.retention.events_days <= vero_clickhouse::retention::MAX_DAYS,
+            "retention.events_days must be at most {} (0 keeps events forever)",
+            vero_clickhouse::retention::MAX_DAYS
         );
         anyhow::ensure!(self.retry.initial_backoff_ms > 0, "retry.initial_backoff_ms must be positive");
         anyhow::ensure!(

@@ -32,4 +32,4 @@ pub mod writer;
 
 pub use config::Settings;
 pub use replay::replay_dlq;
-pub use service::{migrate, run};
+pub use service::{migrate, run, Migrated};

@@ -52,11 +52,17 @@ async fn main() -> anyhow::Result<()> {
             .await
         }
         Command::Migrate => {
-            let (version, applied) = event_sink::migrate(&settings.clickhouse).await?;
-            println!("ClickHouse {version}: {} migration(s) applied", applied.len());
-            for a in applied {
+            let migrated = event_sink::migrate(&settings).await?;
+            println!("ClickHouse {}: {} migration(s) applied", migrated.version, migrated.applied.len());
+            for a in migrated.applied {
                 let how = if a.repaired { ", re-run: objects were missing" } else { "" };
                 println!("  {:04} {} ({}{how})", a.id, a.name, a.file);
+            }
+            match migrated.retention {
+                Some(change) => println!("  retention of events changed: {change:?}"),
+                None => {
+                    println!("  retention of events: as set ({} days, 0 = forever)", settings.retention.events_days)
+                }
             }
             Ok(())
         }

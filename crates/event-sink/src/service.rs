@@ -15,7 +15,8 @@ use rdkafka::ClientConfig;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use vero_clickhouse::migrations::{self, Applied};
-use vero_clickhouse::{ClickHouseSettings, Failure, ServerVersion};
+use vero_clickhouse::retention;
+use vero_clickhouse::{Failure, ServerVersion};
 
 use crate::config::Settings;
 use crate::context::SinkContext;
@@ -134,6 +135,7 @@ async fn prepare(settings: &Settings, client: &clickhouse::Client) -> Result<(Se
     for applied in migrations::apply(client, version, &all).await? {
         tracing::info!(id = applied.id, file = applied.file, "migration applied");
     }
+    retention::apply(client, version, settings.clickhouse.cluster.as_deref(), settings.retention.events_days).await?;
     let router = vero_shards::connect(&settings.clickhouse, &settings.cluster, |c| for_inserts(settings, c)).await?;
     Ok((version, router))
 }
@@ -184,11 +186,27 @@ fn create_consumer(
     Ok(consumer)
 }
 
-/// Apply pending migrations once (no retry) and report what was applied.
-pub async fn migrate(settings: &ClickHouseSettings) -> anyhow::Result<(ServerVersion, Vec<Applied>)> {
-    let client = vero_clickhouse::client::build(settings);
+/// Apply pending migrations and the retention setting once (no retry) and report
+/// what was applied.
+pub async fn migrate(settings: &Settings) -> anyhow::Result<Migrated> {
+    let clickhouse = &settings.clickhouse;
+    let client = vero_clickhouse::client::build(clickhouse);
     let version = ServerVersion::detect(&client).await?;
-    let all = migrations::embedded_for(settings.cluster.as_deref()).map_err(anyhow::Error::msg)?;
-    let applied = tokio::time::timeout(Duration::from_secs(300), migrations::apply(&client, version, &all)).await??;
-    Ok((version, applied))
+    let all = migrations::embedded_for(clickhouse.cluster.as_deref()).map_err(anyhow::Error::msg)?;
+    let work = async {
+        let applied = migrations::apply(&client, version, &all).await?;
+        let retention =
+            retention::apply(&client, version, clickhouse.cluster.as_deref(), settings.retention.events_days).await?;
+        Ok::<_, Failure>(Migrated { version, applied, retention })
+    };
+    Ok(tokio::time::timeout(Duration::from_secs(300), work).await??)
+}
+
+/// What [`migrate`] did.
+#[derive(Debug)]
+pub struct Migrated {
+    pub version: ServerVersion,
+    pub applied: Vec<Applied>,
+    /// The change to `vero.events`' TTL, if it differed from `retention.events_days`.
+    pub retention: Option<retention::Change>,
 }

@@ -32,8 +32,8 @@
 //!   answers again ([`Writer::answering`]), so one shard down stops only its own
 //!   users' events. Not for a batch with user deletes (they must reach every shard)
 //!   nor on a single server. `vero_sink_shard_failing{shard}` says which shard fails.
-//! * Gray failures are bounded by time (issue 24): an attempt on a replica that
-//!   hangs is abandoned and failed over after about 2.5 s (`vero_shards::patience`),
+//! * Gray failures are bounded by time: an attempt on a replica that
+//!   hangs is abandoned and failed over after about 2 s (`vero_shards::patience`),
 //!   a stalled attempt shows in `vero_sink_shard_failing` and `/readyz` from its first
 //!   second, and once a shard has failed, the park deadline cuts its attempt in
 //!   flight ([`Writer::write_with_retry`]).
@@ -193,7 +193,7 @@ impl Writer {
 
     /// One INSERT, retried while the failure is retryable or operator-fixable, until
     /// `park_at` if given. Each attempt is bounded by the shard's patience (a hung
-    /// replica is failed over after about 2.5 s, `vero_shards::patience`). Once the
+    /// replica is failed over after about 2 s, `vero_shards::patience`). Once the
     /// shard has failed, the park deadline also cuts the attempt in flight and the
     /// backoff: a failing shard never holds the batch's other shards longer. A first
     /// attempt that is only slow (its replica answers pings) is not cut, or a large

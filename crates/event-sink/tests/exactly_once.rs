@@ -1,5 +1,5 @@
 //! Each event once in a plain `SELECT count() FROM vero.events` (no `FINAL`), against a
-//! real ClickHouse server process and librdkafka's mock cluster: a sink process killed
+//! real ClickHouse server process and the shared Apache Kafka broker: a sink process killed
 //! with SIGKILL in the middle of its batches and restarted, a rebalance while batches
 //! are being written, and a client's repeated request (within the dedup window, after
 //! it, and a request differing only in `data`).

@@ -74,8 +74,8 @@ async fn a_dropped_table_pauses_the_sink_and_migrate_brings_every_event_back() {
     // The documented recovery: `event-sink migrate` re-creates what is missing although
     // vero.schema_migrations still records the migration.
     let settings = event_sink::Settings::load_with_env(&config_dir(), None, setup.env()).unwrap();
-    let (_, applied) = event_sink::migrate(&settings.clickhouse).await.unwrap();
-    assert!(applied.iter().any(|a| a.id == 1 && a.repaired), "{applied:?}");
+    let migrated = event_sink::migrate(&settings).await.unwrap();
+    assert!(migrated.applied.iter().any(|a| a.id == 1 && a.repaired), "{migrated:?}");
 
     // Every event sent meanwhile lands, once (no FINAL needed: nothing was inserted twice).
     setup.wait_for("SELECT count() FROM vero.events", "70").await;

@@ -38,6 +38,10 @@ pub struct HttpSettings {
     pub listen: String,
     pub max_body_bytes: usize,
     pub max_decompressed_bytes: usize,
+    /// `events/batch`: most events in one batch (413 above it).
+    pub batch_max_events: usize,
+    /// `events/batch`: largest body, on the wire and after gzip (413 above it).
+    pub batch_max_body_bytes: usize,
     pub max_connections: usize,
     pub header_read_timeout_ms: u64,
     pub body_read_timeout_ms: u64,
@@ -153,6 +157,8 @@ impl Settings {
         h.listen.parse::<SocketAddr>().map_err(|e| anyhow::anyhow!("http.listen = {:?}: {e}", h.listen))?;
         positive("http.max_body_bytes", h.max_body_bytes as u64)?;
         positive("http.max_decompressed_bytes", h.max_decompressed_bytes as u64)?;
+        positive("http.batch_max_events", h.batch_max_events as u64)?;
+        positive("http.batch_max_body_bytes", h.batch_max_body_bytes as u64)?;
         positive("http.max_connections", h.max_connections as u64)?;
         positive("http.header_read_timeout_ms", h.header_read_timeout_ms)?;
         positive("http.body_read_timeout_ms", h.body_read_timeout_ms)?;

@@ -22,7 +22,7 @@ use crate::error::ApiError;
 /// Nesting accepted in bracket notation (`a[b][c][d][e]=`): plenty for real clients,
 /// bounded against hostile inputs.
 const FORM_MAX_DEPTH: usize = 5;
-const TOKEN_FIELDS: [&str; 2] = ["auth_token", "tracking_api_key"];
+pub const TOKEN_FIELDS: [&str; 2] = ["auth_token", "tracking_api_key"];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BodyFormat {

@@ -16,7 +16,7 @@ use prometheus::IntCounter;
 use vero_model::topics::user_key;
 use vero_model::UserAction;
 
-use crate::auth::Authenticator;
+use crate::auth::{Authenticator, Caller};
 use crate::config::Settings;
 use crate::error::{self, ApiError, Body};
 use crate::fields;
@@ -33,6 +33,9 @@ pub struct Gateway {
     sink: Arc<dyn EventSink>,
     cors: Cors,
     limits: BodyLimits,
+    /// `events/batch`'s body limits and most events.
+    batch_limits: BodyLimits,
+    batch_max_events: usize,
     /// What one request may add to a profile.
     profile_limits: crate::limits::LimitsSettings,
     retry_after_secs: u64,
@@ -56,7 +59,15 @@ impl Gateway {
                 max_body_bytes: http.max_body_bytes,
                 max_decompressed_bytes: http.max_decompressed_bytes,
                 read_timeout: http.body_read_timeout(),
+                settings: BodyLimits::SETTINGS,
             },
+            batch_limits: BodyLimits {
+                max_body_bytes: http.batch_max_body_bytes,
+                max_decompressed_bytes: http.batch_max_body_bytes,
+                read_timeout: http.body_read_timeout(),
+                settings: ("http.batch_max_body_bytes", "http.batch_max_body_bytes"),
+            },
+            batch_max_events: http.batch_max_events,
             profile_limits: settings.limits.clone(),
             retry_after_secs: http.retry_after_secs,
             metrics: Metrics::new(),
@@ -99,6 +110,7 @@ impl Gateway {
         } else {
             match route {
                 Route::EventsTrack => self.answer(route, self.accept(Producing::Event, request).await),
+                Route::EventsBatch => self.answer(route, self.accept_batch(request).await),
                 Route::Users(action) => self.answer(route, self.accept(Producing::Command(action), request).await),
                 Route::Heartbeat => error::success(),
                 Route::Metrics => self.metrics_response(),
@@ -132,15 +144,8 @@ impl Gateway {
         let format = fields::body_format(parts.headers.get(CONTENT_TYPE))?;
         let bytes = request_body::read(body, &parts.headers, self.limits).await?;
         let mut fields = fields::parse(format, &bytes, producing.object_fields())?;
-        let token = fields::take_token(&mut fields, parts.uri.query());
-        let caller = self.auth.authenticate(token.as_deref())?;
-        drop(token);
-        self.auth.check_rate(&caller)?;
-        let stamp = Stamp {
-            project: caller.project.as_ref(),
-            received_at: now_millis(),
-            user_agent: parts.headers.get(USER_AGENT).and_then(|v| v.to_str().ok()),
-        };
+        let caller = self.caller(&mut fields, parts.uri.query())?;
+        let stamp = stamp(&caller, &parts.headers);
         let (user_id, payload) = match producing {
             Producing::Event => {
                 track::message_id::merge_header(&mut fields, parts.headers.get(track::message_id::HEADER))?;
@@ -175,6 +180,65 @@ impl Gateway {
         Ok(error::success())
     }
 
+    /// `events/batch`: read → fields → token → rate limit → validate every event →
+    /// produce them all; `Ok` only once every one is stored (`track::batch`).
+    async fn accept_batch<B>(&self, request: Request<B>) -> Result<Response<Body>, ApiError>
+    where
+        B: hyper::body::Body,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let (parts, body) = request.into_parts();
+        if fields::body_format(parts.headers.get(CONTENT_TYPE))? == fields::BodyFormat::Form {
+            return Err(ApiError::UnsupportedMediaType(
+                "A batch is a JSON object; send Content-Type: application/json.".into(),
+            ));
+        }
+        if parts.headers.contains_key(track::message_id::HEADER) {
+            return Err(ApiError::invalid(
+                "Idempotency-Key names one event; in a batch give each event its own extras.message_id.",
+            ));
+        }
+        let bytes = request_body::read(body, &parts.headers, self.batch_limits).await?;
+        let mut fields = fields::parse(fields::BodyFormat::Json, &bytes, &[])?;
+        let caller = self.caller(&mut fields, parts.uri.query())?;
+        let stamp = stamp(&caller, &parts.headers);
+        let events = track::build_batch(fields, stamp, self.batch_max_events, &self.profile_limits)?;
+        let started = Instant::now();
+        // Handed over in order, so one user's events keep their order on its partition.
+        let deliveries: Vec<_> = events
+            .iter()
+            .map(|event| self.sink.produce(user_key(&event.user_id), &vero_model::encode_event(event)))
+            .collect();
+        let mut failure = None;
+        for delivery in deliveries {
+            if let Err(error) = delivery.await {
+                failure.get_or_insert(error);
+            }
+        }
+        self.metrics.produce_latency.observe(started.elapsed().as_secs_f64());
+        if let Some(error) = failure {
+            return Err(ApiError::from_sink(error, self.retry_after_secs));
+        }
+        self.events_accepted[caller.project_index]
+            .get_or_init(|| self.metrics.events_accepted.with_label_values(&[caller.project.as_ref()]))
+            .inc_by(events.len() as u64);
+        Ok(error::success())
+    }
+
+    /// Who sent a request: its token taken out of `fields` (so it cannot travel further),
+    /// authenticated, and one request taken from the token's rate budget.
+    fn caller(
+        &self,
+        fields: &mut serde_json::Map<String, serde_json::Value>,
+        query: Option<&str>,
+    ) -> Result<Caller<'_>, ApiError> {
+        let token = fields::take_token(fields, query);
+        let caller = self.auth.authenticate(token.as_deref())?;
+        drop(token);
+        self.auth.check_rate(&caller)?;
+        Ok(caller)
+    }
+
     fn answer(&self, route: Route, outcome: Result<Response<Body>, ApiError>) -> Response<Body> {
         outcome.unwrap_or_else(|error| {
             self.count_rejection(route, &error);
@@ -184,7 +248,9 @@ impl Gateway {
 
     fn count_rejection(&self, route: Route, error: &ApiError) {
         match route {
-            Route::EventsTrack => self.metrics.events_rejected.with_label_values(&[error.reason()]).inc(),
+            Route::EventsTrack | Route::EventsBatch => {
+                self.metrics.events_rejected.with_label_values(&[error.reason()]).inc()
+            }
             Route::Users(action) => {
                 self.metrics.user_commands_rejected.with_label_values(&[action_label(action), error.reason()]).inc()
             }
@@ -218,6 +284,15 @@ impl Producing {
             Producing::Event => track::OBJECT_FIELDS,
             Producing::Command(_) => users::OBJECT_FIELDS,
         }
+    }
+}
+
+/// What the gateway adds to the records of `caller`'s request with `headers`.
+fn stamp<'a>(caller: &'a Caller<'_>, headers: &'a http::HeaderMap) -> Stamp<'a> {
+    Stamp {
+        project: caller.project.as_ref(),
+        received_at: now_millis(),
+        user_agent: headers.get(USER_AGENT).and_then(|v| v.to_str().ok()),
     }
 }
 

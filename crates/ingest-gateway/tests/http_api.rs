@@ -195,14 +195,14 @@ async fn body_size_and_gzip_limits() {
     let mut big = track_body(TOKEN, "big", "big");
     big["data"]["padding"] = json!("p".repeat(5000));
     let too_large = post_json(&url, &big).await;
-    assert_eq!(too_large.expect_error(413), "Request body exceeds 4096 bytes.");
+    assert_eq!(too_large.expect_error(413), "Request body exceeds 4096 bytes (http.max_body_bytes).");
 
     // Small on the wire, huge once inflated: stopped at the decompression cap.
     big["data"]["padding"] = json!("p".repeat(100_000));
     let bomb = gzip(big.to_string().as_bytes());
     assert!(bomb.len() < 4096);
     let reply = send("POST", &url, &[JSON, ("content-encoding", "gzip")], bomb).await;
-    assert_eq!(reply.expect_error(413), "Decompressed request body exceeds 16384 bytes.");
+    assert_eq!(reply.expect_error(413), "Decompressed request body exceeds 16384 bytes (http.max_decompressed_bytes).");
 
     let corrupt = send("POST", &url, &[JSON, ("content-encoding", "gzip")], "plain text").await;
     assert_eq!(corrupt.expect_error(400), "Request body is not valid gzip (Content-Encoding: gzip).");
@@ -228,7 +228,10 @@ async fn chunked_body_over_the_limit_is_413() {
     let n = tokio::time::timeout(Duration::from_secs(30), stream.read(&mut answer)).await.unwrap().unwrap();
     let answer = String::from_utf8_lossy(&answer[..n]);
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
-    assert!(answer.contains(r#"{"status":413,"message":"Request body exceeds 1000 bytes."}"#), "{answer}");
+    assert!(
+        answer.contains(r#"{"status":413,"message":"Request body exceeds 1000 bytes (http.max_body_bytes)."}"#),
+        "{answer}"
+    );
     gw.stop().await.unwrap();
 }
 

@@ -343,10 +343,18 @@ async fn body_limits_and_content_types_apply_to_every_endpoint() {
         let url = gw.url(path);
         let mut big = with_token(&body, TOKEN);
         big["padding"] = json!("p".repeat(3000));
-        assert_eq!(send_json(method, &url, &big).await.expect_error(413), "Request body exceeds 2048 bytes.", "{path}");
+        assert_eq!(
+            send_json(method, &url, &big).await.expect_error(413),
+            "Request body exceeds 2048 bytes (http.max_body_bytes).",
+            "{path}"
+        );
         big["padding"] = json!("p".repeat(50_000));
         let bomb = send(method, &url, &[JSON, ("content-encoding", "gzip")], gzip(big.to_string().as_bytes())).await;
-        assert_eq!(bomb.expect_error(413), "Decompressed request body exceeds 8192 bytes.", "{path}");
+        assert_eq!(
+            bomb.expect_error(413),
+            "Decompressed request body exceeds 8192 bytes (http.max_decompressed_bytes).",
+            "{path}"
+        );
         let multipart = send(method, &url, &[("content-type", "multipart/form-data; boundary=x")], "--x--").await;
         assert!(multipart.expect_error(415).contains("application/json"), "{path}: {}", multipart.body);
         let gzipped = gzip(with_token(&body, TOKEN).to_string().as_bytes());

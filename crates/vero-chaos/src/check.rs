@@ -8,7 +8,7 @@
 //!   request became two events);
 //! * unexpected: a row of this run whose sequence number was never sent;
 //! * profile mismatches: a user whose `vero.profiles FINAL` row differs from a replay
-//!   of the events Kafka holds for them (count, last event name, first/last seen);
+//!   of the distinct events of this run in ClickHouse (count, last event name, first/last seen);
 //! * DLQ: every dead letter must be one of the poison records the harness produced,
 //!   and every poison record must be dead-lettered.
 

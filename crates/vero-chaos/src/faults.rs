@@ -228,6 +228,9 @@ async fn drive(rig: &mut Rig, fault: Fault, settings: &ScenarioSettings, outcome
         token: TOKEN.into(),
         users: settings.users,
         rate: settings.rate,
+        // Half the connections send events/batch requests of 5 events: batches and
+        // their retries must hold the same guarantees as single requests.
+        batch_size: 5,
         connections: 8,
         client_timeout: if fault == Fault::ClientRetries { Duration::from_millis(5) } else { Duration::from_secs(10) },
         max_attempts: 60,

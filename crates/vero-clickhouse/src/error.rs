@@ -18,7 +18,7 @@
 //! The safe default is the allowlist: only the codes of [`INVALID_CODES`] (and two
 //! messages of otherwise retryable codes) are the data's fault. Every other code, also
 //! one this build does not know, retries, because a dead letter of a record the server
-//! merely could not take *now* is a lost event until someone replays the DLQ (issue 24:
+//! merely could not take *now* is a lost event until someone replays the DLQ (as
 //! ClickHouse 18.16 answers INSERTs with 999 `Coordination::Exception` or 225
 //! `NO_ZOOKEEPER` while ZooKeeper is unreachable). A code that never clears stalls the
 //! consumer visibly (not ready, failure metrics by class) instead of losing data.
@@ -233,7 +233,7 @@ mod tests {
 
     #[test]
     fn only_the_allowlist_is_the_datas_fault_and_everything_else_retries() {
-        // What 18.16 answers while ZooKeeper is unreachable (issue 24), and Keeper's
+        // What 18.16 answers while ZooKeeper is unreachable, and Keeper's
         // codes on current servers: never a bad record.
         for message in [
             "Code: 999, e.displayText() = Coordination::Exception: All connection tries failed while connecting to \

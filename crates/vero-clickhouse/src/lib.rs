@@ -13,12 +13,14 @@
 //!   `vero.schema_migrations`; with `clickhouse.cluster` set
 //!   ([`migrations::embedded_for`]) the cluster schema of `schemas/clickhouse/cluster/`,
 //!   run `ON CLUSTER` by the same [`migrations::apply`].
+//! * [`retention`]: the TTL of `vero.events` (the event sink's `retention.events_days`).
 
 pub mod client;
 pub mod config;
 pub mod error;
 pub mod migrations;
 pub mod queries;
+pub mod retention;
 pub mod version;
 
 pub use config::ClickHouseSettings;

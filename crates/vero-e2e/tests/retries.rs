@@ -72,3 +72,43 @@ async fn retries_within_the_window_are_one_row_and_after_it_two() {
     assert_eq!(pipeline.wait_for(profile, "5", DEADLINE).await, "5");
     pipeline.stop().await.unwrap();
 }
+
+/// `events/batch` sent again after a failure (a 503, a lost answer): the client repeats
+/// the whole batch, and every event is one row, whether it carries
+/// `extras.message_id` or is recognised by its content.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_batch_sent_again_shows_each_event_once() {
+    let pipeline = Pipeline::start_with(2, &[]).await.unwrap();
+    let json = ("content-type", "application/json");
+    let send = |body: serde_json::Value| {
+        let pipeline = &pipeline;
+        async move {
+            let answer = pipeline
+                .send_with_headers(hyper::Method::POST, "/api/v2/events/batch", &[json], body.to_string())
+                .await
+                .unwrap();
+            assert_eq!(answer.0, 200, "{answer:?}");
+        }
+    };
+    let batch = json!({"auth_token": TOKEN, "events": [
+        {"identity": {"id": "1"}, "event_name": "viewed", "extras": {"message_id": "b-1"}},
+        {"identity": {"id": "2"}, "event_name": "viewed", "data": {"page": 2}},
+        {"identity": {"id": "1"}, "event_name": "bought", "extras": {"created_at": 1_764_000_000}},
+    ]});
+    for _ in 0..3 {
+        send(batch.clone()).await;
+    }
+    send(json!({"auth_token": TOKEN, "events": [
+        {"identity": {"id": "1"}, "event_name": "marker"},
+        {"identity": {"id": "2"}, "event_name": "marker"},
+    ]}))
+    .await;
+    let markers = "SELECT count() FROM vero.events WHERE event_name = 'marker'";
+    assert_eq!(pipeline.wait_for(markers, "2", DEADLINE).await, "2");
+    let rows =
+        pipeline.query("SELECT user_id, event_name FROM vero.events ORDER BY user_id, event_name").await.unwrap();
+    assert_eq!(rows.trim(), "1\tbought\n1\tmarker\n1\tviewed\n2\tmarker\n2\tviewed", "each event once");
+    let profile = "SELECT user_id, event_count FROM vero.profiles FINAL WHERE deleted = 0 ORDER BY user_id";
+    assert_eq!(pipeline.wait_for(profile, "1\t3\n2\t2", DEADLINE).await, "1\t3\n2\t2", "the profiles count each once");
+    pipeline.stop().await.unwrap();
+}

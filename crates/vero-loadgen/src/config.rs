@@ -53,6 +53,11 @@ pub struct LoadConfig {
     /// none and the consumers' content rule identifies repeats.
     #[arg(long)]
     pub message_ids: bool,
+    /// Events per request. Above 1 every request is an `events/batch` body
+    /// (`{"auth_token": ..., "events": [...]}`, point `--url` at
+    /// `/api/v2/events/batch`) of this many events, each of the sizes above.
+    #[arg(long, default_value_t = 1)]
+    pub batch: usize,
     /// Per-request timeout in milliseconds; a timed-out request counts as an error.
     #[arg(long, default_value_t = 10_000)]
     pub timeout_ms: u64,
@@ -132,6 +137,12 @@ impl LoadConfig {
         }
         if self.event_names.is_empty() || self.event_names.iter().any(String::is_empty) {
             return Err("--event-names needs at least one non-empty name".into());
+        }
+        if self.batch == 0 {
+            return Err("--batch must be at least 1 event per request".into());
+        }
+        if self.batch > 1 && self.e2e.clickhouse_url.is_some() {
+            return Err("--batch counts requests, not events: it cannot be combined with --clickhouse-url".into());
         }
         if self.payload_bytes.is_empty() {
             return Err("--payload-bytes needs at least one size".into());

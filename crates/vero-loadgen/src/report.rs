@@ -59,6 +59,9 @@ pub struct Report {
     pub run_id: String,
     pub url: String,
     pub connections: usize,
+    /// Events in each request (`--batch`); events/s = `ok_rps` × this.
+    #[serde(default = "one")]
+    pub events_per_request: usize,
     /// Open-loop target rate, `None` for closed loop.
     pub target_rate: Option<f64>,
     /// Seconds from the end of the warmup to the last measured answer.
@@ -135,6 +138,10 @@ impl fmt::Display for Report {
             "  {} requests in {:.2} s: {:.0} answered/s, {:.0} ok/s ({} warmup requests not counted)",
             self.requests, self.elapsed_secs, self.answered_rps, self.ok_rps, self.warmup_requests
         )?;
+        if self.events_per_request > 1 {
+            let events = self.ok_rps * self.events_per_request as f64;
+            writeln!(f, "  {} events per request: {events:.0} acknowledged events/s", self.events_per_request)?;
+        }
         let statuses: Vec<String> = self.statuses.iter().map(|(s, n)| format!("{s}: {n}")).collect();
         writeln!(f, "  statuses  {}", if statuses.is_empty() { "none".into() } else { statuses.join(", ") })?;
         if !self.errors.is_empty() {
@@ -166,4 +173,9 @@ impl fmt::Display for Report {
         }
         Ok(())
     }
+}
+
+/// Reports written before `events_per_request` existed carried one event per request.
+fn one() -> usize {
+    1
 }

@@ -272,6 +272,7 @@ pub async fn run(config: LoadConfig, shutdown: CancellationToken) -> anyhow::Res
         run_id,
         url: config.url.clone(),
         connections: config.connections,
+        events_per_request: config.batch,
         target_rate: config.rate,
         elapsed_secs: elapsed,
         requests,

@@ -16,8 +16,10 @@ use crate::config::LoadConfig;
 /// Builds request bodies; shared by all connections (immutable).
 #[derive(Debug, Clone)]
 pub struct Workload {
-    /// `{"auth_token":"...","identity":{"id":"` with the token escaped.
-    prefix: String,
+    /// `{"auth_token":"...",` with the token escaped.
+    token_field: String,
+    /// Events per request (`--batch`).
+    batch: usize,
     /// Escaped `"event_name":"..."` fragments.
     event_fields: Vec<String>,
     /// Escaped run id as a JSON string.
@@ -37,7 +39,8 @@ fn json_string(s: &str) -> String {
 impl Workload {
     pub fn new(config: &LoadConfig, run_id: &str) -> Self {
         Self {
-            prefix: format!(r#"{{"auth_token":{},"identity":{{"id":"#, json_string(&config.token)),
+            token_field: format!(r#"{{"auth_token":{},"#, json_string(&config.token)),
+            batch: config.batch.max(1),
             event_fields: config
                 .event_names
                 .iter()
@@ -50,10 +53,33 @@ impl Workload {
         }
     }
 
-    /// The body of request `seq`, appended to `out` (cleared first).
+    /// The body of request `seq`, appended to `out` (cleared first): one track event
+    /// with the token, or with `--batch` an `events/batch` body of events numbered
+    /// `seq * batch ..`.
     pub fn body(&self, seq: u64, rng: &mut impl Rng, out: &mut Vec<u8>) {
-        use std::io::Write;
         out.clear();
+        if self.batch == 1 {
+            out.extend_from_slice(self.token_field.as_bytes());
+            self.event(seq, rng, out, 0);
+            return;
+        }
+        out.extend_from_slice(self.token_field.as_bytes());
+        out.extend_from_slice(br#""events":["#);
+        for i in 0..self.batch as u64 {
+            if i > 0 {
+                out.push(b',');
+            }
+            let start = out.len();
+            out.push(b'{');
+            self.event(seq * self.batch as u64 + i, rng, out, start);
+        }
+        out.extend_from_slice(b"]}");
+    }
+
+    /// The fields of event `seq` after its opening `{`, appended to `out`, padded so
+    /// that what begins at `start` has one of the configured sizes.
+    fn event(&self, seq: u64, rng: &mut impl Rng, out: &mut Vec<u8>, start: usize) {
+        use std::io::Write;
         let user = rng.random_range(0..self.users);
         let event = &self.event_fields[rng.random_range(0..self.event_fields.len())];
         let target = self.sizes[rng.random_range(0..self.sizes.len())];
@@ -62,8 +88,7 @@ impl Workload {
         // Writing to a Vec cannot fail.
         let _ = write!(
             out,
-            r#"{}"user-{user}","email":"user-{user}@loadgen.example","plan":"pro"}},{event},"data":{{"loadgen_run":{},"loadgen_seq":{seq},"item":"{item}","price":{}.{:02},"quantity":{},"note":""#,
-            self.prefix,
+            r#""identity":{{"id":"user-{user}","email":"user-{user}@loadgen.example","plan":"pro"}},{event},"data":{{"loadgen_run":{},"loadgen_seq":{seq},"item":"{item}","price":{}.{:02},"quantity":{},"note":""#,
             self.run_json,
             cents / 100,
             cents % 100,
@@ -77,7 +102,7 @@ impl Workload {
             String::new()
         };
         let tail_len = TAIL.len() + message_id.len();
-        let pad = target.saturating_sub(out.len() + tail_len);
+        let pad = target.saturating_sub(out.len() - start + tail_len);
         out.resize(out.len() + pad, b'x');
         out.extend_from_slice(&TAIL[..TAIL.len() - 2]);
         out.extend_from_slice(message_id.as_bytes());
@@ -124,6 +149,24 @@ mod tests {
         let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(json["extras"]["message_id"], "run-\"7-42");
         assert_eq!(json["extras"]["source"], "vero-loadgen");
+    }
+
+    #[test]
+    fn batches_hold_numbered_events_of_the_requested_size() {
+        let mut config = LoadConfig::for_url("http://127.0.0.1:1/api/v2/events/batch");
+        config.payload_bytes = vec![500];
+        config.batch = 3;
+        let workload = Workload::new(&config, "run-b");
+        let mut body = Vec::new();
+        workload.body(5, &mut rand::rng(), &mut body);
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(json["auth_token"], "your_auth_token");
+        let events = json["events"].as_array().unwrap();
+        let seqs: Vec<_> = events.iter().map(|e| e["data"]["loadgen_seq"].as_u64().unwrap()).collect();
+        assert_eq!(seqs, [15, 16, 17]);
+        assert!(events.iter().all(|e| e.get("auth_token").is_none()));
+        let overhead = r#"{"auth_token":"your_auth_token","events":[,,]}"#.len();
+        assert_eq!(body.len(), overhead + 3 * 500, "each event has the requested size");
     }
 
     #[test]

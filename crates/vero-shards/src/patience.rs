@@ -1,13 +1,14 @@
 //! How long a writer waits for one replica: gray failures (a replica that hangs
 //! instead of refusing: SIGSTOP, a dead disk, a half-open connection) bounded by time,
-//! not by a failed attempt (issue 24).
+//! not by a failed attempt.
 //!
 //! An attempt that has not answered after [`Patience::stalled_after`] is *stalled*:
 //! from then on the consumer's `…_shard_failing{shard}` is 1, `/readyz` says which
 //! shard and replica, and the replica is pinged (`SELECT 1`). A replica that does not
 //! answer a ping within [`Patience::ping_timeout`] hangs: the attempt is abandoned as a
-//! retryable failure, so the shard fails over to its next replica (about 2.5 s after
-//! the attempt began, half the default park deadline). A replica that answers its pings
+//! retryable failure, so the shard fails over to its next replica (about 2 s after
+//! the attempt began at the default park deadline: 1 s to stall plus a ping of at
+//! most a fifth of it). A replica that answers its pings
 //! is only slow (a large INSERT on a loaded server, a replica waiting for ZooKeeper):
 //! the attempt goes on, at most [`Patience::limit`] (`clickhouse.request_timeout_ms`).
 //! Why pings and not a fixed attempt deadline: an INSERT of a full batch may take

@@ -1,5 +1,5 @@
--- Cluster schema of 0002_exactly_once.sql (the sink's exactly-once bookkeeping of
--- issue 10; 0002_exactly_once.v18.sql is the 18.x variant). request_key is already a
+-- Cluster schema of 0002_exactly_once.sql (the sink's exactly-once bookkeeping;
+-- 0002_exactly_once.v18.sql is the 18.x variant). request_key is already a
 -- column of cluster/0001's events_local.
 --
 -- The materialized views are per node: each attaches to its node's events_local and

@@ -3,7 +3,8 @@
 //! Guarantees: never more than `max_body_bytes` are read from the wire (a larger
 //! `Content-Length` is refused before reading), never more than
 //! `max_decompressed_bytes` are inflated (zip bombs stop at the cap), and the whole
-//! body must arrive within `body_read_timeout` (slow senders get 408).
+//! body must arrive within `body_read_timeout` (slow senders get 408). A 413 names
+//! the setting that set the limit.
 
 use std::io::Read;
 use std::time::Duration;
@@ -21,6 +22,13 @@ pub struct BodyLimits {
     pub max_body_bytes: usize,
     pub max_decompressed_bytes: usize,
     pub read_timeout: Duration,
+    /// The settings the two limits come from, named in the 413s.
+    pub settings: (&'static str, &'static str),
+}
+
+impl BodyLimits {
+    /// The names of the single-record endpoints' limits.
+    pub const SETTINGS: (&'static str, &'static str) = ("http.max_body_bytes", "http.max_decompressed_bytes");
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,7 +59,11 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let encoding = encoding(headers)?;
-    let too_large = || ApiError::TooLarge(format!("Request body exceeds {} bytes.", limits.max_body_bytes).into());
+    let too_large = || {
+        ApiError::TooLarge(
+            format!("Request body exceeds {} bytes ({}).", limits.max_body_bytes, limits.settings.0).into(),
+        )
+    };
     let declared = headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|length| length > limits.max_body_bytes as u64) {
         return Err(too_large());
@@ -66,11 +78,11 @@ where
     };
     match encoding {
         Encoding::Identity => Ok(raw),
-        Encoding::Gzip => gunzip(&raw, limits.max_decompressed_bytes),
+        Encoding::Gzip => gunzip(&raw, limits.max_decompressed_bytes, limits.settings.1),
     }
 }
 
-fn gunzip(compressed: &[u8], max: usize) -> Result<Bytes, ApiError> {
+fn gunzip(compressed: &[u8], max: usize, setting: &str) -> Result<Bytes, ApiError> {
     let mut out = Vec::with_capacity((compressed.len() * 4).min(max));
     // Read one byte past the cap to tell "exactly at the cap" from "over it".
     MultiGzDecoder::new(compressed)
@@ -78,7 +90,7 @@ fn gunzip(compressed: &[u8], max: usize) -> Result<Bytes, ApiError> {
         .read_to_end(&mut out)
         .map_err(|_| ApiError::invalid("Request body is not valid gzip (Content-Encoding: gzip)."))?;
     if out.len() > max {
-        return Err(ApiError::TooLarge(format!("Decompressed request body exceeds {max} bytes.").into()));
+        return Err(ApiError::TooLarge(format!("Decompressed request body exceeds {max} bytes ({setting}).").into()));
     }
     Ok(Bytes::from(out))
 }
@@ -97,15 +109,15 @@ mod tests {
 
     #[test]
     fn gzip_within_and_beyond_the_cap() {
-        assert_eq!(gunzip(&gzip(b"hello"), 5).unwrap(), Bytes::from_static(b"hello"));
+        assert_eq!(gunzip(&gzip(b"hello"), 5, "x").unwrap(), Bytes::from_static(b"hello"));
         let bomb = gzip(&vec![b'a'; 1 << 20]);
         assert!(bomb.len() < 5000, "a megabyte of one letter compresses to a few KB");
-        let err = gunzip(&bomb, 1000).unwrap_err();
+        let err = gunzip(&bomb, 1000, "http.max_decompressed_bytes").unwrap_err();
         assert_eq!(
             (err.status().as_u16(), err.to_string()),
-            (413, "Decompressed request body exceeds 1000 bytes.".into())
+            (413, "Decompressed request body exceeds 1000 bytes (http.max_decompressed_bytes).".into())
         );
-        assert_eq!(gunzip(b"not gzip", 1000).unwrap_err().status(), 400);
+        assert_eq!(gunzip(b"not gzip", 1000, "x").unwrap_err().status(), 400);
     }
 
     #[test]

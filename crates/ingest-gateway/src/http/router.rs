@@ -11,6 +11,8 @@ use vero_model::UserAction;
 pub enum Route {
     Heartbeat,
     EventsTrack,
+    /// `events/batch`: several track events in one request (not part of Vero's API).
+    EventsBatch,
     /// One of the users endpoints, named by the command it produces.
     Users(UserAction),
     Metrics,
@@ -46,6 +48,7 @@ impl Route {
             return match api {
                 "heartbeat" => Some(Self::Heartbeat),
                 "events/track" => Some(Self::EventsTrack),
+                "events/batch" => Some(Self::EventsBatch),
                 "users/track" => Some(Self::Users(UserAction::Track)),
                 "users/edit" => Some(Self::Users(UserAction::Edit)),
                 "users/tags/edit" => Some(Self::Users(UserAction::Tags)),
@@ -67,7 +70,7 @@ impl Route {
     /// The `Allow` header value, also used for CORS preflights.
     pub fn allow(self) -> &'static str {
         match self {
-            Self::EventsTrack => "POST, OPTIONS",
+            Self::EventsTrack | Self::EventsBatch => "POST, OPTIONS",
             Self::Users(action) => match action {
                 UserAction::Track | UserAction::Unsubscribe | UserAction::Resubscribe => "POST, OPTIONS",
                 UserAction::Edit | UserAction::Tags | UserAction::Reidentify => "PUT, OPTIONS",
@@ -82,7 +85,7 @@ impl Route {
     /// preflight, answered before this check).
     pub fn allows(self, method: &Method) -> bool {
         match self {
-            Self::EventsTrack => method == Method::POST,
+            Self::EventsTrack | Self::EventsBatch => method == Method::POST,
             Self::Users(action) => match action {
                 UserAction::Track | UserAction::Unsubscribe | UserAction::Resubscribe => method == Method::POST,
                 UserAction::Edit | UserAction::Tags | UserAction::Reidentify => method == Method::PUT,
@@ -96,7 +99,7 @@ impl Route {
 
     /// Browser-facing API routes get CORS headers; operator endpoints do not.
     pub fn is_api(self) -> bool {
-        matches!(self, Self::Heartbeat | Self::EventsTrack | Self::Users(_))
+        matches!(self, Self::Heartbeat | Self::EventsTrack | Self::EventsBatch | Self::Users(_))
     }
 
     /// The `route` metric label.
@@ -104,6 +107,7 @@ impl Route {
         match self {
             Self::Heartbeat => "heartbeat",
             Self::EventsTrack => "events_track",
+            Self::EventsBatch => "events_batch",
             Self::Users(action) => match action {
                 UserAction::Track => "users_track",
                 UserAction::Edit => "users_edit",
@@ -129,6 +133,9 @@ mod tests {
         assert_eq!(Route::resolve("/api/v2/events/track"), Some(Route::EventsTrack));
         assert_eq!(Route::resolve("/api/v2/events/track.json"), Some(Route::EventsTrack));
         assert_eq!(Route::resolve("/api/v2/heartbeat.json"), Some(Route::Heartbeat));
+        assert_eq!(Route::resolve("/api/v2/events/batch"), Some(Route::EventsBatch));
+        assert_eq!(Route::resolve("/api/v2/events/batch.json"), Some(Route::EventsBatch));
+        assert!(Route::EventsBatch.allows(&Method::POST) && !Route::EventsBatch.allows(&Method::PUT));
         assert_eq!(Route::resolve("/api/v2/events/track/"), None);
         assert_eq!(Route::resolve("/api/v1/events/track"), None);
         assert_eq!(Route::resolve("/metrics.json"), None);

@@ -16,6 +16,8 @@ pub struct StoredRecord {
 pub struct MemorySink {
     records: Mutex<Vec<StoredRecord>>,
     failure: Mutex<Option<SinkError>>,
+    /// With a failure set: how many produces still succeed before it applies.
+    successes_left: Mutex<usize>,
 }
 
 impl MemorySink {
@@ -30,6 +32,13 @@ impl MemorySink {
 
     /// Fail every produce with `error` until [`MemorySink::recover`].
     pub fn fail_with(&self, error: SinkError) {
+        self.fail_after(0, error);
+    }
+
+    /// Store the next `successes` records, then fail every produce with `error` until
+    /// [`MemorySink::recover`] (a batch stored in part).
+    pub fn fail_after(&self, successes: usize, error: SinkError) {
+        *self.successes_left.lock().unwrap() = successes;
         *self.failure.lock().unwrap() = Some(error);
     }
 
@@ -40,9 +49,12 @@ impl MemorySink {
 
 impl EventSink for MemorySink {
     fn produce(&self, key: &[u8], payload: &[u8]) -> ProduceFuture {
-        let result = match self.failure.lock().unwrap().clone() {
-            Some(error) => Err(error),
-            None => {
+        let failure = self.failure.lock().unwrap().clone();
+        let mut successes_left = self.successes_left.lock().unwrap();
+        let result = match failure {
+            Some(error) if *successes_left == 0 => Err(error),
+            _ => {
+                *successes_left = successes_left.saturating_sub(1);
                 self.records.lock().unwrap().push(StoredRecord { key: key.to_vec(), payload: payload.to_vec() });
                 Ok(())
             }

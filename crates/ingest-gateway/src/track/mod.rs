@@ -6,10 +6,12 @@
 //! `data` and `extras` are kept as sent; an explicit request id (`Idempotency-Key`
 //! header or `extras.message_id`, [`message_id`]) is recorded as `extras.message_id`.
 
+pub mod batch;
 mod created_at;
 mod event;
 pub mod message_id;
 
 pub use crate::stamp::Stamp;
+pub use batch::build_batch;
 pub use created_at::parse_created_at;
 pub use event::{build_event, OBJECT_FIELDS};

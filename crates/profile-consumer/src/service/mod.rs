@@ -490,7 +490,9 @@ impl LoopState<'_> {
     /// Read `partition`'s profiles back from the profiles topic. A profile that cannot
     /// be read is operator-fixable, never a reason to start the user over: the restore
     /// is retried with backoff (consumption paused, `/readyz` 503 naming topic,
-    /// partition and offset, `vero_profiles_needs_operator` 1) until it reads.
+    /// partition and offset, `vero_profiles_needs_operator` 1) until it reads. Any
+    /// other failure is Kafka being unavailable (all brokers down, a read outlasting
+    /// `kafka.restore_timeout_ms`): retried with backoff too, `/readyz` 503 meanwhile.
     /// `Ok(false)`: shutdown came first (nothing of the batch may be applied).
     async fn restore(&mut self, partition: i32, health: &Health, shutdown: &CancellationToken) -> anyhow::Result<bool> {
         let started = std::time::Instant::now();
@@ -530,11 +532,26 @@ impl LoopState<'_> {
                         return Ok(false);
                     }
                 }
-                Err(e) => return Err(e.context(format!("restoring profiles of partition {partition}"))),
+                // Kafka unavailable (a broker down or restarting, a leader moving, the
+                // read outlasting `restore_timeout_ms`): the same read succeeds later.
+                // Exiting would only restart the process into the same wait.
+                Err(e) => {
+                    tracing::warn!(partition, error = format!("{e:#}"), "restore failed, retrying");
+                    health.not_ready(format!("restoring the profiles of partition {partition}: {e:#}"));
+                    held = true;
+                    if !self.fence.holds(partition) {
+                        break restore::Restored::default();
+                    }
+                    if !self.drive(backoff.wait(shutdown)).await {
+                        return Ok(false);
+                    }
+                }
             }
         };
         if held {
-            self.metrics.needs_operator.set(0);
+            if self.consumer.context().kafka().refused().is_none() {
+                self.metrics.needs_operator.set(0);
+            }
             health.ready();
         }
         if !self.fence.holds(partition) {

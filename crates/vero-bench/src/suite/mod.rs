@@ -19,6 +19,7 @@
 //!
 //! The broker is librdkafka's mock cluster (`vero-dev-broker`), in its own process.
 
+pub mod batch;
 pub mod cluster_sink;
 pub mod dedup_cost;
 pub mod markdown;
@@ -124,6 +125,8 @@ pub struct Results {
     pub dedup_cost: Option<dedup_cost::DedupCost>,
     #[serde(default)]
     pub cluster_sink: Option<cluster_sink::ClusterSink>,
+    #[serde(default)]
+    pub batch: Option<batch::BatchBench>,
     pub criterion: Criterion,
     /// Steps that failed, with the reason.
     pub failures: Vec<String>,
@@ -148,6 +151,7 @@ impl Bench {
         // One fresh topic per gateway HTTP run, so each scan sees only its own run.
         let mut http_topics: Vec<String> = steps::HTTP_CONNECTIONS.iter().map(|c| steps::http_topic(*c)).collect();
         http_topics.push(dedup_cost::DEDUP_TOPIC.into());
+        http_topics.push(batch::TOPIC.into());
         command.arg(&bootstrap_file).env("VERO_DEV_PARTITIONS", "6").env("VERO_DEV_TOPICS", http_topics.join(","));
         let mut broker = Guard::spawn("vero-dev-broker", command, &work)?;
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
@@ -189,6 +193,7 @@ pub async fn run_all(bench: &Bench, results: &mut Results) {
     step!("overload", steps::overload(bench, results));
     step!("dedup", dedup_cost::run(bench, results));
     step!("cluster", cluster_sink::run(bench, results));
+    step!("batch", batch::run(bench, results));
     results.failures.extend(failures);
 }
 

@@ -13,6 +13,7 @@ pub const STEP_SECTIONS: &[(&str, &str)] = &[
     ("overload", "## Overload"),
     ("dedup", "## Gateway cost of idempotent retries"),
     ("cluster", "## Sink into a 2×2 ClickHouse cluster"),
+    ("batch", "## Batch endpoint"),
     // Not a suite step: `scripts/bench.sh` runs criterion when `micro` is selected.
     ("micro", "## Microbenchmarks"),
 ];

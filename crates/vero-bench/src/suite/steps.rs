@@ -25,7 +25,12 @@ fn start_trivial(bench: &Bench) -> anyhow::Result<(Guard, u16)> {
     Ok((guard, port))
 }
 
-fn start_gateway(bench: &Bench, name: &str, topic: &str, extra: &[(&str, String)]) -> anyhow::Result<(Guard, u16)> {
+pub(super) fn start_gateway(
+    bench: &Bench,
+    name: &str,
+    topic: &str,
+    extra: &[(&str, String)],
+) -> anyhow::Result<(Guard, u16)> {
     let port = free_port()?;
     let mut command = Command::new(bench.bins.join("ingest-gateway"));
     command

@@ -129,7 +129,7 @@ pub(super) async fn check_record_kind(client: &Client, cluster: Option<&str>) ->
 /// Settings of every `ON CLUSTER` statement: a bounded wait for the nodes, and the
 /// answer only at the end, so a node's error is an HTTP error, never text after a
 /// `200` whose body the client discards.
-pub(super) fn ddl_settings(query: Query) -> Query {
+pub(crate) fn ddl_settings(query: Query) -> Query {
     query.with_setting("distributed_ddl_task_timeout", DDL_TIMEOUT_S.to_string()).with_setting("wait_end_of_query", "1")
 }
 

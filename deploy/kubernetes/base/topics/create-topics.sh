@@ -55,8 +55,8 @@ create vero.profiles "$VERO_PARTITIONS" cleanup.policy=compact min.compaction.la
 create vero.profiles.handoff "$VERO_PARTITIONS"
 
 # Replication cannot be changed by a config: a topic created elsewhere with fewer
-# replicas (e.g. by an older profile consumer, with the broker's default) needs a
-# partition reassignment (docs/operations.md, "Topics").
+# replicas (e.g. by a profile consumer with kafka.create_topics on, with the broker's
+# default replication) needs a partition reassignment (docs/operations.md, "Topics").
 for topic in vero.events vero.events.dlq vero.profiles vero.profiles.handoff; do
   replicas=$(describe_field "$topic" ReplicationFactor)
   if [ "${replicas:-0}" -lt "$VERO_REPLICATION_FACTOR" ]; then
