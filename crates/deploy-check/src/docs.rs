@@ -209,6 +209,10 @@ fn sections(root: &Path) -> BTreeSet<String> {
     out
 }
 
+/// Kafka's own topic settings that look like ours (the event sink has a `[retention]`
+/// section): not config keys of a service.
+const KAFKA_SETTINGS: [&str; 2] = ["retention.ms", "retention.bytes"];
+
 /// File names are not keys (`cluster.rs`, `default.toml`).
 const FILE_EXTENSIONS: [&str; 10] = ["rs", "md", "toml", "yml", "yaml", "sql", "sh", "json", "py", "xml"];
 
@@ -231,7 +235,11 @@ pub fn mentioned_keys(root: &Path, docs: &[Doc]) -> Vec<(String, String)> {
                 && parts.iter().all(|p| {
                     !p.is_empty() && p.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
                 });
-            if !plain || !sections.contains(parts[0]) || FILE_EXTENSIONS.contains(parts.last().unwrap()) {
+            if !plain
+                || !sections.contains(parts[0])
+                || FILE_EXTENSIONS.contains(parts.last().unwrap())
+                || KAFKA_SETTINGS.contains(&span)
+            {
                 continue;
             }
             // Below `kafka.properties` are librdkafka's own names.

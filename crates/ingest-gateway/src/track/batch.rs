@@ -64,7 +64,7 @@ pub fn build_batch(
                 ApiError::TooLarge(message) => ApiError::TooLarge(format!("events[{index}]: {message}").into()),
                 other => other,
             };
-            let Value::Object(mut fields) = event else {
+            let Value::Object(fields) = event else {
                 return Err(ApiError::invalid(format!("events[{index}] must be an object (a track event).")));
             };
             if let Some(token) = crate::fields::TOKEN_FIELDS.iter().find(|t| fields.contains_key(**t)) {

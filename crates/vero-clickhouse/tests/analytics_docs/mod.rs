@@ -4,7 +4,7 @@
 //! normalization of answers across versions, and the chdb runner.
 //!
 //! Each test binary that includes this module uses a part of it.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
