@@ -7,7 +7,7 @@
 #   VERO_BENCH_RECORDS=200000    records for the produce-path and sink comparisons
 #   VERO_BENCH_E2E_RATE=2000     open-loop req/s of the end-to-end run
 #   VERO_BENCH_CLUSTER_ROUNDS=3  interleaved rounds (one node, then a 2x2 cluster) of the cluster step
-#   VERO_BENCH_STEPS=http,dedup  run only these steps (http produce sink e2e overload dedup cluster micro);
+#   VERO_BENCH_STEPS=http,dedup  run only these steps (http produce sink e2e overload dedup cluster batch micro);
 #                                the sections of the others are kept from docs/benchmarks.md
 # Everything listens on 127.0.0.1 only; every step is bounded in time.
 set -euo pipefail
