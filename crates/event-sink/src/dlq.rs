@@ -3,7 +3,9 @@
 //!
 //! A dead letter is handled once Kafka acknowledged it; only then may the caller store
 //! the source offset. While the DLQ cannot be written, sending is retried with backoff
-//! (consumption stays paused), so a record is never silently dropped.
+//! (consumption stays paused), so a record is never silently dropped; a refusal only an
+//! operator fixes (an ACL, a missing DLQ topic) also sets `vero_sink_needs_operator`
+//! and says so in `/readyz`.
 
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -17,6 +19,7 @@ use crate::config::{KafkaSettings, RetrySettings};
 use crate::metrics::Metrics;
 use crate::writer::Abandoned;
 use vero_service::health::Health;
+use vero_service::kafka_failure::{Cause, Class};
 use vero_service::kafka_security::{Watch, Watched};
 
 /// Value of the consumer header: which service gave up on the record.
@@ -29,6 +32,8 @@ pub struct DeadLetterQueue {
     retry: RetrySettings,
     metrics: Metrics,
     health: Health,
+    /// The service's watch of refused connections (it owns `needs_operator` then).
+    kafka: Watch,
 }
 
 impl DeadLetterQueue {
@@ -48,7 +53,7 @@ impl DeadLetterQueue {
             .set("partitioner", "murmur2_random")
             .set("message.timeout.ms", "30000");
         vero_service::producer_retries::apply(&mut config, kafka.idempotent_producer);
-        let producer = kafka.apply_properties(&mut config).create_with_context(Watched(watch))?;
+        let producer = kafka.apply_properties(&mut config).create_with_context(Watched(watch.clone()))?;
         Ok(Self {
             producer,
             topic: kafka.dlq_topic.clone(),
@@ -56,6 +61,7 @@ impl DeadLetterQueue {
             retry,
             metrics,
             health,
+            kafka: watch,
         })
     }
 
@@ -77,6 +83,7 @@ impl DeadLetterQueue {
         let mut backoff = self.retry.backoff();
         let mut reason = letter.reason.clone();
         let mut payload = letter.payload.as_deref();
+        let mut operator_hold = false;
         loop {
             let headers = OwnedHeaders::new()
                 .insert(Header { key: dlq_headers::REASON, value: Some(reason.as_str()) })
@@ -93,6 +100,9 @@ impl DeadLetterQueue {
             }
             match self.producer.send(record, Timeout::Never).await {
                 Ok(_) => {
+                    if operator_hold && self.kafka.refused().is_none() {
+                        self.metrics.needs_operator.set(0);
+                    }
                     tracing::warn!(
                         partition = letter.partition,
                         offset = letter.offset,
@@ -117,6 +127,22 @@ impl DeadLetterQueue {
                     );
                     return Ok(());
                 }
+                // An ACL, a missing DLQ topic, a fatal producer: an operator fixes it,
+                // and the letter waits (consumption paused) rather than being lost.
+                Err((error, _)) if Cause::of(&error).class() == Class::Operator => {
+                    let cause = Cause::of(&error);
+                    tracing::error!(%error, topic = %self.topic, "dead-letter topic refuses the letter until an operator acts; retrying");
+                    self.metrics.needs_operator.set(1);
+                    operator_hold = true;
+                    self.health.not_ready(format!(
+                        "operator action needed: dead-letter topic {}: {} ({error})",
+                        self.topic,
+                        cause.describe()
+                    ));
+                    if !backoff.wait(cancel).await {
+                        return Err(Abandoned);
+                    }
+                }
                 Err((error, _)) => {
                     tracing::warn!(%error, "dead-letter produce failed, retrying");
                     self.health.not_ready(format!("dead-letter topic unavailable: {error}"));
@@ -131,6 +157,5 @@ impl DeadLetterQueue {
 
 /// Producer errors about the letter itself, which no retry fixes.
 fn is_permanent(error: &rdkafka::error::KafkaError) -> bool {
-    use rdkafka::types::RDKafkaErrorCode::{InvalidMessageSize, InvalidRecord, MessageSizeTooLarge};
-    matches!(error.rdkafka_error_code(), Some(MessageSizeTooLarge | InvalidMessageSize | InvalidRecord))
+    Cause::of(error).class() == Class::Invalid
 }

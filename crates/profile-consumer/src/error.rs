@@ -6,7 +6,7 @@
 //! write that can never succeed.
 
 use rdkafka::error::KafkaError;
-use rdkafka::types::RDKafkaErrorCode;
+use vero_service::kafka_failure::{Cause, Class};
 
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
@@ -54,30 +54,14 @@ impl From<clickhouse::error::Error> for WriteError {
     }
 }
 
-/// Producer errors about the record itself, which no retry fixes.
-const FATAL_PRODUCE_CODES: &[RDKafkaErrorCode] =
-    &[RDKafkaErrorCode::MessageSizeTooLarge, RDKafkaErrorCode::InvalidMessageSize, RDKafkaErrorCode::InvalidRecord];
-
-/// Producer errors about the deployment (ACLs, missing topics, credentials): an
-/// operator fixes them, then the same record goes through. Everything else
-/// (timeouts, brokers down, leader changes) is transient.
-const OPERATOR_PRODUCE_CODES: &[RDKafkaErrorCode] = &[
-    RDKafkaErrorCode::TopicAuthorizationFailed,
-    RDKafkaErrorCode::ClusterAuthorizationFailed,
-    RDKafkaErrorCode::TransactionalIdAuthorizationFailed,
-    RDKafkaErrorCode::SaslAuthenticationFailed,
-    RDKafkaErrorCode::Authentication,
-    RDKafkaErrorCode::UnknownTopic,
-    RDKafkaErrorCode::UnknownTopicOrPartition,
-    RDKafkaErrorCode::InvalidTopic,
-];
-
 impl From<KafkaError> for WriteError {
+    /// By the one classification of Kafka errors (`vero_service::kafka_failure`).
     fn from(error: KafkaError) -> Self {
-        match error.rdkafka_error_code() {
-            Some(code) if FATAL_PRODUCE_CODES.contains(&code) => Self::Rejected(format!("Kafka: {error}")),
-            Some(code) if OPERATOR_PRODUCE_CODES.contains(&code) => Self::NeedsOperator(format!("Kafka: {error}")),
-            _ => Self::Unavailable(format!("Kafka: {error}")),
+        let message = format!("Kafka: {error}");
+        match Cause::of(&error).class() {
+            Class::Invalid => Self::Rejected(message),
+            Class::Operator => Self::NeedsOperator(message),
+            Class::Retryable => Self::Unavailable(message),
         }
     }
 }
@@ -85,6 +69,7 @@ impl From<KafkaError> for WriteError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rdkafka::types::RDKafkaErrorCode;
 
     #[test]
     fn failures_map_to_retry_or_stop() {

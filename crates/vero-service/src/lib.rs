@@ -10,6 +10,8 @@
 //! * [`kafka_properties::KafkaProperties`]: `kafka.properties`, the extra librdkafka
 //!   settings of every Kafka client (SASL/TLS), secrets redacted, the properties the
 //!   guarantees depend on refused.
+//! * [`kafka_failure::Cause`]: every librdkafka error classified once (retryable,
+//!   operator-fixable, the record's fault), for every producer of every service.
 //! * [`kafka_security::Watch`]: a Kafka connection refused for its credentials or
 //!   certificates is reported once, naming the setting, holds `/readyz` and
 //!   `needs_operator` until Kafka accepts the connection again.
@@ -26,6 +28,7 @@ pub mod backoff;
 pub mod dlq_replay;
 pub mod group_protocol;
 pub mod health;
+pub mod kafka_failure;
 pub mod kafka_properties;
 pub mod kafka_security;
 pub mod offset_gaps;

@@ -24,9 +24,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::error::KafkaError;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::ClientConfig;
+use vero_service::kafka_failure::Cause;
 use vero_service::kafka_security::{Watch, Watched};
 
 use super::{CheckFuture, EventSink, ProduceFuture, SinkError};
@@ -106,28 +107,18 @@ impl KafkaSink {
     }
 }
 
-/// Map an rdkafka error (at enqueue or in the delivery report) to what it means for
-/// the client.
+/// What an rdkafka error (at enqueue or in the delivery report) means for the client,
+/// from its one classification (`vero_service::kafka_failure`).
 fn classify(error: &KafkaError) -> SinkError {
-    let code = match error {
-        KafkaError::MessageProduction(code) => *code,
-        other => other.rdkafka_error_code().unwrap_or(RDKafkaErrorCode::Unknown),
-    };
-    match code {
-        RDKafkaErrorCode::QueueFull => SinkError::QueueFull,
-        RDKafkaErrorCode::MessageTimedOut => SinkError::Timeout,
-        RDKafkaErrorCode::MessageSizeTooLarge | RDKafkaErrorCode::InvalidMessageSize => SinkError::TooLarge,
-        RDKafkaErrorCode::TopicAuthorizationFailed | RDKafkaErrorCode::ClusterAuthorizationFailed => {
-            SinkError::Rejected("not authorized to write the topic")
+    match Cause::of(error) {
+        Cause::QueueFull => SinkError::QueueFull,
+        Cause::TimedOut => SinkError::Timeout,
+        // Refused credentials: the watch answers 503 and /readyz names the setting.
+        Cause::Unavailable | Cause::Credentials => SinkError::Unavailable,
+        Cause::TooLarge => SinkError::TooLarge,
+        cause @ (Cause::NotAuthorized | Cause::NoSuchTopic | Cause::Fatal | Cause::InvalidRecord) => {
+            SinkError::Rejected(cause.describe())
         }
-        RDKafkaErrorCode::UnknownTopic | RDKafkaErrorCode::UnknownTopicOrPartition => {
-            SinkError::Rejected("the topic does not exist")
-        }
-        RDKafkaErrorCode::InvalidRecord | RDKafkaErrorCode::InvalidMessage => {
-            SinkError::Rejected("the broker rejected the record as invalid")
-        }
-        RDKafkaErrorCode::Fatal => SinkError::Rejected("the producer is in a fatal state"),
-        _ => SinkError::Unavailable,
     }
 }
 
@@ -211,6 +202,7 @@ impl EventSink for KafkaSink {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rdkafka::types::RDKafkaErrorCode;
 
     #[test]
     fn errors_are_classified_by_what_the_client_can_do() {
@@ -221,5 +213,7 @@ mod tests {
         assert_eq!(produce(RDKafkaErrorCode::BrokerTransportFailure), SinkError::Unavailable);
         assert_eq!(produce(RDKafkaErrorCode::NotEnoughReplicas), SinkError::Unavailable);
         assert!(matches!(produce(RDKafkaErrorCode::TopicAuthorizationFailed), SinkError::Rejected(_)));
+        assert_eq!(produce(RDKafkaErrorCode::UnknownTopic), SinkError::Rejected("the topic does not exist"));
+        assert_eq!(produce(RDKafkaErrorCode::SaslAuthenticationFailed), SinkError::Unavailable, "the watch's 503");
     }
 }
