@@ -536,8 +536,9 @@ impl LoopState<'_> {
                 // read outlasting `restore_timeout_ms`): the same read succeeds later.
                 // Exiting would only restart the process into the same wait.
                 Err(e) => {
-                    tracing::warn!(partition, error = format!("{e:#}"), "restore failed, retrying");
-                    health.not_ready(format!("restoring the profiles of partition {partition}: {e:#}"));
+                    let reason = format!("{e:#}");
+                    tracing::warn!(partition, error = %reason, "restore failed, retrying");
+                    health.not_ready(format!("restoring the profiles of partition {partition}: {reason}"));
                     held = true;
                     if !self.fence.holds(partition) {
                         break restore::Restored::default();
