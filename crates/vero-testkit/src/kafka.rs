@@ -538,13 +538,24 @@ impl Drop for KafkaCluster {
 fn cluster_id(root: &Path) -> anyhow::Result<String> {
     std::fs::create_dir_all(root)?;
     let file = root.join("cluster.id");
+    // An id starting with '-' was never usable (see below), so nothing was formatted
+    // with it: draw a new one.
     if let Ok(id) = std::fs::read_to_string(&file) {
-        return Ok(id.trim().to_owned());
+        if !id.trim().starts_with('-') {
+            return Ok(id.trim().to_owned());
+        }
     }
-    // 16 random bytes, base64url without padding: the shape StorageTool expects.
-    let mut bytes = [0u8; 16];
-    getrandom(&mut bytes)?;
-    let id = base64url(&bytes);
+    // 16 random bytes, base64url without padding: the shape StorageTool expects. Not
+    // starting with '-', which StorageTool's argument parser takes for an option (one
+    // id in 64 did, and the start failed); Kafka's own `Uuid.randomUuid` redraws too.
+    let id = loop {
+        let mut bytes = [0u8; 16];
+        getrandom(&mut bytes)?;
+        let id = base64url(&bytes);
+        if !id.starts_with('-') {
+            break id;
+        }
+    };
     std::fs::write(&file, &id)?;
     Ok(id)
 }
@@ -709,5 +720,13 @@ mod tests {
         assert_eq!(base64url(&[0xff; 16]).len(), 22);
         assert_eq!(base64url(b"Man"), "TWFu");
         assert_eq!(base64url(&[0xfb, 0xff]), "-_8");
+        let dir = tempfile::tempdir().unwrap();
+        for _ in 0..500 {
+            let _ = std::fs::remove_file(dir.path().join("cluster.id"));
+            let id = cluster_id(dir.path()).unwrap();
+            assert!(!id.starts_with('-') && id.len() == 22, "{id}");
+        }
+        std::fs::write(dir.path().join("cluster.id"), "-startsWithADash123456").unwrap();
+        assert!(!cluster_id(dir.path()).unwrap().starts_with('-'), "an unusable stored id is replaced");
     }
 }
