@@ -9,7 +9,10 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 fn main() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../schemas/clickhouse");
+    // Read at run time, not with env!: a build script binary reused from another
+    // checkout sharing the target directory would otherwise read that checkout.
+    let manifest = std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR");
+    let root = Path::new(&manifest).join("../../schemas/clickhouse");
     let mut out = String::new();
     embed(&mut out, "EMBEDDED", &root, "schemas/clickhouse/");
     embed(&mut out, "EMBEDDED_CLUSTER", &root.join("cluster"), "schemas/clickhouse/cluster/");
