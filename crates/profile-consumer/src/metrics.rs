@@ -36,6 +36,10 @@ pub struct Metrics {
     /// Partitions (events and handoff topics) taken away by a rebalance or lost with
     /// the group session. Stays flat while a write retries: the loop keeps polling.
     pub partitions_revoked: IntCounter,
+    /// Partitions whose profiles topic another member wrote since this one last knew
+    /// its end (this member was dropped from the group while not polling): left out
+    /// of the write, rewound and restored again ([`crate::service::changelog`]).
+    pub partitions_fenced: IntCounter,
     /// 1 while the assigned partitions are paused because a write or restore runs long.
     pub consumption_paused: IntGauge,
     /// Request keys that fell out of a profile's dedup state (its 1000-key cap) while
@@ -101,6 +105,11 @@ impl Metrics {
             "1 while profile writes are refused for a reason only an operator can fix",
         )
         .unwrap();
+        let partitions_fenced = IntCounter::new(
+            "vero_profiles_partitions_fenced_total",
+            "Partitions left out of a write because another member wrote their profiles topic",
+        )
+        .expect("valid metric");
         let partitions_revoked = IntCounter::new(
             "vero_profiles_partitions_revoked_total",
             "Partitions revoked from this instance (rebalances, lost group session)",
@@ -145,6 +154,7 @@ impl Metrics {
             Box::new(write_failures.clone()),
             Box::new(needs_operator.clone()),
             Box::new(partitions_revoked.clone()),
+            Box::new(partitions_fenced.clone()),
             Box::new(consumption_paused.clone()),
             Box::new(request_keys_evicted.clone()),
             Box::new(blocked_partitions.clone()),
@@ -172,6 +182,7 @@ impl Metrics {
             write_failures,
             needs_operator,
             partitions_revoked,
+            partitions_fenced,
             consumption_paused,
             request_keys_evicted,
             blocked_partitions,

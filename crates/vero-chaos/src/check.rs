@@ -190,6 +190,30 @@ fn expected_profiles(rows: &[EventRow]) -> BTreeMap<String, ProfileFacts> {
     by_user.into_iter().map(|(user, (facts, _))| (user, facts)).collect()
 }
 
+/// Evidence for the profile mismatches of `verdict` (at most five users), for the
+/// scenario's log folder: each user's events in ClickHouse in offset order, and every
+/// row ever written for its profile (no `FINAL`), so a double count or a stale write
+/// can be told apart from the outside.
+pub fn explain_mismatches(db: &dyn Sql, run_id: &str, project: &str, verdict: &Verdict) -> anyhow::Result<String> {
+    let mut out = String::new();
+    for mismatch in verdict.profile_mismatches.iter().take(5) {
+        let user = mismatch.split(':').next().unwrap_or_default().replace('\'', "");
+        out.push_str(&format!("## {mismatch}\nevents (offset, seq, event_id, received_at_ms, event time):\n"));
+        out.push_str(&db.sql(&format!(
+            "SELECT kafka_partition, kafka_offset, visitParamExtractUInt(data, 'chaos_seq'), toString(event_id), \
+             received_at_ms, ifNull(created_at_ms, received_at_ms) FROM vero.events \
+             WHERE visitParamExtractString(data, 'chaos_run') = '{run_id}' AND user_id = '{user}' \
+             ORDER BY kafka_offset FORMAT TabSeparated"
+        ))?);
+        out.push_str("profile rows (event_count, last_event_name, version, updated_at, deleted):\n");
+        out.push_str(&db.sql(&format!(
+            "SELECT event_count, ifNull(last_event_name, ''), version, updated_at, deleted FROM vero.profiles \
+             WHERE project = '{project}' AND user_id = '{user}' ORDER BY version FORMAT TabSeparated"
+        ))?);
+    }
+    Ok(out)
+}
+
 /// The full check. `dead_letter_keys` are the keys of every record in the DLQ topic;
 /// `poison_keys` the keys of the poison records the harness produced.
 pub fn verify(

@@ -154,6 +154,8 @@ pub struct Outcome {
     /// Processes that exited on their own (not killed by the harness).
     pub crashes: Vec<String>,
     pub error: Option<String>,
+    /// The ledger's run id (its events' `chaos_run`); empty until the load started.
+    pub run_id: String,
 }
 
 impl Outcome {
@@ -185,6 +187,7 @@ pub async fn run_scenario(fault: Fault, settings: &ScenarioSettings, logs: &std:
         longest_stall: Duration::ZERO,
         crashes: Vec::new(),
         error: None,
+        run_id: String::new(),
     };
     let mut rig = match Rig::start(
         Shape {
@@ -207,6 +210,17 @@ pub async fn run_scenario(fault: Fault, settings: &ScenarioSettings, logs: &std:
     if let Err(e) = drive(&mut rig, fault, settings, &mut outcome).await {
         outcome.error = Some(format!("{e:#}"));
     }
+    if !outcome.verdict.profile_mismatches.is_empty() {
+        let evidence = rig.dir.join("profile-mismatches.txt");
+        match check::explain_mismatches(&rig, &outcome.run_id, PROJECT, &outcome.verdict) {
+            Ok(text) => {
+                if let Err(e) = std::fs::write(&evidence, text) {
+                    tracing::warn!(error = %e, "cannot write the profile mismatch evidence");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot collect the profile mismatch evidence"),
+        }
+    }
     if !outcome.holds() {
         tracing::warn!(
             fault = %fault.name(),
@@ -223,6 +237,7 @@ pub async fn run_scenario(fault: Fault, settings: &ScenarioSettings, logs: &std:
 
 async fn drive(rig: &mut Rig, fault: Fault, settings: &ScenarioSettings, outcome: &mut Outcome) -> anyhow::Result<()> {
     let run_id = format!("chaos{}", std::process::id() as u64 * 1000 + u64::from(rand::random::<u16>() % 1000));
+    outcome.run_id = run_id.clone();
     let load = LoadSettings {
         run_id: run_id.clone(),
         token: TOKEN.into(),

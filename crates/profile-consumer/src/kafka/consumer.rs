@@ -120,7 +120,7 @@ impl ConsumerContext for RebalanceContext {
                 changes.revoked.insert(tp);
             }
             self.gaps.on_revoke(list);
-            tracing::info!(partitions = list.count(), "partitions revoked");
+            tracing::info!(partitions = list.count(), events = ?self.events_partitions(list), "partitions revoked");
         }
     }
 
@@ -134,6 +134,11 @@ impl ConsumerContext for RebalanceContext {
 }
 
 impl RebalanceContext {
+    /// The events-topic partitions of `list` (the handoff partitions follow them).
+    fn events_partitions(&self, list: &TopicPartitionList) -> Vec<i32> {
+        list.elements().iter().filter(|e| e.topic() == self.events_topic).map(|e| e.partition()).collect()
+    }
+
     /// Take over `list`, assigned by a group rebalance.
     pub fn on_assigned<K: Consumer<Self>>(&self, consumer: &K, list: &TopicPartitionList) {
         self.gaps.on_assign(consumer, list);
@@ -154,7 +159,7 @@ impl RebalanceContext {
             }
             changes.assigned.insert((element.topic().to_owned(), element.partition()));
         }
-        tracing::info!(partitions = list.count(), "partitions assigned");
+        tracing::info!(partitions = list.count(), events = ?self.events_partitions(list), "partitions assigned");
     }
 }
 

@@ -44,10 +44,21 @@ impl Producer {
     }
 
     /// Send all records concurrently (order is kept per partition by the idempotent
-    /// producer, or by one request in flight without it) and wait for every acknowledgement. Records Kafka refuses for good
-    /// (too large, ...) do not fail the others: `Ok` lists them (index in `records`,
-    /// the error). Any retryable or operator-fixable failure is the `Err`.
+    /// producer, or by one request in flight without it) and wait for every
+    /// acknowledgement. Records Kafka refuses for good (too large, ...) do not fail the
+    /// others: `Ok` lists them (index in `records`, the error). Any retryable or
+    /// operator-fixable failure is the `Err`.
     pub async fn send_each(&self, records: &[&Outgoing]) -> Result<Vec<(usize, WriteError)>, WriteError> {
+        self.send_each_placed(records, |_, _, _| {}).await
+    }
+
+    /// [`Self::send_each`], calling `placed(index, partition, offset)` for every record
+    /// Kafka acknowledged, also when another one failed.
+    pub async fn send_each_placed(
+        &self,
+        records: &[&Outgoing],
+        mut placed: impl FnMut(usize, i32, i64),
+    ) -> Result<Vec<(usize, WriteError)>, WriteError> {
         let sends = records.iter().map(|r| {
             let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&r.topic).key(r.key.as_slice());
             if let Some(partition) = r.partition {
@@ -62,13 +73,27 @@ impl Producer {
             self.inner.send(record, Timeout::Never)
         });
         let mut refused = Vec::new();
+        let mut failed = None;
         for (index, result) in futures::future::join_all(sends).await.into_iter().enumerate() {
             match result.map_err(|(e, _)| WriteError::from(e)) {
-                Ok(_) => {}
+                Ok(delivery) => placed(index, delivery.partition, delivery.offset),
                 Err(e @ WriteError::Rejected(_)) => refused.push((index, e)),
-                Err(e) => return Err(e),
+                Err(e) => {
+                    failed.get_or_insert(e);
+                }
             }
         }
-        Ok(refused)
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(refused),
+        }
+    }
+
+    /// The end offset (high watermark) of `topic`/`partition`. Blocking: call from
+    /// `spawn_blocking`.
+    pub fn end_offset(&self, topic: &str, partition: i32, timeout: std::time::Duration) -> Result<i64, WriteError> {
+        use rdkafka::producer::Producer as _;
+        let (_, high) = self.inner.client().fetch_watermarks(topic, partition, timeout).map_err(WriteError::from)?;
+        Ok(high)
     }
 }

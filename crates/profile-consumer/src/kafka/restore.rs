@@ -37,6 +37,9 @@ pub struct Restored {
     pub profiles: HashMap<ProfileKey, ProfileState>,
     /// Records read, tombstones and superseded values included.
     pub records_read: u64,
+    /// The partition's end offset this read reached: everything before it is in
+    /// `profiles` (the changelog fence starts from here, [`crate::service::changelog`]).
+    pub end: i64,
 }
 
 /// Read profiles partition `partition` of `topic` to its end. Blocking: call from
@@ -63,7 +66,7 @@ pub fn read_partition(
         .fetch_watermarks(topic, partition, Duration::from_secs(10))
         .inspect_err(|_| vero_service::kafka_security::drain(&consumer))
         .with_context(|| format!("reading the watermarks of {topic}/{partition}"))?;
-    let mut restored = Restored::default();
+    let mut restored = Restored { end: high, ..Restored::default() };
     if high <= low {
         return Ok(restored);
     }
@@ -83,7 +86,10 @@ pub fn read_partition(
         }
         match consumer.poll(Duration::from_millis(200)) {
             None => continue,
-            Some(Err(KafkaError::PartitionEOF(_))) if next_offset >= high => break,
+            Some(Err(KafkaError::PartitionEOF(_))) if next_offset >= high => {
+                restored.end = next_offset;
+                break;
+            }
             Some(Err(KafkaError::PartitionEOF(_))) => continue,
             Some(Err(e)) => tracing::debug!(error = %e, "restore poll failed"),
             Some(Ok(message)) => {

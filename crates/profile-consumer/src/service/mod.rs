@@ -29,9 +29,13 @@
 //! Fencing: a revoke (rebalance, or the group session lost) drops at once the state,
 //! the waiting records and the restore of the revoked partitions, and
 //! [`write::Fence`] keeps the write in hand from writing anything of them from then
-//! on; their offsets are not stored. The new owner restores and writes them.
+//! on; their offsets are not stored. The new owner restores and writes them. A revoke
+//! this member has not heard of yet (it was frozen) is caught by [`changelog`]: the
+//! writer finds another member's records on the profiles topic, and the partition is
+//! rewound and restored again.
 
 pub mod apply;
+pub mod changelog;
 mod park;
 pub mod write;
 
@@ -101,6 +105,7 @@ async fn serve(
         partitions,
     };
     let producer = Producer::new(&settings.kafka, kafka.clone())?;
+    let changelog = Arc::new(changelog::Changelog::new(settings.kafka.profiles_topic.clone(), producer.clone()));
     let (consumer, changes) =
         consumer::subscribe(&settings.kafka, metrics.consumer_lag.clone(), metrics.offset_gaps.clone(), kafka)?;
     health.ready();
@@ -121,6 +126,7 @@ async fn serve(
         metrics: metrics.clone(),
         health: health.clone(),
         max_profile_bytes: settings.kafka.max_profile_bytes,
+        changelog: changelog.clone(),
     };
     let fence = Fence { changes: changes.clone(), revoked: Arc::default() };
     let mut state = LoopState {
@@ -138,6 +144,7 @@ async fn serve(
         parked: Default::default(),
         health: health.clone(),
         fence,
+        changelog,
     };
     let outcome = state.consume(&writer, &shutdown).await;
     // Commit what was stored. Async: a synchronous commit has no timeout and blocks
@@ -248,6 +255,8 @@ struct LoopState<'a> {
     health: Health,
     /// Partitions revoked since the batch in hand was collected.
     fence: Fence,
+    /// What this member knows of the profiles topic's ends (shared with the writer).
+    changelog: Arc<changelog::Changelog>,
 }
 
 impl LoopState<'_> {
@@ -302,6 +311,7 @@ impl LoopState<'_> {
                         self.restored.remove(partition);
                     }
                     self.store_offsets(&positions);
+                    self.rewind(&rendered.moved, &batch)?;
                     if !parked.is_empty() {
                         self.park(&parked, &batch, &writer.store);
                     }
@@ -443,6 +453,7 @@ impl LoopState<'_> {
             }
             self.profiles.partitions.remove(partition);
             self.restored.remove(partition);
+            self.changelog.forget(*partition);
             fenced.insert(*partition);
             if self.parked.remove(partition).is_some() {
                 self.metrics.parked_partitions.set(self.parked.len() as i64);
@@ -569,6 +580,7 @@ impl LoopState<'_> {
         self.metrics.restore_records_read.inc_by(restored.records_read);
         self.metrics.restore_seconds.observe(started.elapsed().as_secs_f64());
         self.profiles.partitions.insert(partition, restored.profiles);
+        self.changelog.restored(partition, restored.end);
         self.restored.insert(partition);
         Ok(true)
     }

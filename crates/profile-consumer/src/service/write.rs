@@ -33,7 +33,9 @@
 //!
 //! Fencing: right before every step (so right before each produce), whatever belongs
 //! to a partition revoked since the batch was collected is dropped ([`Fence`]); the
-//! new owner writes those profiles from its own restore. Offsets are stored by the
+//! new owner writes those profiles from its own restore. Before the first step and
+//! before the profiles-topic records, partitions another member wrote since this one
+//! last knew are left out too ([`super::changelog`], `Rendered::moved`). Offsets are stored by the
 //! caller only after this returned `Ok`, and never for fenced partitions.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -105,6 +107,9 @@ pub struct Rendered {
     letters: Vec<(Source, Outgoing)>,
     /// Partitions with a profile that was not written: restored again before use.
     pub reload: BTreeSet<i32>,
+    /// Partitions whose profiles topic another member wrote ([`super::changelog`]):
+    /// left out of the write; the caller rewinds them.
+    pub moved: BTreeSet<i32>,
     /// Profile rows written so far.
     written: usize,
 }
@@ -128,6 +133,9 @@ pub struct Writer {
     pub health: Health,
     /// `kafka.max_profile_bytes`: larger profile records are bad records.
     pub max_profile_bytes: usize,
+    /// The profiles topic's ends as this member knows them: the fence against a write
+    /// after the group gave the partition to someone else.
+    pub changelog: std::sync::Arc<super::changelog::Changelog>,
     /// `retry.shard_park_after_ms` where parking applies ([`Store::may_park`]);
     /// `None`: a failing write is retried until it succeeds.
     pub park_after: Option<std::time::Duration>,
@@ -247,6 +255,7 @@ impl Writer {
 
     /// The steps not done yet.
     async fn attempt(&self, r: &mut Rendered, batch: &[OwnedMessage], fence: &Fence) -> Result<(), WriteError> {
+        self.fence_moved(r, fence).await?;
         r.messages.retain(|(source, _)| fence.holds(source.partition));
         let messages: Vec<&Outgoing> = r.messages.iter().map(|(_, m)| m).collect();
         let refused = self.producer.send_each(&messages).await?;
@@ -294,9 +303,13 @@ impl Writer {
             r.erasures.drain(..chunk);
         }
 
+        // The step a frozen member would most likely finish late: checked again.
+        self.fence_moved(r, fence).await?;
         r.records.retain(|(partition, _, _)| fence.holds(*partition));
         let records: Vec<&Outgoing> = r.records.iter().map(|(_, _, record)| record).collect();
-        let refused = self.producer.send_each(&records).await?;
+        let changelog = &self.changelog;
+        let refused =
+            self.producer.send_each_placed(&records, |_, partition, offset| changelog.wrote(partition, offset)).await?;
         for (index, error) in refused {
             let (partition, key, _) = &r.records[index];
             let reason = format!("Kafka refused the profile this record changed: {error}");
@@ -309,6 +322,28 @@ impl Writer {
         r.letters.retain(|(source, _)| fence.holds(source.partition));
         self.send_letters(&r.letters).await?;
         r.letters.clear();
+        Ok(())
+    }
+
+    /// Leave out of the write the partitions whose profiles topic someone else wrote
+    /// since this member last knew its end ([`super::changelog`]).
+    async fn fence_moved(&self, r: &mut Rendered, fence: &Fence) -> Result<(), WriteError> {
+        let writing: BTreeSet<i32> = r
+            .rows
+            .iter()
+            .map(|(partition, _)| *partition)
+            .chain(r.records.iter().map(|(partition, _, _)| *partition))
+            .chain(r.messages.iter().map(|(source, _)| source.partition))
+            .chain(r.aliases.iter().map(|alias| alias.kafka_partition))
+            .chain(r.erasures.iter().map(|(source, _)| source.partition))
+            .filter(|partition| fence.holds(*partition))
+            .collect();
+        let moved = self.changelog.moved(&writing).await?;
+        if !moved.is_empty() {
+            self.metrics.partitions_fenced.inc_by(moved.len() as u64);
+            fence.exclude(&moved);
+            r.moved.extend(moved);
+        }
         Ok(())
     }
 
