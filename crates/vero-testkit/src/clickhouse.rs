@@ -138,14 +138,19 @@ impl ClickHouseServer {
             .append(true)
             .open(self.dir.as_path().join("stdout.log"))
             .context("opening server stdout log")?;
-        let mut child = Command::new(&self.binary)
-            .arg(format!("--config-file={}", config.display()))
-            .current_dir(self.dir.as_path())
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("starting {}", self.binary.display()))?;
+        // Tied to this process like the Kafka nodes: a test binary killed by a signal
+        // leaves no server behind.
+        let stdout = log.try_clone()?;
+        let binary = self.binary.to_string_lossy().into_owned();
+        let mut child = crate::process::spawn_tied(&binary, |command| {
+            command
+                .arg(format!("--config-file={}", config.display()))
+                .current_dir(self.dir.as_path())
+                .stdin(Stdio::null())
+                .stdout(stdout)
+                .stderr(log);
+        })
+        .with_context(|| format!("starting {}", self.binary.display()))?;
         let port = self.http_port;
         let ping = || matches!(http_get_ping(port), Ok(body) if body.starts_with("Ok."));
         let waited = wait_started(&mut child, "clickhouse-server", "answer /ping", START_TIMEOUT, ping);

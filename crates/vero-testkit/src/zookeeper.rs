@@ -19,7 +19,7 @@
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use anyhow::{anyhow, Context};
@@ -101,18 +101,21 @@ impl ZooKeeper {
             .append(true)
             .open(self.dir.path().join("zookeeper.log"))
             .context("opening zookeeper.log")?;
-        let mut child = Command::new("java")
-            .args(["-Xmx256m", "-XX:+UseSerialGC", "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn"])
-            .arg("-cp")
-            .arg(classpath)
-            .arg(MAIN_CLASS)
-            .arg(self.dir.path().join("zoo.cfg"))
-            .current_dir(self.dir.path())
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .context("starting java for ZooKeeper (is a JRE installed? scripts/install-deps.sh)")?;
+        // Tied to this process: a test binary killed by a signal leaves no server behind.
+        let stdout = log.try_clone()?;
+        let mut child = crate::process::spawn_tied("java", |command| {
+            command
+                .args(["-Xmx256m", "-XX:+UseSerialGC", "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn"])
+                .arg("-cp")
+                .arg(classpath)
+                .arg(MAIN_CLASS)
+                .arg(self.dir.path().join("zoo.cfg"))
+                .current_dir(self.dir.path())
+                .stdin(Stdio::null())
+                .stdout(stdout)
+                .stderr(log);
+        })
+        .context("starting java for ZooKeeper (is a JRE installed? scripts/install-deps.sh)")?;
         let port = self.port;
         // `ruok` answers `imok` before the server serves sessions ("ZooKeeperServer not
         // running" closes them, and ClickHouse 18.16 can crash on such a failed
