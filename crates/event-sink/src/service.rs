@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::ClientConfig;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use vero_clickhouse::migrations::{self, Applied};
@@ -27,6 +26,7 @@ use crate::once::Fence;
 use crate::pipeline::Pipeline;
 use crate::route::Destination;
 use crate::writer::Writer;
+use vero_service::group_consumer::GroupConsumerConfig;
 use vero_service::group_protocol::Assignors;
 use vero_service::health::Health;
 use vero_service::kafka_security::Watch;
@@ -157,29 +157,25 @@ fn create_consumer(
 ) -> anyhow::Result<StreamConsumer<SinkContext>> {
     let kafka = &settings.kafka;
     let context = SinkContext::new(metrics, kafka.events_topic.clone(), fence, watch);
-    let mut config = ClientConfig::new();
+    // Any partition on any member: cooperative-sticky moves only what changes hands.
+    let group = GroupConsumerConfig {
+        brokers: &kafka.brokers,
+        group_id: &kafka.group_id,
+        protocol: kafka.group_protocol,
+        assignors: Assignors { classic: "cooperative-sticky", consumer: "uniform" },
+        session_timeout_ms: kafka.session_timeout_ms,
+        max_poll_interval_ms: kafka.max_poll_interval_ms,
+        group_instance_id: &kafka.group_instance_id,
+        auto_offset_reset: &kafka.auto_offset_reset,
+        auto_commit_interval_ms: kafka.auto_commit_interval_ms,
+    };
+    let mut config = group.client_config();
+    // Bound what librdkafka prefetches (memory stays bounded), and fetch again soon
+    // after the sink took messages from a full prefetch queue.
     config
-        .set("bootstrap.servers", &kafka.brokers)
-        .set("group.id", &kafka.group_id)
-        .set("auto.offset.reset", &kafka.auto_offset_reset)
-        .set("max.poll.interval.ms", kafka.max_poll_interval_ms.to_string())
-        // Commit periodically, but only offsets we stored after a successful write.
-        .set("enable.auto.commit", "true")
-        .set("auto.commit.interval.ms", kafka.auto_commit_interval_ms.to_string())
-        .set("enable.auto.offset.store", "false")
-        .set("enable.partition.eof", "false")
-        // Bound what librdkafka prefetches (memory stays bounded), and fetch again soon
-        // after the sink took messages from a full prefetch queue.
         .set("queued.max.messages.kbytes", kafka.queued_max_messages_kbytes.to_string())
         .set("fetch.queue.backoff.ms", kafka.fetch_queue_backoff_ms.to_string())
-        .set("fetch.wait.max.ms", kafka.fetch_wait_max_ms.to_string())
-        .set("statistics.interval.ms", "5000");
-    // Any partition on any member: cooperative-sticky moves only what changes hands.
-    let assignors = Assignors { classic: "cooperative-sticky", consumer: "uniform" };
-    kafka.group_protocol.apply(&mut config, assignors, kafka.session_timeout_ms);
-    if !kafka.group_instance_id.is_empty() {
-        config.set("group.instance.id", &kafka.group_instance_id);
-    }
+        .set("fetch.wait.max.ms", kafka.fetch_wait_max_ms.to_string());
     kafka.apply_properties(&mut config);
     let consumer: StreamConsumer<SinkContext> = config.create_with_context(context)?;
     consumer.subscribe(&[&kafka.events_topic])?;

@@ -26,6 +26,7 @@
 
 pub mod backoff;
 pub mod dlq_replay;
+pub mod group_consumer;
 pub mod group_protocol;
 pub mod health;
 pub mod kafka_failure;

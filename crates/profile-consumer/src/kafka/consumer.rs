@@ -1,7 +1,7 @@
 //! The group consumer of the events and handoff topics.
 //!
-//! At-least-once as in rust-rdkafka's `at_least_once` example: auto-commit on, but
-//! `enable.auto.offset.store=false` — an offset is stored only after the profiles its
+//! At least once, configured like the event sink's
+//! ([`vero_service::group_consumer`]): an offset is stored only after the profiles its
 //! record touched were written, and librdkafka commits stored offsets periodically, on
 //! revoke (we also send an asynchronous commit there) and on close. The `range` assignor gives
 //! one instance events partition `p` and handoff partition `p` together, so the
@@ -21,8 +21,9 @@ use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::statistics::Statistics;
-use rdkafka::{ClientConfig, ClientContext, TopicPartitionList};
+use rdkafka::{ClientContext, TopicPartitionList};
 
+use vero_service::group_consumer::GroupConsumerConfig;
 use vero_service::group_protocol::Assignors;
 use vero_service::kafka_security::Watch;
 use vero_service::offset_gaps::OffsetGaps;
@@ -173,24 +174,20 @@ pub fn subscribe(
     kafka: Watch,
 ) -> anyhow::Result<(GroupConsumer, Arc<Mutex<Changes>>)> {
     let changes = Arc::new(Mutex::new(Changes::default()));
-    let mut config = ClientConfig::new();
-    config
-        .set("bootstrap.servers", &settings.brokers)
-        .set("group.id", &settings.group_id)
-        .set("enable.auto.commit", "true")
-        .set("auto.commit.interval.ms", "1000")
-        .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("max.poll.interval.ms", settings.max_poll_interval_ms.to_string())
-        .set("enable.partition.eof", "false")
-        .set("statistics.interval.ms", "5000");
     // Events and handoff partition p on one member (co-partitioning): range under
     // either protocol.
-    let assignors = Assignors { classic: "range", consumer: "range" };
-    settings.group_protocol.apply(&mut config, assignors, settings.session_timeout_ms);
-    if !settings.group_instance_id.is_empty() {
-        config.set("group.instance.id", &settings.group_instance_id);
-    }
+    let group = GroupConsumerConfig {
+        brokers: &settings.brokers,
+        group_id: &settings.group_id,
+        protocol: settings.group_protocol,
+        assignors: Assignors { classic: "range", consumer: "range" },
+        session_timeout_ms: settings.session_timeout_ms,
+        max_poll_interval_ms: settings.max_poll_interval_ms,
+        group_instance_id: &settings.group_instance_id,
+        auto_offset_reset: "earliest",
+        auto_commit_interval_ms: 1000,
+    };
+    let mut config = group.client_config();
     settings.apply_properties(&mut config);
     let consumer: GroupConsumer = config.create_with_context(RebalanceContext {
         changes: changes.clone(),
