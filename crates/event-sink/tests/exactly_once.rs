@@ -46,7 +46,7 @@ async fn exact_counts(setup: &Setup, expected: usize) {
 }
 
 fn spawn_sink(setup: &Setup, commit_interval_ms: &str) -> (std::process::Child, std::net::SocketAddr) {
-    let ops_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let ops_port = vero_testkit::ports::free_port().unwrap();
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_event-sink"))
         .env("VERO_CONFIG_DIR", config_dir())
         .envs(setup.env())

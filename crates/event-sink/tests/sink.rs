@@ -145,7 +145,7 @@ async fn two_instances_share_the_partitions_and_each_event_is_seen_once() {
 async fn a_killed_sink_process_redelivers_without_visible_duplicates() {
     let setup = setup(2).await;
     let spawn = |commit_interval_ms: &str| {
-        let ops_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let ops_port = vero_testkit::ports::free_port().unwrap();
         let child = std::process::Command::new(env!("CARGO_BIN_EXE_event-sink"))
             .env("VERO_CONFIG_DIR", config_dir())
             .envs(setup.env())

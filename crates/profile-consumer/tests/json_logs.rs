@@ -14,7 +14,7 @@ use serde_json::Value;
 
 /// A local port nothing listens on.
 fn closed_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    vero_testkit::ports::free_port().unwrap()
 }
 
 #[test]

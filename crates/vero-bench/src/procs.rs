@@ -63,10 +63,10 @@ impl Drop for Guard {
     }
 }
 
-/// A port free right now on loopback (the OS may hand it out again later; the
-/// suite binds it immediately).
+/// A loopback port free right now, below the ephemeral range
+/// ([`vero_testkit::ports`]).
 pub fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    vero_testkit::ports::free_port()
 }
 
 /// Wait until something accepts connections on `port`.

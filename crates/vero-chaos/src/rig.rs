@@ -13,7 +13,7 @@
 //! ports chosen free at start; everything is stopped when the rig drops.
 
 use std::collections::BTreeMap;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -115,10 +115,6 @@ fn config_root() -> PathBuf {
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config"))
 }
 
-fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
 impl Rig {
     /// Start every component with `replicas` instances of each service on `brokers`
     /// Kafka nodes and wait until the gateways and consumers are ready.
@@ -182,7 +178,7 @@ impl Rig {
     pub fn add_service(&mut self, role: Role, index: usize) -> anyhow::Result<()> {
         let bins = bin_dir()?;
         let config = config_root();
-        let ops_port = free_port()?;
+        let ops_port = vero_testkit::ports::free_port()?;
         let mut env = BTreeMap::from([
             ("VERO_ENV".to_owned(), "local".to_owned()),
             ("VERO_CONFIG_DIR".to_owned(), config.join(role.config_dir()).display().to_string()),

@@ -34,21 +34,6 @@ fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("workspace root")
 }
 
-/// Seven consecutive free loopback ports (the script uses base..base+6), below Linux's
-/// ephemeral range (32768+) so that no outgoing connection takes one of them as its
-/// source port between this check and the services binding them.
-fn free_port_base() -> anyhow::Result<u16> {
-    for _ in 0..50 {
-        let base = 20_000 + rand::random::<u16>() % 12_000;
-        let listeners: Vec<_> =
-            (base..base + PORTS).map_while(|p| std::net::TcpListener::bind(("127.0.0.1", p)).ok()).collect();
-        if listeners.len() == PORTS as usize {
-            return Ok(base);
-        }
-    }
-    bail!("no {PORTS} consecutive free ports found")
-}
-
 /// `scripts/run-local.sh` stops in two tiers of at most 35 s each (its `grace` + 5),
 /// plus the script's own steps on a loaded machine.
 const STOP_BOUND: Duration = Duration::from_secs(100);
@@ -376,7 +361,7 @@ async fn make_run_keeps_every_acknowledged_event_through_crashes_and_restarts() 
     let bins = vero_chaos::rig::bin_dir()?;
     let state = tempfile::Builder::new().prefix("vero-make-run-").tempdir()?;
     let log = state.path().join("make-run.log");
-    let base = free_port_base()?;
+    let base = vero_testkit::ports::free_port_range(PORTS)?;
 
     let started = Instant::now();
     phase(started, &format!("starting make run on ports {base}..{}", base + PORTS - 1));

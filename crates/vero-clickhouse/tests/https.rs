@@ -8,7 +8,8 @@ use std::path::Path;
 
 use serde::Deserialize;
 use vero_clickhouse::{migrations, ClickHouseSettings, ServerVersion};
-use vero_testkit::clickhouse::{free_ports, ClickHouseServer};
+use vero_testkit::clickhouse::ClickHouseServer;
+use vero_testkit::ports::free_ports;
 use vero_testkit::tls::{clickhouse_https_config, TestCa, Validity};
 
 #[derive(Deserialize)]

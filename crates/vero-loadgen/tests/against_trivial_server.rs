@@ -72,7 +72,7 @@ async fn open_loop_paces_requests_and_warmup_is_not_reported() {
 #[tokio::test]
 async fn an_unreachable_target_is_reported_as_connect_errors() {
     // Bind then drop: the port is (almost certainly) closed afterwards.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = vero_testkit::ports::free_port().unwrap();
     let mut config = LoadConfig::for_url(&format!("http://127.0.0.1:{port}/api/v2/events/track"));
     config.requests = Some(10);
     config.connections = 2;

@@ -16,7 +16,7 @@
 //! tests can check what analysts would see without depending on the code under test.
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -42,7 +42,7 @@ impl ClickHouseServer {
     /// Start a fresh server and wait until it answers `/ping`.
     pub fn start() -> anyhow::Result<Self> {
         let temp = tempfile::Builder::new().prefix("vero-clickhouse-").tempdir().context("creating temp dir")?;
-        let ports = free_ports(2)?;
+        let ports = crate::ports::free_ports(2)?;
         let (http_port, tcp_port) = (ports[0], ports[1]);
         Self::launch(temp.path().to_owned(), Some(temp), http_port, tcp_port, "")
     }
@@ -190,16 +190,6 @@ fn find_binary() -> anyhow::Result<PathBuf> {
         .map(|dir| dir.join("clickhouse-server"))
         .find(|candidate| candidate.is_file())
         .context("clickhouse-server not found on PATH or in /usr/sbin (run scripts/install-deps.sh)")
-}
-
-/// `count` distinct ports nobody listens on right now (the OS picks them; they stay
-/// free unless another process binds one before the caller does). All are held open
-/// until every one is chosen: ports taken one after another can repeat.
-pub fn free_ports(count: usize) -> anyhow::Result<Vec<u16>> {
-    let listeners = (0..count)
-        .map(|_| TcpListener::bind("127.0.0.1:0").context("binding a free port"))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    listeners.iter().map(|listener| Ok(listener.local_addr()?.port())).collect()
 }
 
 fn write_config(dir: &Path, http_port: u16, tcp_port: u16, extra_config: &str) -> anyhow::Result<()> {

@@ -29,7 +29,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
-use crate::clickhouse::{free_ports, ClickHouseServer};
+use crate::clickhouse::ClickHouseServer;
+use crate::ports::free_ports;
 use crate::zookeeper::ZooKeeper;
 
 /// The `<remote_servers>` name every node knows the cluster by.

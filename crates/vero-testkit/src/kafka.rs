@@ -31,7 +31,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientConfig;
 
-use crate::clickhouse::free_ports;
+use crate::ports::free_ports;
 use crate::process::{signal, spawn_tied, wait_started};
 
 /// The broker version `deploy/kafka-local/pom.xml` pins (a unit test keeps them equal).

@@ -24,6 +24,7 @@ pub mod kafka_probe;
 pub mod metrics;
 pub mod mock_kafka;
 pub mod netns;
+pub mod ports;
 mod process;
 pub mod secured_kafka;
 pub mod tls;

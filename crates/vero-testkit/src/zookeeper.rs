@@ -17,7 +17,7 @@
 //! `$VERO_ZOOKEEPER_JAR` overrides the jar; `java` is looked up on `PATH`.
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Stdio};
 use std::time::Duration;
@@ -55,7 +55,7 @@ impl ZooKeeper {
     /// Start a fresh server and wait until it serves sessions.
     pub fn start() -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new().prefix("vero-zookeeper-").tempdir().context("creating temp dir")?;
-        let port = TcpListener::bind("127.0.0.1:0").context("binding a free port")?.local_addr()?.port();
+        let port = crate::ports::free_port()?;
         let config = format!(
             "tickTime=500\ninitLimit=10\nsyncLimit=5\ndataDir={}/data\nclientPort={port}\n\
              clientPortAddress=127.0.0.1\nmaxClientCnxns=0\nadmin.enableServer=false\n\
