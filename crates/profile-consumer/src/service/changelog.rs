@@ -99,21 +99,25 @@ impl Changelog {
     }
 
     /// Which of `partitions` someone else wrote since this member last knew their end
-    /// (one end-offset query per partition it knows).
+    /// (one end-offset query per partition it knows, concurrently).
     pub async fn moved(&self, partitions: &BTreeSet<i32>) -> Result<BTreeSet<i32>, WriteError> {
         let known: Vec<i32> = partitions.iter().copied().filter(|p| self.ends().known(*p).is_some()).collect();
         if known.is_empty() {
             return Ok(BTreeSet::new());
         }
-        let (producer, topic) = (self.producer.clone(), self.topic.clone());
-        let found = tokio::task::spawn_blocking(move || {
-            known
-                .into_iter()
-                .map(|p| producer.end_offset(&topic, p, QUERY_TIMEOUT).map(|end| (p, end)))
-                .collect::<Result<Vec<_>, _>>()
-        })
-        .await
-        .map_err(|e| WriteError::Unavailable(format!("end offset query did not finish: {e}")))??;
+        // One query per partition, all at once: the check costs one round trip.
+        let queries = known.into_iter().map(|partition| {
+            let (producer, topic) = (self.producer.clone(), self.topic.clone());
+            tokio::task::spawn_blocking(move || {
+                producer.end_offset(&topic, partition, QUERY_TIMEOUT).map(|end| (partition, end))
+            })
+        });
+        let mut found = Vec::new();
+        for answer in futures::future::join_all(queries).await {
+            let answer =
+                answer.map_err(|e| WriteError::Unavailable(format!("end offset query did not finish: {e}")))?;
+            found.push(answer?);
+        }
         Ok(self.ends().moved(&found))
     }
 }
