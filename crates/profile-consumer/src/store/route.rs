@@ -25,9 +25,11 @@ use vero_shards::{Router, Shard};
 use super::clickhouse::{self as tables, AliasRow, Erasure, ProfileRow};
 use crate::error::WriteError;
 
+/// The profiles table (not the profiles topic, `vero_model::topics::PROFILES`):
 /// `(single-node table, the cluster schema's per-node table)`.
-const PROFILES: (&str, &str) = ("vero.profiles", "vero.profiles_local");
-const ALIASES: (&str, &str) = ("vero.user_aliases", "vero.user_aliases_local");
+const PROFILES_TABLE: (&str, &str) = ("vero.profiles", "vero.profiles_local");
+/// The alias table, in the same shape.
+const ALIASES_TABLE: (&str, &str) = ("vero.user_aliases", "vero.user_aliases_local");
 
 /// How long a probe of a parked shard may take: short, Kafka is not polled meanwhile.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -42,7 +44,7 @@ pub enum Store {
 impl Store {
     /// Insert `rows` (each with its Kafka partition).
     pub async fn insert_profiles(&self, rows: &[(i32, &ProfileRow)]) -> Result<(), WriteError> {
-        let table = self.table(PROFILES);
+        let table = self.table(PROFILES_TABLE);
         self.by_shard(
             rows,
             |(partition, _)| *partition,
@@ -55,7 +57,7 @@ impl Store {
     }
 
     pub async fn insert_aliases(&self, rows: &[AliasRow]) -> Result<(), WriteError> {
-        let table = self.table(ALIASES);
+        let table = self.table(ALIASES_TABLE);
         self.by_shard(
             rows,
             |alias| alias.kafka_partition,
@@ -68,12 +70,12 @@ impl Store {
     /// partition's shard; after a change of the partition count they may be on another).
     pub async fn erase(&self, erasures: &[&Erasure]) -> Result<(), WriteError> {
         match self {
-            Self::Single(client) => Ok(tables::erase(client, PROFILES.0, erasures).await?),
+            Self::Single(client) => Ok(tables::erase(client, PROFILES_TABLE.0, erasures).await?),
             Self::Cluster(router, failing) => {
                 let runs = router
                     .shards()
                     .iter()
-                    .map(|shard| on_shard(shard, failing, |c| tables::erase(c, PROFILES.1, erasures)));
+                    .map(|shard| on_shard(shard, failing, |c| tables::erase(c, PROFILES_TABLE.1, erasures)));
                 first_error(futures::future::join_all(runs).await)
             }
         }

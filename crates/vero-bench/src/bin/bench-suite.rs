@@ -4,14 +4,24 @@
 
 use std::path::PathBuf;
 
+use clap::Parser;
 use vero_bench::suite::{self, markdown, Bench, Results, SuiteConfig};
+
+/// Run every benchmark step and write the report.
+#[derive(Parser)]
+struct Args {
+    /// The report to write (its analyst section and unmeasured steps are kept).
+    #[arg(default_value = "docs/benchmarks.md")]
+    out: PathBuf,
+    /// Where `cargo bench` left criterion's results.
+    #[arg(default_value = "target/criterion")]
+    criterion_dir: PathBuf,
+}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    let Args { out, criterion_dir } = Args::parse();
     vero_service::telemetry::init("bench-suite");
-    let mut args = std::env::args().skip(1);
-    let out = PathBuf::from(args.next().unwrap_or_else(|| "docs/benchmarks.md".into()));
-    let criterion_dir = PathBuf::from(args.next().unwrap_or_else(|| "target/criterion".into()));
     let work = PathBuf::from("target/bench");
     let mut results = Results {
         machine: suite::machine(),

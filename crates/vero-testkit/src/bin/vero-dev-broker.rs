@@ -6,17 +6,29 @@
 
 use std::time::Duration;
 
+use clap::Parser;
 use vero_model::topics;
 use vero_testkit::mock_kafka::MockKafka;
 
+/// librdkafka's mock cluster as a standalone local broker.
+#[derive(Parser)]
+struct Args {
+    /// Where to write the bootstrap address.
+    #[arg(default_value = ".local/run/kafka.bootstrap")]
+    bootstrap_file: String,
+    /// Partitions of every topic.
+    #[arg(long, env = "VERO_DEV_PARTITIONS", default_value_t = 6)]
+    partitions: i32,
+    /// Extra comma-separated topics (the bench suite's per-run topics).
+    #[arg(long, env = "VERO_DEV_TOPICS", default_value = "")]
+    topics: String,
+}
+
 fn main() -> anyhow::Result<()> {
-    let bootstrap_file = std::env::args().nth(1).unwrap_or_else(|| ".local/run/kafka.bootstrap".into());
-    let partitions: i32 = std::env::var("VERO_DEV_PARTITIONS").ok().and_then(|p| p.parse().ok()).unwrap_or(6);
+    let Args { bootstrap_file, partitions, topics: extra } = Args::parse();
     let kafka = MockKafka::start(1)?;
     // Every topic with the same partition count: the profiles topics must be
     // co-partitioned with the events topic.
-    // VERO_DEV_TOPICS: extra comma-separated topics (the bench suite's per-run topics).
-    let extra = std::env::var("VERO_DEV_TOPICS").unwrap_or_default();
     for topic in topics::ALL.into_iter().chain(extra.split(',').map(str::trim).filter(|t| !t.is_empty())) {
         kafka.create_topic(topic, partitions)?;
     }

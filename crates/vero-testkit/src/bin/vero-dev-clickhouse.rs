@@ -7,14 +7,26 @@
 
 use std::path::PathBuf;
 
+use clap::Parser;
 use vero_testkit::clickhouse::ClickHouseServer;
 
+/// A ClickHouse server for `make run`.
+#[derive(Parser)]
+struct Args {
+    /// The server's data directory (kept across restarts).
+    #[arg(default_value = ".local/clickhouse")]
+    dir: PathBuf,
+    /// Touched with the server's URL once it answers.
+    #[arg(default_value = ".local/run/clickhouse.ready")]
+    ready: PathBuf,
+    #[arg(long, env = "VERO_DEV_CLICKHOUSE_HTTP_PORT", default_value_t = 8123)]
+    http_port: u16,
+    #[arg(long, env = "VERO_DEV_CLICKHOUSE_TCP_PORT", default_value_t = 9000)]
+    tcp_port: u16,
+}
+
 fn main() -> anyhow::Result<()> {
-    let mut args = std::env::args().skip(1);
-    let dir = PathBuf::from(args.next().unwrap_or_else(|| ".local/clickhouse".into()));
-    let ready = PathBuf::from(args.next().unwrap_or_else(|| ".local/run/clickhouse.ready".into()));
-    let http_port = std::env::var("VERO_DEV_CLICKHOUSE_HTTP_PORT").ok().and_then(|p| p.parse().ok()).unwrap_or(8123);
-    let tcp_port = std::env::var("VERO_DEV_CLICKHOUSE_TCP_PORT").ok().and_then(|p| p.parse().ok()).unwrap_or(9000);
+    let Args { dir, ready, http_port, tcp_port } = Args::parse();
     let mut server = ClickHouseServer::start_in(&dir, http_port, tcp_port)?;
     eprintln!("vero-dev-clickhouse: {} (native port {tcp_port}), data in {}", server.http_url(), dir.display());
     std::fs::write(&ready, server.http_url())?;

@@ -8,16 +8,26 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use clap::Parser;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientConfig;
 use vero_model::topics;
 
+/// Create the topics `make run` needs on a real broker when they are missing.
+#[derive(Parser)]
+struct Args {
+    /// The broker's bootstrap address.
+    bootstrap: String,
+    /// Partitions of each topic created.
+    #[arg(long, env = "VERO_DEV_PARTITIONS", default_value_t = 4)]
+    partitions: i32,
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
-    let bootstrap = std::env::args().nth(1).context("usage: vero-dev-topics BOOTSTRAP")?;
-    let partitions: i32 = std::env::var("VERO_DEV_PARTITIONS").ok().and_then(|p| p.parse().ok()).unwrap_or(4);
+    let Args { bootstrap, partitions } = Args::parse();
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new().set("bootstrap.servers", &bootstrap).create()?;
     let wanted = [topics::EVENTS, topics::EVENTS_DLQ];
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
