@@ -31,8 +31,8 @@ scripts/install-deps.sh
 
 state=${VERO_RUN_DIR:-.local}
 if [ "${VERO_RUN_CLEAN:-0}" = 1 ]; then
-  log "VERO_RUN_CLEAN=1: deleting the kept Kafka and ClickHouse data ($state/kafka, $state/clickhouse)"
-  rm -rf "$state/kafka" "$state/clickhouse"
+  log "VERO_RUN_CLEAN=1: deleting the kept Kafka, ClickHouse and profile-state data ($state/kafka, $state/clickhouse, $state/profile-state)"
+  rm -rf "$state/kafka" "$state/clickhouse" "$state/profile-state"
 fi
 
 if [ -n "${VERO_RUN_BIN_DIR:-}" ]; then
@@ -136,6 +136,7 @@ VERO_CONFIG_DIR=config/event-sink VERO__CLICKHOUSE__URL=$clickhouse_url VERO__OP
   "$bin/vero-supervise" --name event-sink --grace $grace -- "$bin/event-sink" &
 services+=($!)
 VERO_CONFIG_DIR=config/profile-consumer VERO__CLICKHOUSE__URL=$clickhouse_url VERO__OPS__LISTEN=127.0.0.1:$profiles_ops \
+  VERO__STATE__DIR="$state/profile-state" \
   "$bin/vero-supervise" --name profile-consumer --grace $grace -- "$bin/profile-consumer" &
 services+=($!)
 wait_for "the gateway on 127.0.0.1:$gateway_port" curl -sf "http://127.0.0.1:$gateway_port/readyz"

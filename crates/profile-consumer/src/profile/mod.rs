@@ -94,6 +94,31 @@ impl ProfileState {
         }
     }
 
+    /// Approximate heap bytes this profile holds (what the state cache weighs it at):
+    /// a walk over its fields, with a fixed cost per map entry and JSON node.
+    pub fn heap_bytes(&self) -> usize {
+        const ENTRY: usize = 48;
+        fn json(value: &Value) -> usize {
+            ENTRY
+                + match value {
+                    Value::String(s) => s.len(),
+                    Value::Array(items) => items.iter().map(json).sum(),
+                    Value::Object(map) => map.iter().map(|(k, v)| k.len() + json(v)).sum(),
+                    _ => 0,
+                }
+        }
+        let strings = |items: &mut dyn Iterator<Item = &String>| items.map(|s| s.len() + ENTRY).sum::<usize>();
+        std::mem::size_of::<Self>()
+            + self.key.project.len()
+            + self.key.user_id.len()
+            + self.attributes.iter().map(|(k, (v, _))| k.len() + ENTRY + json(v)).sum::<usize>()
+            + strings(&mut self.tags.iter())
+            + strings(&mut self.previous_ids.iter())
+            + strings(&mut self.merged_from.keys())
+            + self.last_event.as_ref().map_or(0, |(name, _)| name.len())
+            + self.recent_requests.capacity() * std::mem::size_of::<RecentRequest>()
+    }
+
     /// The newest email, when it is a string.
     pub fn email(&self) -> Option<&str> {
         self.attributes.get("email").and_then(|(v, _)| v.as_str())

@@ -1,4 +1,4 @@
-//! Applying a batch of records to the in-memory profiles of the assigned partitions,
+//! Applying a batch of records to the profiles of the assigned partitions ([`crate::state`]),
 //! collecting what must be written ([`Effects`]). Nothing is written here: the batch's
 //! offsets are stored only after [`super::write`] wrote every effect.
 //!
@@ -21,7 +21,7 @@
 //!   dead-lettered it, this one applied the original already, and the copy has a new
 //!   offset, so applying it would count its event twice.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 
 use rdkafka::message::{Header, OwnedHeaders, OwnedMessage};
 use rdkafka::Message;
@@ -34,6 +34,7 @@ use crate::kafka::producer::Outgoing;
 use crate::profile::dedup::Dedup;
 use crate::profile::merge::{validate_command, validate_event};
 use crate::profile::{ProfileKey, ProfileState};
+use crate::state::{ProfileStates, StateError};
 use crate::store::clickhouse::{AliasRow, Erasure};
 
 /// Value of the dead-letter consumer header.
@@ -48,26 +49,6 @@ pub struct Topics {
     pub dlq: String,
     /// Partition count shared by the three co-partitioned topics.
     pub partitions: i32,
-}
-
-/// The profiles of each assigned partition.
-#[derive(Debug, Default)]
-pub struct Profiles {
-    pub partitions: HashMap<i32, HashMap<ProfileKey, ProfileState>>,
-}
-
-impl Profiles {
-    pub fn len(&self) -> usize {
-        self.partitions.values().map(HashMap::len).sum()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    pub fn get(&self, partition: i32, key: &ProfileKey) -> Option<&ProfileState> {
-        self.partitions.get(&partition).and_then(|p| p.get(key))
-    }
 }
 
 /// How one record was handled, for metrics.
@@ -140,6 +121,14 @@ enum NotApplied {
     Bad(String),
     /// Written with a schema this build does not know: its partition waits.
     UnknownSchema(String),
+    /// The local store failed: nothing more of the batch is applied.
+    State(StateError),
+}
+
+impl From<StateError> for NotApplied {
+    fn from(e: StateError) -> Self {
+        Self::State(e)
+    }
 }
 
 impl From<String> for NotApplied {
@@ -173,7 +162,7 @@ impl Effects {
 /// Applies records; `now_micros` gives write versions (see `ProfileState::bump_version`).
 pub struct Applier<'a> {
     pub topics: &'a Topics,
-    pub profiles: &'a mut Profiles,
+    pub profiles: &'a mut ProfileStates,
     pub effects: &'a mut Effects,
     pub now_micros: i64,
     /// `dedup.window_ms` and the key cap of [`crate::profile::dedup`].
@@ -184,12 +173,17 @@ pub struct Applier<'a> {
 
 impl Applier<'_> {
     /// Apply one record; `blocked` are the partitions stopped at an unknown writer
-    /// schema (in an earlier batch or this one), whose records are not taken.
-    pub fn apply(&mut self, message: &OwnedMessage, blocked: &BTreeMap<(String, i32), i64>) -> Outcome {
+    /// schema (in an earlier batch or this one), whose records are not taken. A
+    /// failure of the local store ends the batch: nothing of it may be written.
+    pub fn apply(
+        &mut self,
+        message: &OwnedMessage,
+        blocked: &BTreeMap<(String, i32), i64>,
+    ) -> Result<Outcome, StateError> {
         let (topic, partition, offset) = (message.topic().to_owned(), message.partition(), message.offset());
         let place = (topic.clone(), partition);
         if blocked.contains_key(&place) || self.effects.blocked.contains_key(&place) {
-            return Outcome::Blocked;
+            return Ok(Outcome::Blocked);
         }
         self.current = Some(Source { topic: topic.clone(), partition, offset });
         let outcome = if replayed_for_another_consumer(message) {
@@ -204,15 +198,16 @@ impl Applier<'_> {
             Err(NotApplied::UnknownSchema(reason)) => {
                 // Not even its offset is stored: the next reader starts at this record.
                 self.effects.blocked.insert(place, (offset, reason));
-                return Outcome::Blocked;
+                return Ok(Outcome::Blocked);
             }
+            Err(NotApplied::State(e)) => return Err(e),
             Err(NotApplied::Bad(reason)) => {
                 self.dead_letter(message, &reason);
                 Outcome::DeadLettered
             }
         };
         self.effects.positions.insert(place, offset + 1);
-        outcome
+        Ok(outcome)
     }
 
     fn apply_event_record(&mut self, message: &OwnedMessage) -> Result<Outcome, NotApplied> {
@@ -223,37 +218,39 @@ impl Applier<'_> {
             Record::Event(event) => self.apply_event(&event, partition, offset),
             Record::Command(command) => match command.action {
                 UserAction::Reidentify => self.reidentify(&command, partition, offset),
-                UserAction::Delete => Ok(self.delete(&command, partition)),
+                UserAction::Delete => Ok(self.delete(&command, partition)?),
                 _ => self.apply_command(&command, partition, offset),
             },
         }
     }
 
-    fn profile(&mut self, partition: i32, key: ProfileKey) -> &mut ProfileState {
+    fn profile(&mut self, partition: i32, key: &ProfileKey) -> Result<&mut ProfileState, StateError> {
         // A profile re-created after an erasure in this batch starts above the
         // deletion marker's version, so ClickHouse keeps the new profile.
-        let erased_at = self.effects.deleted_versions.get(&key).copied().unwrap_or(0);
-        self.profiles.partitions.entry(partition).or_default().entry(key.clone()).or_insert_with(|| {
-            let mut fresh = ProfileState::new(key);
+        let erased_at = self.effects.deleted_versions.get(key).copied().unwrap_or(0);
+        self.profiles.get_or_create(partition, key, || {
+            let mut fresh = ProfileState::new(key.clone());
             fresh.version = erased_at;
             fresh
         })
     }
 
-    fn changed(&mut self, partition: i32, key: ProfileKey) {
+    /// `key`'s profile (in the working set: it was just read) changed.
+    fn changed(&mut self, partition: i32, key: ProfileKey) -> Result<(), StateError> {
         let now = self.now_micros;
-        self.profile(partition, key.clone()).bump_version(now);
+        self.profile(partition, &key)?.bump_version(now);
         if let Some(source) = &self.current {
             self.effects.sources.entry((partition, key.clone())).or_default().push(source.clone());
         }
         self.effects.touched.insert((partition, key));
+        Ok(())
     }
 
     fn apply_event(&mut self, event: &TrackEvent, partition: i32, offset: i64) -> Result<Outcome, NotApplied> {
         let identity = validate_event(event).map_err(|e| e.to_string())?;
         let key = ProfileKey::new(event.project.clone(), event.user_id.clone());
         let dedup = self.dedup;
-        let profile = self.profile(partition, key.clone());
+        let profile = self.profile(partition, &key)?;
         if profile.has_applied(partition, offset) {
             return Ok(Outcome::Duplicate);
         }
@@ -264,25 +261,25 @@ impl Applier<'_> {
         profile.apply_event(event, identity, partition, offset);
         let evicted = profile.remember_request(request, event.received_at, dedup);
         self.effects.keys_evicted += evicted;
-        self.changed(partition, key);
+        self.changed(partition, key)?;
         Ok(Outcome::Applied)
     }
 
     fn apply_command(&mut self, command: &UserCommand, partition: i32, offset: i64) -> Result<Outcome, NotApplied> {
         let attributes = validate_command(command).map_err(|e| e.to_string())?;
         let key = ProfileKey::new(command.project.clone(), command.user_id.clone());
-        let profile = self.profile(partition, key.clone());
+        let profile = self.profile(partition, &key)?;
         if profile.has_applied(partition, offset) {
             return Ok(Outcome::Duplicate);
         }
         profile.apply_command(command, attributes, partition, offset);
-        self.changed(partition, key);
+        self.changed(partition, key)?;
         Ok(Outcome::Applied)
     }
 
     /// Remove the profile from this partition and record its erasure.
-    fn erase(&mut self, partition: i32, key: &ProfileKey) -> Option<ProfileState> {
-        let removed = self.profiles.partitions.get_mut(&partition).and_then(|p| p.remove(key));
+    fn erase(&mut self, partition: i32, key: &ProfileKey) -> Result<Option<ProfileState>, StateError> {
+        let removed = self.profiles.remove(partition, key)?;
         let erased_before = self.effects.deleted_versions.get(key).copied().unwrap_or(0);
         let previous = removed.as_ref().map_or(erased_before, |p| p.version.max(erased_before));
         let version = self.now_micros.max(previous + 1);
@@ -290,13 +287,13 @@ impl Applier<'_> {
         let source = self.source(partition);
         self.effects.erasures.push((source, Erasure { key: key.clone(), version }));
         self.effects.touched.insert((partition, key.clone()));
-        removed
+        Ok(removed)
     }
 
-    fn delete(&mut self, command: &UserCommand, partition: i32) -> Outcome {
+    fn delete(&mut self, command: &UserCommand, partition: i32) -> Result<Outcome, StateError> {
         let key = ProfileKey::new(command.project.clone(), command.user_id.clone());
-        self.erase(partition, &key);
-        Outcome::Applied
+        self.erase(partition, &key)?;
+        Ok(Outcome::Applied)
     }
 
     fn reidentify(&mut self, command: &UserCommand, partition: i32, offset: i64) -> Result<Outcome, NotApplied> {
@@ -305,12 +302,12 @@ impl Applier<'_> {
         if new_id == command.user_id {
             return self.apply_command(command, partition, offset);
         }
-        if self.profiles.get(partition, &key).is_some_and(|p| p.has_applied(partition, offset)) {
+        if self.profiles.get(partition, &key)?.is_some_and(|p| p.has_applied(partition, offset)) {
             return Ok(Outcome::Duplicate);
         }
         // The moved profile records this reidentify as applied, so the move itself is
         // recognised if the handoff is redelivered.
-        let mut moved = self.erase(partition, &key).unwrap_or_else(|| ProfileState::new(key.clone()));
+        let mut moved = self.erase(partition, &key)?.unwrap_or_else(|| ProfileState::new(key.clone()));
         moved.apply_command(command, serde_json::Map::new(), partition, offset);
         moved.bump_version(self.now_micros);
         // Request keys contain the user id: none of the new id's events can repeat them.
@@ -344,7 +341,7 @@ impl Applier<'_> {
         let moved = ProfileState::from_record(moved).map_err(|e| e.to_string())?;
         let (partition, offset) = (message.partition(), message.offset());
         let key = ProfileKey::new(project, user_id);
-        let profile = self.profile(partition, key.clone());
+        let profile = self.profile(partition, &key)?;
         if offset <= profile.handoff_offset {
             return Ok(Outcome::Duplicate);
         }
@@ -352,7 +349,7 @@ impl Applier<'_> {
             self.effects.touched.insert((partition, key));
             return Ok(Outcome::Duplicate);
         }
-        self.changed(partition, key);
+        self.changed(partition, key)?;
         Ok(Outcome::Applied)
     }
 

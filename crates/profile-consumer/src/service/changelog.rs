@@ -98,6 +98,12 @@ impl Changelog {
         self.ends().forget(partition);
     }
 
+    /// The end of `partition` as this member knows it: its content up to there is
+    /// this member's profiles, what the local store checkpoints.
+    pub fn known(&self, partition: i32) -> Option<i64> {
+        self.ends().known(partition)
+    }
+
     /// Which of `partitions` someone else wrote since this member last knew their end
     /// (one end-offset query per partition it knows, concurrently).
     pub async fn moved(&self, partitions: &BTreeSet<i32>) -> Result<BTreeSet<i32>, WriteError> {
@@ -135,8 +141,7 @@ impl LoopState<'_> {
                 let offset = message.offset();
                 first.entry(message.topic().to_owned()).and_modify(|o| *o = (*o).min(offset)).or_insert(offset);
             }
-            self.profiles.partitions.remove(&partition);
-            self.restored.remove(&partition);
+            self.states.drop_partition(partition);
             self.changelog.forget(partition);
             self.pending.retain(|m| m.partition() != partition);
             for (topic, offset) in &first {
@@ -159,7 +164,7 @@ impl LoopState<'_> {
                  the group while not polling?): left out of the write, rewound, restored again before its next record"
             );
         }
-        self.metrics.profiles_in_memory.set(self.profiles.len() as i64);
+        self.observe_states();
         Ok(())
     }
 }

@@ -57,8 +57,11 @@ use crate::kafka::producer::Producer;
 use crate::kafka::{consumer, restore, topics};
 use crate::metrics::Metrics;
 use crate::profile::dedup::Dedup;
+use crate::state::disk::Resume;
+use crate::state::{Budget, Disk, ProfileStates};
 use crate::store::Store;
-use apply::{Applier, Effects, Profiles, Topics};
+use anyhow::Context as _;
+use apply::{Applier, Effects, Topics};
 use vero_service::health::Health;
 use vero_service::kafka_security::Watch;
 use write::{Fence, NotWritten, Writer};
@@ -129,14 +132,15 @@ async fn serve(
         changelog: changelog.clone(),
     };
     let fence = Fence { changes: changes.clone(), revoked: Arc::default() };
+    let (disk, _temporary) = open_state(&settings)?;
+    let budget = Budget::of(settings.state.memory_mb * 1024 * 1024);
     let mut state = LoopState {
         settings: &settings,
         topics,
         consumer: &consumer,
         changes,
         metrics: &metrics,
-        profiles: Profiles::default(),
-        restored: BTreeSet::new(),
+        states: ProfileStates::new(disk.clone(), budget.cache),
         assigned: BTreeSet::new(),
         pending: Vec::new(),
         paused: false,
@@ -153,7 +157,26 @@ async fn serve(
     if let Err(e) = consumer.commit_consumer_state(CommitMode::Async) {
         tracing::debug!(error = %e, "final commit failed");
     }
+    drop(state);
+    if let Err(e) = disk.sync() {
+        tracing::warn!(error = %e, "syncing the profile state at stop failed (the next start reads more of the topic)");
+    }
     outcome
+}
+
+/// The local store of `state.dir`; with an empty `dir`, of a temporary directory
+/// (returned too: removed when dropped).
+fn open_state(settings: &Settings) -> anyhow::Result<(Arc<Disk>, Option<tempfile::TempDir>)> {
+    let budget = Budget::of(settings.state.memory_mb * 1024 * 1024);
+    let (dir, temporary) = if settings.state.dir.as_os_str().is_empty() {
+        let temporary = tempfile::Builder::new().prefix("vero-profile-state-").tempdir()?;
+        (temporary.path().to_owned(), Some(temporary))
+    } else {
+        (settings.state.dir.clone(), None)
+    };
+    let disk = Disk::open(&dir, budget.disk)?;
+    tracing::info!(dir = %dir.display(), memory_mb = settings.state.memory_mb, "profile state opened");
+    Ok((Arc::new(disk), temporary))
 }
 
 /// Apply the ClickHouse migrations (on a cluster: the cluster schema, then read its
@@ -239,9 +262,8 @@ struct LoopState<'a> {
     consumer: &'a GroupConsumer,
     changes: Arc<Mutex<Changes>>,
     metrics: &'a Metrics,
-    profiles: Profiles,
-    /// Events partitions whose profiles were read back from the profiles topic.
-    restored: BTreeSet<i32>,
+    /// The profiles of the assigned partitions.
+    states: ProfileStates,
     assigned: BTreeSet<(String, i32)>,
     /// Records received, not yet in a batch (the next batch starts with them).
     pending: Vec<OwnedMessage>,
@@ -267,7 +289,7 @@ impl LoopState<'_> {
                 continue;
             }
             for partition in batch.iter().map(Message::partition).collect::<BTreeSet<_>>() {
-                let needed = !self.restored.contains(&partition) && self.fence.holds(partition);
+                let needed = !self.states.is_restored(partition) && self.fence.holds(partition);
                 if needed && !self.restore(partition, &writer.health, shutdown).await? {
                     return Ok(());
                 }
@@ -277,7 +299,7 @@ impl LoopState<'_> {
             {
                 let mut applier = Applier {
                     topics: &self.topics,
-                    profiles: &mut self.profiles,
+                    profiles: &mut self.states,
                     effects: &mut effects,
                     now_micros: now_micros(),
                     dedup: Dedup::new(self.settings.dedup.window_ms),
@@ -285,14 +307,15 @@ impl LoopState<'_> {
                 };
                 // Records of partitions revoked meanwhile are someone else's now.
                 for message in batch.iter().filter(|m| fence.holds(m.partition())) {
-                    let outcome = applier.apply(message, &self.blocked);
+                    // The batch is not written: its offsets stay unstored, a restart reads it again.
+                    let outcome = applier.apply(message, &self.blocked).context("reading the profile state")?;
                     self.metrics.records.with_label_values(&[outcome.label()]).inc();
                 }
             }
             for (place, (offset, reason)) in std::mem::take(&mut effects.blocked) {
                 self.block(place, offset, &reason);
             }
-            self.metrics.profiles_in_memory.set(self.profiles.len() as i64);
+            self.observe_states();
             if effects.keys_evicted > 0 {
                 tracing::warn!(
                     keys = effects.keys_evicted,
@@ -302,14 +325,26 @@ impl LoopState<'_> {
                 self.metrics.request_keys_evicted.inc_by(effects.keys_evicted as u64);
             }
             let positions = std::mem::take(&mut effects.positions);
-            let mut rendered = writer.render(effects, &self.profiles, &batch);
+            let mut rendered = writer.render(effects, &self.states, &batch);
             match self.drive(writer.write(&mut rendered, &batch, &fence, shutdown)).await {
                 Ok(parked) => {
-                    for partition in &rendered.reload {
-                        // A profile of it was not written: continue from the profiles topic.
-                        self.profiles.partitions.remove(partition);
-                        self.restored.remove(partition);
+                    // What was written goes to the local store; a partition left out of
+                    // the write (fenced, parked, moved) or with a profile not written
+                    // is dropped and continues from the profiles topic.
+                    let (reload, moved) = (&rendered.reload, &rendered.moved);
+                    let kept =
+                        |p: i32| fence.holds(p) && !reload.contains(&p) && !moved.contains(&p) && !parked.contains(&p);
+                    let changelog = &self.changelog;
+                    let settled =
+                        self.states.settle(std::mem::take(&mut rendered.for_state), |p| changelog.known(p), kept);
+                    if let Err(e) = settled {
+                        self.metrics.state_errors.inc();
+                        tracing::error!(error = %e, "committing profiles to the local store failed: their partitions restore from the last checkpoint");
                     }
+                    for partition in &rendered.reload {
+                        self.states.drop_partition(*partition);
+                    }
+                    self.observe_states();
                     self.store_offsets(&positions);
                     self.rewind(&rendered.moved, &batch)?;
                     if !parked.is_empty() {
@@ -451,8 +486,7 @@ impl LoopState<'_> {
             if self.blocked.remove(&(topic.clone(), *partition)).is_some() {
                 self.health.release(&blocked_hold(topic, *partition));
             }
-            self.profiles.partitions.remove(partition);
-            self.restored.remove(partition);
+            self.states.drop_partition(*partition);
             self.changelog.forget(*partition);
             fenced.insert(*partition);
             if self.parked.remove(partition).is_some() {
@@ -468,7 +502,17 @@ impl LoopState<'_> {
         self.assigned.extend(changes.assigned);
         let events_partitions = self.assigned.iter().filter(|(t, _)| *t == self.topics.events).count();
         self.metrics.assigned_partitions.set(events_partitions as i64);
-        self.metrics.profiles_in_memory.set(self.profiles.len() as i64);
+        self.observe_states();
+    }
+
+    /// The state's gauges and counters, after a change.
+    fn observe_states(&mut self) {
+        let lookups = self.states.take_lookups();
+        self.metrics.state_lookups.with_label_values(&["hit"]).inc_by(lookups.hits);
+        self.metrics.state_lookups.with_label_values(&["miss"]).inc_by(lookups.misses);
+        self.metrics.profiles_in_memory.set(self.states.in_memory() as i64);
+        self.metrics.state_cache_bytes.set(self.states.cache_bytes() as i64);
+        self.metrics.state_disk_bytes.set(self.states.disk().disk_bytes() as i64);
     }
 
     /// Stop `topic`/`partition` at `offset`, a record with a writer schema this build
@@ -513,10 +557,21 @@ impl LoopState<'_> {
             let kafka = &self.settings.kafka;
             let (kafka, topic, timeout) = (kafka.clone(), kafka.profiles_topic.clone(), kafka.restore_timeout());
             let watch = self.consumer.context().kafka().clone();
-            let reading =
-                tokio::task::spawn_blocking(move || restore::read_partition(&kafka, &topic, partition, timeout, watch));
+            let disk = self.states.disk().clone();
+            let max_checkpoint_age_ms = i64::try_from(self.settings.state.max_checkpoint_age_ms).unwrap_or(i64::MAX);
+            let reading = tokio::task::spawn_blocking(move || {
+                restore::read_partition(restore::Source {
+                    kafka: &kafka,
+                    topic: &topic,
+                    partition,
+                    timeout,
+                    watch,
+                    disk: &disk,
+                    max_checkpoint_age_ms,
+                })
+            });
             match self.drive(reading).await? {
-                Ok(restored) => break restored,
+                Ok(restored) => break Some(restored),
                 Err(e) if e.downcast_ref::<restore::Unreadable>().is_some() => {
                     tracing::error!(partition, error = %e, "restore stopped at a profile it cannot read");
                     self.metrics.needs_operator.set(1);
@@ -526,7 +581,7 @@ impl LoopState<'_> {
                     ));
                     held = true;
                     if !self.fence.holds(partition) {
-                        break restore::Restored::default();
+                        break None;
                     }
                     if !self.drive(backoff.wait(shutdown)).await {
                         return Ok(false);
@@ -537,7 +592,7 @@ impl LoopState<'_> {
                 Err(e) if self.consumer.context().kafka().refused().is_some() => {
                     tracing::debug!(partition, error = %e, "restore waits for Kafka to accept the connection");
                     if !self.fence.holds(partition) {
-                        break restore::Restored::default();
+                        break None;
                     }
                     if !self.drive(backoff.wait(shutdown)).await {
                         return Ok(false);
@@ -552,7 +607,7 @@ impl LoopState<'_> {
                     health.not_ready(format!("restoring the profiles of partition {partition}: {reason}"));
                     held = true;
                     if !self.fence.holds(partition) {
-                        break restore::Restored::default();
+                        break None;
                     }
                     if !self.drive(backoff.wait(shutdown)).await {
                         return Ok(false);
@@ -566,22 +621,31 @@ impl LoopState<'_> {
             }
             health.ready();
         }
-        if !self.fence.holds(partition) {
+        let Some(restored) = restored.filter(|_| self.fence.holds(partition)) else {
             tracing::info!(partition, "partition revoked while restoring it; restore dropped");
             return Ok(true);
-        }
+        };
+        let from = match restored.resume {
+            Resume::Checkpoint(_) => "checkpoint",
+            Resume::Beginning(_) => "beginning",
+        };
         tracing::info!(
             partition,
-            profiles = restored.profiles.len(),
+            from,
+            why = match restored.resume {
+                Resume::Checkpoint(end) => format!("the local store is complete up to offset {end}"),
+                Resume::Beginning(why) => why.label().to_owned(),
+            },
             records = restored.records_read,
+            end = restored.end,
+            seconds = started.elapsed().as_secs_f64(),
             "restored profiles from the profiles topic"
         );
-        self.metrics.profiles_restored.inc_by(restored.profiles.len() as u64);
         self.metrics.restore_records_read.inc_by(restored.records_read);
-        self.metrics.restore_seconds.observe(started.elapsed().as_secs_f64());
-        self.profiles.partitions.insert(partition, restored.profiles);
+        self.metrics.profiles_restored.inc_by(restored.values);
+        self.metrics.restore_seconds.with_label_values(&[from]).observe(started.elapsed().as_secs_f64());
         self.changelog.restored(partition, restored.end);
-        self.restored.insert(partition);
+        self.states.mark_restored(partition);
         Ok(true)
     }
 

@@ -76,8 +76,7 @@ impl LoopState<'_> {
             for message in unwritten.chain(&self.pending).filter(|m| m.partition() == partition) {
                 parked.note(message.topic(), message.offset());
             }
-            self.profiles.partitions.remove(&partition);
-            self.restored.remove(&partition);
+            self.states.drop_partition(partition);
             for (topic, _) in self.assigned.iter().filter(|(_, p)| *p == partition) {
                 if let Some(Offset::Offset(next)) = positions.get(&(topic.clone(), partition)) {
                     parked.rewind.entry(topic.clone()).or_insert(*next);

@@ -53,7 +53,8 @@ use crate::kafka::consumer::Changes;
 use crate::kafka::producer::{Outgoing, Producer};
 use crate::metrics::Metrics;
 use crate::profile::{ProfileKey, ProfileState};
-use crate::service::apply::{dead_letter, dlq_headers_for, Effects, Profiles, Source, Topics};
+use crate::service::apply::{dead_letter, dlq_headers_for, Effects, Source, Topics};
+use crate::state::ProfileStates;
 use crate::store::clickhouse::{AliasRow, Erasure, ProfileRow, ERASE_STATEMENT_BYTES};
 use crate::store::Store;
 use vero_model::profile::RECENT_REQUESTS_MAX_BYTES;
@@ -112,6 +113,9 @@ pub struct Rendered {
     pub moved: BTreeSet<i32>,
     /// Profile rows written so far.
     written: usize,
+    /// Every profiles-topic value of the batch (`None` a tombstone), for the local
+    /// store once the write is done ([`ProfileStates::settle`]).
+    pub for_state: Vec<(i32, ProfileKey, Option<Vec<u8>>)>,
 }
 
 /// Why a batch was not written.
@@ -406,7 +410,7 @@ impl Writer {
     /// ClickHouse rows and profiles-topic records of every touched profile. A profile
     /// whose record would exceed `max_profile_bytes` is left out, the batch's records
     /// that changed it become dead letters, and its partition is marked for reload.
-    pub fn render(&self, effects: Effects, profiles: &Profiles, batch: &[OwnedMessage]) -> Rendered {
+    pub fn render(&self, effects: Effects, profiles: &ProfileStates, batch: &[OwnedMessage]) -> Rendered {
         let mut r = Rendered {
             messages: effects.messages,
             letters: effects.letters,
@@ -416,7 +420,7 @@ impl Writer {
             ..Rendered::default()
         };
         for (partition, key) in &effects.touched {
-            let mut current: Option<&ProfileState> = profiles.get(*partition, key);
+            let mut current: Option<&ProfileState> = profiles.working(*partition, key);
             // The dedup state has a bytes share of its own: it never makes a record bad.
             let sized = current.map(ProfileState::encode_sized);
             if let Some((_, size)) =
@@ -443,6 +447,8 @@ impl Writer {
             if let Some(profile) = current {
                 r.rows.push((*partition, ProfileRow::live(profile)));
             }
+            let payload = sized.map(|(bytes, _)| bytes).filter(|_| current.is_some());
+            r.for_state.push((*partition, key.clone(), payload.clone()));
             r.records.push((
                 *partition,
                 key.clone(),
@@ -450,7 +456,7 @@ impl Writer {
                     topic: self.topics.profiles.clone(),
                     partition: Some(*partition),
                     key: key.kafka_key(),
-                    payload: sized.map(|(bytes, _)| bytes).filter(|_| current.is_some()),
+                    payload,
                     headers: None,
                 },
             ));
