@@ -215,6 +215,12 @@ impl Rig {
                 // member a static id).
                 env.insert("VERO__KAFKA__GROUP_INSTANCE_ID".into(), String::new());
                 env.insert("VERO__RETRY__MAX_BACKOFF_MS".into(), "1000".into());
+                // Each instance keeps its local store across its restarts (a kill -9
+                // resumes from the checkpoint), in the smallest memory budget, so the
+                // ledger's users do not all fit in the cache and are read from disk.
+                let state = self.dir.join(format!("profile-state-{index}"));
+                env.insert("VERO__STATE__DIR".into(), state.display().to_string());
+                env.insert("VERO__STATE__MEMORY_MB".into(), "16".into());
             }
         }
         if role != Role::Gateway {

@@ -101,6 +101,23 @@ pub struct Budget {
     pub write_buffer: u64,
 }
 
+/// Longest profiles-topic key stored as it is; a longer one (the store takes at most
+/// 65535 bytes) is stored as [`LONG_KEY`] and its SHA-256.
+const MAX_PLAIN_KEY: usize = 1024;
+/// First byte of a hashed key: never the first byte of a plain one (a UTF-8 project name).
+const LONG_KEY: u8 = 0xFF;
+
+/// The store's key of a profiles-topic key.
+fn store_key(key: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    use sha2::Digest;
+    if key.len() <= MAX_PLAIN_KEY {
+        return key.into();
+    }
+    let mut hashed = vec![LONG_KEY];
+    hashed.extend_from_slice(&sha2::Sha256::digest(key));
+    hashed.into()
+}
+
 /// Journals kept before memtables are flushed: bounds the replay at start.
 const MAX_JOURNAL_BYTES: u64 = 32 * 1024 * 1024;
 
@@ -163,7 +180,7 @@ impl Disk {
 
     /// The stored value of `key` (a profiles-topic key) in `partition`.
     pub fn get(&self, partition: i32, key: &[u8]) -> Result<Option<fjall::Slice>, StateError> {
-        self.partition(partition)?.get(key).map_err(|e| self.fail(&format!("reading partition {partition}"), e))
+        self.partition(partition)?.get(store_key(key)).map_err(|e| self.fail(&format!("reading partition {partition}"), e))
     }
 
     /// Remove everything stored of `partition`, its checkpoint first.
@@ -189,6 +206,7 @@ impl Disk {
         let mut batch = self.keyspace.batch().durability(Some(PersistMode::Buffer));
         for (partition, key, value) in changes.values {
             let handle = self.partition(partition)?;
+            let key = store_key(&key).into_owned();
             match value {
                 Some(value) => batch.insert(&handle, key, value),
                 None => batch.remove(&handle, key),
@@ -261,6 +279,11 @@ mod tests {
         assert_eq!(disk.get(3, b"a").unwrap(), None);
         assert_eq!(disk.get(3, b"b").unwrap().as_deref(), Some(&b"2"[..]));
         assert_eq!(disk.get(4, b"b").unwrap(), None, "partitions are apart");
+        let long = vec![b'L'; 300_000];
+        let mut changes = Changes::default();
+        changes.values.push((3, long.clone(), Some(b"3".to_vec())));
+        disk.commit(changes).unwrap();
+        assert_eq!(disk.get(3, &long).unwrap().as_deref(), Some(&b"3"[..]), "a key longer than the store takes");
         disk.wipe(3).unwrap();
         assert_eq!(disk.checkpoint(3).unwrap(), None);
         assert_eq!(disk.get(3, b"b").unwrap(), None);
