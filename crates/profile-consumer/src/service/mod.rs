@@ -132,7 +132,7 @@ async fn serve(
         changelog: changelog.clone(),
     };
     let fence = Fence { changes: changes.clone(), revoked: Arc::default() };
-    let (disk, _temporary) = open_state(&settings)?;
+    let (disk, temporary) = open_state(&settings)?;
     let budget = Budget::of(settings.state.memory_mb * 1024 * 1024);
     let mut state = LoopState {
         settings: &settings,
@@ -161,6 +161,9 @@ async fn serve(
     if let Err(e) = disk.sync() {
         tracing::warn!(error = %e, "syncing the profile state at stop failed (the next start reads more of the topic)");
     }
+    // The store closes before its temporary directory (if any) is removed.
+    drop(disk);
+    drop(temporary);
     outcome
 }
 

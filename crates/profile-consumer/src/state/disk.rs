@@ -180,7 +180,9 @@ impl Disk {
 
     /// The stored value of `key` (a profiles-topic key) in `partition`.
     pub fn get(&self, partition: i32, key: &[u8]) -> Result<Option<fjall::Slice>, StateError> {
-        self.partition(partition)?.get(store_key(key)).map_err(|e| self.fail(&format!("reading partition {partition}"), e))
+        self.partition(partition)?
+            .get(store_key(key))
+            .map_err(|e| self.fail(&format!("reading partition {partition}"), e))
     }
 
     /// Remove everything stored of `partition`, its checkpoint first.
