@@ -7,7 +7,11 @@
 #   VERO_BENCH_RECORDS=200000    records for the produce-path and sink comparisons
 #   VERO_BENCH_E2E_RATE=2000     open-loop req/s of the end-to-end run
 #   VERO_BENCH_CLUSTER_ROUNDS=3  interleaved rounds (one node, then a 2x2 cluster) of the cluster step
-#   VERO_BENCH_STEPS=http,dedup  run only these steps (http produce sink e2e overload dedup cluster batch micro);
+#   VERO_BENCH_PROFILE_RATIO_USERS=1000000  users (one event each) of the profiles step's throughput
+#                                comparison: the all-in-memory consumer of 5a7e9c2 vs today's, 2 rounds
+#   VERO_BENCH_PROFILE_USERS=10000000       users of the profiles step's scale run (then its restart
+#                                after kill -9 and its moved-partitions restore)
+#   VERO_BENCH_STEPS=http,dedup  run only these steps (http produce sink e2e overload dedup cluster batch profiles micro);
 #                                the sections of the others are kept from docs/benchmarks.md
 # Everything listens on 127.0.0.1 only; every step is bounded in time.
 set -euo pipefail
@@ -20,7 +24,7 @@ scripts/install-deps.sh
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" || true
 
 log "building release binaries"
-cargo build --release -p vero-bench -p vero-loadgen -p ingest-gateway -p event-sink -p vero-testkit --bins
+cargo build --release -p vero-bench -p vero-loadgen -p ingest-gateway -p event-sink -p vero-testkit -p profile-consumer --bins
 # The dedup step's baseline: today's gateway without its request-id handling (the two
 # calls of crates/ingest-gateway/src/track/message_id.rs removed), built from a copy of
 # the source in its own target dir (kept between runs), so the ratio is that cost alone.
@@ -39,6 +43,17 @@ if wants dedup; then
   (cd "$baseline_src" && CARGO_TARGET_DIR="$PWD/../baseline-target" cargo build --release -p ingest-gateway --bin ingest-gateway)
   export VERO_BENCH_BASELINE_GATEWAY="$PWD/target/bench/baseline-target/release/ingest-gateway"
   export VERO_BENCH_BASELINE_CONFIG="$PWD/$baseline_src/config/gateway"
+fi
+# The profiles step's baseline: the profile consumer of 5a7e9c2, the last commit that
+# held every profile in memory, with its own config dir (it refuses today's [state]).
+if wants profiles; then
+  profiles_src=target/bench/profiles-baseline-src
+  rm -rf "$profiles_src"; mkdir -p "$profiles_src"
+  git archive 5a7e9c2 | tar -x -C "$profiles_src"
+  log "building the baseline profile consumer (5a7e9c2, all in memory)"
+  (cd "$profiles_src" && CARGO_TARGET_DIR="$PWD/../baseline-target" cargo build --release -p profile-consumer --bin profile-consumer)
+  export VERO_BENCH_BASELINE_PROFILE_CONSUMER="$PWD/target/bench/baseline-target/release/profile-consumer"
+  export VERO_BENCH_BASELINE_PROFILE_CONFIG="$PWD/$profiles_src/config/profile-consumer"
 fi
 if wants micro; then
   log "criterion microbenchmarks"

@@ -300,6 +300,7 @@ pub fn render(results: &Results, notes: &str) -> String {
     render_dedup_cost(&mut md, results.dedup_cost.as_ref());
     super::cluster_sink::render(&mut md, results.cluster_sink.as_ref());
     super::batch::render(&mut md, results.batch.as_ref());
+    super::profile_state::render(&mut md, results.profile_state.as_ref());
 
     let _ = writeln!(md, "\n## Microbenchmarks (criterion, mean per call)\n");
     let c = &results.criterion.mean_ns;

@@ -16,13 +16,19 @@
 //!    ([`dedup_cost`]).
 //! 7. Cluster: the sink into a 2 × 2 ClickHouse cluster vs one node, same rows
 //!    ([`cluster_sink`]).
+//! 8. Batch: `events/batch` vs single `events/track` requests ([`batch`]).
+//! 9. Profiles: the profile consumer's local store vs the previous all-in-memory
+//!    release, then millions of profiles, a restart after kill -9 and moved partitions
+//!    ([`profile_state`], on Apache Kafka).
 //!
-//! The broker is librdkafka's mock cluster (`vero-dev-broker`), in its own process.
+//! The broker is librdkafka's mock cluster (`vero-dev-broker`), in its own process
+//! (the profiles step starts Apache Kafka of its own).
 
 pub mod batch;
 pub mod cluster_sink;
 pub mod dedup_cost;
 pub mod markdown;
+pub mod profile_state;
 pub mod sections;
 mod steps;
 
@@ -127,6 +133,8 @@ pub struct Results {
     pub cluster_sink: Option<cluster_sink::ClusterSink>,
     #[serde(default)]
     pub batch: Option<batch::BatchBench>,
+    #[serde(default)]
+    pub profile_state: Option<profile_state::ProfileStateBench>,
     pub criterion: Criterion,
     /// Steps that failed, with the reason.
     pub failures: Vec<String>,
@@ -194,6 +202,7 @@ pub async fn run_all(bench: &Bench, results: &mut Results) {
     step!("dedup", dedup_cost::run(bench, results));
     step!("cluster", cluster_sink::run(bench, results));
     step!("batch", batch::run(bench, results));
+    step!("profiles", profile_state::run(bench, results));
     results.failures.extend(failures);
 }
 

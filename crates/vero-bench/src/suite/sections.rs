@@ -14,6 +14,7 @@ pub const STEP_SECTIONS: &[(&str, &str)] = &[
     ("dedup", "## Gateway cost of idempotent retries"),
     ("cluster", "## Sink into a 2×2 ClickHouse cluster"),
     ("batch", "## Batch endpoint"),
+    ("profiles", "## Profile state"),
     // Not a suite step: `scripts/bench.sh` runs criterion when `micro` is selected.
     ("micro", "## Microbenchmarks"),
 ];
