@@ -84,7 +84,8 @@ pub struct KafkaSettings {
     /// `false` only for a Kafka-compatible service without idempotent producers:
     /// see `vero_service::producer_retries`.
     pub idempotent_producer: bool,
-    /// Upper bound to read one profiles partition back on assignment.
+    /// Upper bound of one attempt to read a profiles partition into the local store
+    /// (its progress is committed as it goes: a retry continues from there).
     pub restore_timeout_ms: u64,
     /// Largest profile record (encoded value) written to the profiles and handoff
     /// topics; a record that would make a profile larger is dead-lettered.
@@ -266,6 +267,15 @@ mod tests {
         settings.dedup.window_ms = MAX_WINDOW_MS;
         settings.kafka.max_profile_bytes = RECENT_REQUESTS_MAX_BYTES;
         assert!(settings.validate().unwrap_err().to_string().contains("reserved"));
+    }
+
+    #[test]
+    fn an_empty_state_dir_from_the_environment_means_a_temporary_store() {
+        let settings: Settings = vero_service::settings::load_with_env(&repo_config(), None, []).unwrap();
+        assert_eq!(settings.state.dir, std::path::Path::new("/var/lib/vero/profile-consumer"));
+        let vars = [("VERO__STATE__DIR".to_string(), String::new())];
+        let settings: Settings = vero_service::settings::load_with_env(&repo_config(), None, vars).unwrap();
+        assert_eq!(settings.state.dir, std::path::Path::new(""));
     }
 
     #[test]

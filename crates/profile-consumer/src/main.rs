@@ -6,6 +6,12 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use profile_consumer::Settings;
 
+/// mimalloc instead of glibc's malloc: the local profile store (fjall) allocates and
+/// frees many small buffers per record, and glibc's malloc took about a third of the
+/// consumer's CPU under load (`perf`, docs/benchmarks.md "Profile state").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Keeps one merged profile per user in ClickHouse vero.profiles and on the compacted
 /// vero.profiles topic.
 #[derive(Parser)]

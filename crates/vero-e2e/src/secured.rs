@@ -161,6 +161,8 @@ impl Secured {
             ("VERO__KAFKA__CREATE_TOPICS", "false"),
             ("VERO__BATCH__LINGER_MS", "50"),
             ("VERO__OPS__LISTEN", "127.0.0.1:0"),
+            // A temporary store of its own (the default directory is a deployment's).
+            ("VERO__STATE__DIR", ""),
         ];
         let vars = self.consumer_vars(listener, properties, group, &more);
         let settings: profile_consumer::Settings =

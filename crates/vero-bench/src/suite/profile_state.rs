@@ -225,6 +225,7 @@ impl Consumer {
         binary: &Binary,
         topics: &Topics,
         state: Option<&Path>,
+        static_id: Option<&str>,
     ) -> anyhow::Result<Self> {
         let port = free_port()?;
         let mut command = Command::new(&binary.path);
@@ -235,7 +236,9 @@ impl Consumer {
             .env("VERO__KAFKA__BROKERS", env.kafka.bootstrap_servers())
             .env("VERO__CLICKHOUSE__URL", env.clickhouse.http_url())
             .env("VERO__OPS__LISTEN", format!("127.0.0.1:{port}"))
-            .env("VERO__KAFKA__GROUP_INSTANCE_ID", "")
+            // Static membership where a restart is measured (as deployed: a restarted
+            // member takes its partitions back without waiting out its old session).
+            .env("VERO__KAFKA__GROUP_INSTANCE_ID", static_id.unwrap_or(""))
             .env("VERO__KAFKA__GROUP_ID", &topics.group)
             .env("VERO__KAFKA__EVENTS_TOPIC", &topics.events)
             .env("VERO__KAFKA__PROFILES_TOPIC", &topics.profiles)
@@ -549,8 +552,14 @@ async fn measure(bench: &Bench, measured: &mut ProfileStateBench) -> anyhow::Res
             let Some(binary) = binary else { continue };
             let topics = Topics::fresh(&events, &format!("ratio-{name}-{round}"));
             let state = fresh_dir(&states.join(format!("ratio-{round}")))?;
-            let mut consumer =
-                Consumer::start(&env, &format!("profile-consumer-{name}-{round}"), binary, &topics, Some(&state))?;
+            let mut consumer = Consumer::start(
+                &env,
+                &format!("profile-consumer-{name}-{round}"),
+                binary,
+                &topics,
+                Some(&state),
+                None,
+            )?;
             let consumed = consumer.consume(users).await?;
             println!(
                 "profiles round {round}: {name}: {:.0} records/s, {:.1} s from spawn, peak RSS {:.0} MiB",
@@ -568,7 +577,8 @@ async fn measure(bench: &Bench, measured: &mut ProfileStateBench) -> anyhow::Res
     let (events, per_partition) = events_topic(&env, "scale", users).await?;
     let topics = Topics::fresh(&events, "scale");
     let state = fresh_dir(&states.join("scale"))?;
-    let mut consumer = Consumer::start(&env, "profile-consumer-scale", &current, &topics, Some(&state))?;
+    let mut consumer =
+        Consumer::start(&env, "profile-consumer-scale", &current, &topics, Some(&state), Some("bench-scale"))?;
     let consumed = consumer.consume(users).await?;
     let cap = Duration::from_secs(600);
     let text =
@@ -591,7 +601,8 @@ async fn measure(bench: &Bench, measured: &mut ProfileStateBench) -> anyhow::Res
 
     // 3. kill -9, restart on the same store, one new user.
     consumer.kill9();
-    let mut consumer = Consumer::start(&env, "profile-consumer-restart", &current, &topics, Some(&state))?;
+    let mut consumer =
+        Consumer::start(&env, "profile-consumer-restart", &current, &topics, Some(&state), Some("bench-scale"))?;
     produce_users(&env, &events, vec!["restart-u0".into()]).await?;
     let applied = |t: &str| sum(t, APPLIED) >= 1.0;
     consumer.wait("the new user's record applied", cap, |t| sum(t, RESTORE_READ), applied).await?;
@@ -612,7 +623,7 @@ async fn measure(bench: &Bench, measured: &mut ProfileStateBench) -> anyhow::Res
 
     // 4. Every partition moved to an instance with an empty store.
     let state = fresh_dir(&states.join("moved"))?;
-    let mut consumer = Consumer::start(&env, "profile-consumer-moved", &current, &topics, Some(&state))?;
+    let mut consumer = Consumer::start(&env, "profile-consumer-moved", &current, &topics, Some(&state), None)?;
     let mut one_per_partition: Vec<Option<String>> = vec![None; PARTITIONS as usize];
     for i in 0.. {
         let user = format!("moved-u{i}");
