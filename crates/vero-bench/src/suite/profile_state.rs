@@ -746,9 +746,9 @@ pub fn render(md: &mut String, run: Option<&ProfileStateBench>) {
         let per = r.checkpoint_restore_secs / (r.checkpoint_restores.max(1) as f64);
         let _ = writeln!(
             md,
-            "\n**Restart after kill -9** on the same store, same group (dynamic membership: the group first waits out \
-             the killed member's session, `session_timeout_ms` 10 s); one event of a new user produced right after the \
-             spawn.\n"
+            "\n**Restart after kill -9** on the same store, same group, static membership (`group_instance_id`, as \
+             deployed: the restarted member takes its partitions back without waiting out its old session); one event \
+             of a new user produced right after the spawn.\n"
         );
         let _ = writeln!(
             md,
