@@ -132,8 +132,8 @@ async fn serve(
         changelog: changelog.clone(),
     };
     let fence = Fence { changes: changes.clone(), revoked: Arc::default() };
-    let (disk, temporary) = open_state(&settings)?;
     let budget = Budget::of(settings.state.memory_mb * 1024 * 1024);
+    let (disk, temporary) = open_state(&settings, budget)?;
     let mut state = LoopState {
         settings: &settings,
         topics,
@@ -169,8 +169,7 @@ async fn serve(
 
 /// The local store of `state.dir`; with an empty `dir`, of a temporary directory
 /// (returned too: removed when dropped).
-fn open_state(settings: &Settings) -> anyhow::Result<(Arc<Disk>, Option<tempfile::TempDir>)> {
-    let budget = Budget::of(settings.state.memory_mb * 1024 * 1024);
+fn open_state(settings: &Settings, budget: Budget) -> anyhow::Result<(Arc<Disk>, Option<tempfile::TempDir>)> {
     let (dir, temporary) = if settings.state.dir.as_os_str().is_empty() {
         let temporary = tempfile::Builder::new().prefix("vero-profile-state-").tempdir()?;
         (temporary.path().to_owned(), Some(temporary))
