@@ -635,8 +635,8 @@ impl LoopState<'_> {
             partition,
             from,
             why = match restored.resume {
-                Resume::Checkpoint(end) => format!("the local store is complete up to offset {end}"),
-                Resume::Beginning(why) => why.label().to_owned(),
+                Resume::Checkpoint(_) => "the local store is complete up to its checkpoint",
+                Resume::Beginning(why) => why.label(),
             },
             records = restored.records_read,
             end = restored.end,
