@@ -11,9 +11,7 @@
 
 mod common;
 
-use common::{event, Pipeline, PARTITIONS};
-use rdkafka::producer::FutureRecord;
-use rdkafka::util::Timeout;
+use common::{event, Pipeline};
 use vero_model::profile::Profile;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -27,22 +25,7 @@ async fn a_profile_another_member_wrote_is_not_overwritten_with_an_older_state()
     pipeline.wait_for_query(count, |a| a == "1\n").await;
 
     // Another member's newer state of ada, written to ada's partition.
-    let mut theirs: Profile =
-        pipeline.read_profiles(&profiles_topic).remove(&Profile::key_for("shop", "ada")).expect("ada's profile");
-    theirs.event_count = 100;
-    let partition = vero_model::partition::partition_for_key(b"ada", PARTITIONS);
-    pipeline
-        .producer
-        .send(
-            FutureRecord::to(&profiles_topic)
-                .partition(partition)
-                .key(&theirs.key())
-                .payload(&vero_model::codec::encode(&theirs)),
-            Timeout::Never,
-        )
-        .await
-        .map_err(|(e, _)| e)
-        .unwrap();
+    pipeline.write_profile_as_another_member(&profiles_topic, "ada", |theirs| theirs.event_count = 100).await;
 
     pipeline.send_event(&event("ada", "visit", Some(2_000), 2_000, "{}")).await;
     let answer = pipeline.wait_for_query(count, |a| a != "1\n").await;

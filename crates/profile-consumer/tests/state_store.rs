@@ -5,10 +5,7 @@
 
 mod common;
 
-use common::{event, Pipeline, PARTITIONS};
-use rdkafka::producer::FutureRecord;
-use rdkafka::util::Timeout;
-use vero_model::profile::Profile;
+use common::{event, Pipeline};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_on_the_same_store_reads_only_what_the_profiles_topic_gained() {
@@ -30,23 +27,12 @@ async fn a_restart_on_the_same_store_reads_only_what_the_profiles_topic_gained()
     first.stop().await;
 
     // While it is down, another member writes a newer profile of u0.
-    let mut theirs: Profile =
-        pipeline.read_profiles(&profiles_topic).remove(&Profile::key_for("shop", "u0")).expect("u0's profile");
-    assert_eq!(theirs.event_count, 10);
-    theirs.event_count = 100;
-    let partition = vero_model::partition::partition_for_key(b"u0", PARTITIONS);
     pipeline
-        .producer
-        .send(
-            FutureRecord::to(&profiles_topic)
-                .partition(partition)
-                .key(&theirs.key())
-                .payload(&vero_model::codec::encode(&theirs)),
-            Timeout::Never,
-        )
-        .await
-        .map_err(|(e, _)| e)
-        .unwrap();
+        .write_profile_as_another_member(&profiles_topic, "u0", |theirs| {
+            assert_eq!(theirs.event_count, 10);
+            theirs.event_count = 100;
+        })
+        .await;
 
     let second = pipeline.start_consumer(settings()).await;
     pipeline.send_event(&event("u0", "second", Some(100), 100, "{}")).await;

@@ -19,6 +19,7 @@
 pub mod cli;
 pub mod clickhouse;
 pub mod clickhouse_cluster;
+pub mod http;
 pub mod kafka;
 pub mod kafka_probe;
 pub mod metrics;

@@ -93,7 +93,7 @@ pub fn read_partition(source: Source<'_>) -> anyhow::Result<Restored> {
             low
         }
     };
-    let mut restored = Restored { resume, records_read: 0, values: 0, end: from.max(low) };
+    let mut restored = Restored { resume, records_read: 0, values: 0, end: from };
     if from >= high {
         // Nothing to read; a wiped partition (an empty topic) gets its checkpoint.
         disk.commit(Changes { checkpoints: [(partition, high)].into(), ..Changes::default() })?;

@@ -57,7 +57,6 @@ use crate::kafka::producer::Producer;
 use crate::kafka::{consumer, restore, topics};
 use crate::metrics::Metrics;
 use crate::profile::dedup::Dedup;
-use crate::state::disk::Resume;
 use crate::state::{Budget, Disk, ProfileStates};
 use crate::store::Store;
 use anyhow::Context as _;
@@ -317,7 +316,6 @@ impl LoopState<'_> {
             for (place, (offset, reason)) in std::mem::take(&mut effects.blocked) {
                 self.block(place, offset, &reason);
             }
-            self.observe_states();
             if effects.keys_evicted > 0 {
                 tracing::warn!(
                     keys = effects.keys_evicted,
@@ -627,17 +625,11 @@ impl LoopState<'_> {
             tracing::info!(partition, "partition revoked while restoring it; restore dropped");
             return Ok(true);
         };
-        let from = match restored.resume {
-            Resume::Checkpoint(_) => "checkpoint",
-            Resume::Beginning(_) => "beginning",
-        };
+        let from = restored.resume.origin();
         tracing::info!(
             partition,
             from,
-            why = match restored.resume {
-                Resume::Checkpoint(_) => "the local store is complete up to its checkpoint",
-                Resume::Beginning(why) => why.label(),
-            },
+            why = restored.resume.reason(),
             records = restored.records_read,
             end = restored.end,
             seconds = started.elapsed().as_secs_f64(),

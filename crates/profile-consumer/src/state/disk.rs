@@ -54,6 +54,24 @@ pub enum Restart {
     TooOld,
 }
 
+impl Resume {
+    /// Where the restore started: `checkpoint` or `beginning` (a metric label).
+    pub fn origin(self) -> &'static str {
+        match self {
+            Resume::Checkpoint(_) => "checkpoint",
+            Resume::Beginning(_) => "beginning",
+        }
+    }
+
+    /// Why it started there, for the log.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Resume::Checkpoint(_) => "the local store is complete up to its checkpoint",
+            Resume::Beginning(restart) => restart.label(),
+        }
+    }
+}
+
 impl Restart {
     pub fn label(self) -> &'static str {
         match self {

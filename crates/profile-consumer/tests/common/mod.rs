@@ -12,7 +12,6 @@ use profile_consumer::Settings;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::util::Timeout;
 use rdkafka::ClientConfig;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 use vero_model::profile::{decode_profile, Profile};
@@ -105,6 +104,17 @@ impl Pipeline {
         }
     }
 
+    /// Write `user`'s profile (project `shop`) back to the profiles `topic`, changed by
+    /// `change`, to the user's partition: what another member owning it would write.
+    pub async fn write_profile_as_another_member(&self, topic: &str, user: &str, change: impl FnOnce(&mut Profile)) {
+        let mut theirs = self.read_profiles(topic).remove(&Profile::key_for("shop", user)).expect("the user's profile");
+        change(&mut theirs);
+        let partition = vero_model::partition::partition_for_key(user.as_bytes(), PARTITIONS);
+        let (key, payload) = (theirs.key(), vero_model::codec::encode(&theirs));
+        let record = FutureRecord::to(topic).partition(partition).key(&key).payload(&payload);
+        self.producer.send(record, Timeout::Never).await.map_err(|(e, _)| e).unwrap();
+    }
+
     /// The latest value of every key of a profiles topic (tombstones remove).
     pub fn read_profiles(&self, topic: &str) -> BTreeMap<Vec<u8>, Profile> {
         let records = vero_testkit::kafka_probe::read_topic(
@@ -137,20 +147,13 @@ impl Running {
     }
 
     pub async fn metric(&self, name: &str) -> f64 {
-        let mut stream = tokio::net::TcpStream::connect(self.ops).await.unwrap();
-        stream.write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").await.unwrap();
-        let mut body = String::new();
-        stream.read_to_string(&mut body).await.unwrap();
+        let body = vero_testkit::http::get(self.ops, "/metrics", DEADLINE).await.unwrap();
         vero_testkit::metrics::sum(&body, name)
     }
 
     /// The raw HTTP answer of `/readyz`.
     pub async fn readyz(&self) -> String {
-        let mut stream = tokio::net::TcpStream::connect(self.ops).await.unwrap();
-        stream.write_all(b"GET /readyz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").await.unwrap();
-        let mut answer = String::new();
-        stream.read_to_string(&mut answer).await.unwrap();
-        answer
+        vero_testkit::http::get(self.ops, "/readyz", DEADLINE).await.unwrap()
     }
 
     /// Wait until `name` is exactly `value` (a gauge going back to 0, say).

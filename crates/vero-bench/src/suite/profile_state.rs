@@ -32,7 +32,6 @@ use anyhow::Context;
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::ClientContext;
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use vero_model::partition::partition_for_key;
 use vero_model::TrackEvent;
 use vero_testkit::clickhouse::ClickHouseServer;
@@ -261,14 +260,7 @@ impl Consumer {
     }
 
     async fn scrape(&self) -> anyhow::Result<String> {
-        let get = async {
-            let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await?;
-            stream.write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").await?;
-            let mut body = String::new();
-            stream.read_to_string(&mut body).await?;
-            anyhow::Ok(body)
-        };
-        tokio::time::timeout(Duration::from_secs(10), get).await.context("/metrics did not answer in 10 s")?
+        vero_testkit::http::get(([127, 0, 0, 1], self.port).into(), "/metrics", Duration::from_secs(10)).await
     }
 
     /// The consumer's metrics, failing (with its log) when it has exited.
