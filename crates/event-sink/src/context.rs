@@ -6,8 +6,9 @@
 //!   (bounded by the ClickHouse request timeout) until no INSERT of the revoked
 //!   partitions is in flight and none can start ([`Fence`]): the next owner then
 //!   sees everything this instance wrote before deciding what is already written.
-//! * Assign: while a flush keeps consumption paused, new partitions are paused too,
-//!   so memory stays bounded.
+//! * Both are recorded for the pipeline in [`Rebalances`] (the shared partition
+//!   lifecycle, `vero_service::partitions`); while a flush keeps consumption paused,
+//!   new partitions are paused too, so memory stays bounded.
 //! * Statistics: per-partition lag (`consumer_lag_stored`: end offset minus the offset
 //!   stored after the last successful insert) into `vero_sink_consumer_lag`, only for
 //!   partitions assigned here; a revoke removes the partition's series, so
@@ -17,7 +18,6 @@
 //!   reported once and holds `/readyz` until a connection is up again.
 
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rdkafka::config::RDKafkaLogLevel;
@@ -26,6 +26,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, TopicPartitionList};
 use vero_service::kafka_security::Watch;
+use vero_service::partitions::Rebalances;
 
 use crate::metrics::Metrics;
 use crate::once::Fence;
@@ -33,8 +34,8 @@ use crate::once::Fence;
 pub struct SinkContext {
     metrics: Metrics,
     topic: String,
-    revoked: Mutex<Vec<i32>>,
-    paused: AtomicBool,
+    /// What the pipeline learns of rebalances (shared with its lifecycle).
+    rebalances: Arc<Rebalances>,
     /// Partitions assigned here: the ones that may have a lag series.
     lagging: Mutex<BTreeSet<i32>>,
     /// Ownership for the writer: assigned and revoked here.
@@ -43,31 +44,13 @@ pub struct SinkContext {
 }
 
 impl SinkContext {
-    pub fn new(metrics: Metrics, topic: String, fence: Arc<Fence>, kafka: Watch) -> Self {
-        Self {
-            metrics,
-            topic,
-            revoked: Mutex::new(Vec::new()),
-            paused: AtomicBool::new(false),
-            lagging: Mutex::default(),
-            fence,
-            kafka,
-        }
-    }
-
-    /// Partitions revoked since the last call.
-    pub fn take_revoked(&self) -> Vec<i32> {
-        std::mem::take(&mut *self.revoked.lock().expect("revoked lock"))
+    pub fn new(metrics: Metrics, topic: String, fence: Arc<Fence>, kafka: Watch, rebalances: Arc<Rebalances>) -> Self {
+        Self { metrics, topic, rebalances, lagging: Mutex::default(), fence, kafka }
     }
 
     /// The service's watch of refused Kafka connections.
     pub fn kafka(&self) -> &Watch {
         &self.kafka
-    }
-
-    pub fn set_paused(&self, paused: bool) {
-        self.paused.store(paused, Ordering::SeqCst);
-        self.metrics.paused.set(i64::from(paused));
     }
 }
 
@@ -121,7 +104,7 @@ impl ConsumerContext for SinkContext {
                     "an INSERT of revoked partitions is still in flight; the next owner may write its rows again"
                 );
             }
-            self.revoked.lock().expect("revoked lock").extend(revoked);
+            self.rebalances.revoked(partitions);
         }
     }
 
@@ -142,11 +125,7 @@ impl SinkContext {
         tracing::info!(?assigned, "partitions assigned");
         self.fence.assign(&assigned);
         self.lagging.lock().expect("lagging lock").extend(&assigned);
-        if self.paused.load(Ordering::SeqCst) {
-            if let Err(e) = consumer.pause(partitions) {
-                tracing::warn!(error = %e, "pausing newly assigned partitions failed");
-            }
-        }
+        self.rebalances.assigned(consumer, partitions);
         if let Ok(assignment) = consumer.assignment() {
             self.metrics.assigned_partitions.set(assignment.count() as i64);
         }

@@ -21,6 +21,9 @@
 //! rebalances and the group session are served. At most two batches (the one being
 //! written and the next) plus librdkafka's bounded prefetch are held in memory.
 //!
+//! Which partitions are taken, blocked, parked or paused is the shared partition
+//! lifecycle ([`vero_service::partitions`]), also the profile consumer's.
+//!
 //! A record whose writer schema fingerprint this build does not know (a gateway rolled
 //! out before the consumers) is operator-fixable, not a bad record: its partition is
 //! paused at that offset (what came before is written and committed, nothing from it
@@ -38,7 +41,7 @@
 //! rows did land. Nothing of a parked partition is stored meanwhile.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use futures::FutureExt;
@@ -50,7 +53,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 use vero_model::{DecodeError, Record, UserAction};
 use vero_service::dlq_replay::Unsigned;
-use vero_service::health::Health;
+use vero_service::partitions::{Lifecycle, Take};
 
 use crate::batch::{Batch, DeadLetter};
 use crate::config::Settings;
@@ -82,22 +85,8 @@ pub struct Pipeline {
     /// `batch.min_interval_ms` apart while the load is light. After a full batch the
     /// sink is catching up, and the rest is written as soon as it has been read.
     last_partial_write: Option<Instant>,
-    /// Partitions stopped at a record with an unknown writer schema: partition -> its
-    /// offset. Kept paused; later records of them are not taken.
-    blocked: Mutex<BTreeMap<i32, i64>>,
-    /// Partitions parked because their shard kept failing: partition -> where to
-    /// rewind it, and when to probe its shard next. Paused; records of them are not
-    /// taken.
-    parked: Mutex<BTreeMap<i32, Parked>>,
-    health: Health,
-}
-
-/// A parked partition (see the module doc).
-#[derive(Debug, Clone, Copy)]
-struct Parked {
-    /// Its first record not known to be written.
-    rewind_to: i64,
-    next_probe: Instant,
+    /// Owned, blocked, parked, paused: which partitions' records are taken.
+    lifecycle: Mutex<Lifecycle>,
 }
 
 impl Pipeline {
@@ -108,7 +97,7 @@ impl Pipeline {
         dlq: DeadLetterQueue,
         settings: Settings,
         metrics: Metrics,
-        health: Health,
+        lifecycle: Lifecycle,
     ) -> Self {
         let outputs = Arc::new(Outputs { writer, eraser, dlq });
         Self {
@@ -118,9 +107,7 @@ impl Pipeline {
             metrics,
             stored: BTreeMap::new(),
             last_partial_write: None,
-            blocked: Mutex::new(BTreeMap::new()),
-            parked: Mutex::new(BTreeMap::new()),
-            health,
+            lifecycle: Mutex::new(lifecycle),
         }
     }
 
@@ -139,7 +126,7 @@ impl Pipeline {
 
         let mut batch = Batch::new(self.settings.batch.clone());
         while !shutdown.is_cancelled() {
-            let next_probe = self.parked_map().values().map(|p| p.next_probe).min();
+            let next_probe = self.lifecycle().partitions().next_probe();
             if next_probe.is_some_and(|at| at <= Instant::now()) {
                 self.probe_parked().await;
                 continue;
@@ -196,13 +183,11 @@ impl Pipeline {
     /// Add one received message to `batch` (as a row, a delete, a skipped command or a
     /// dead letter).
     async fn accept(&self, received: Result<BorrowedMessage<'_>, KafkaError>, batch: &mut Batch) {
-        // Revoked partitions first: a message returned after a revoke belongs to the
-        // new assignment and must not be dropped with the old rows.
-        let revoked = self.consumer.context().take_revoked();
-        if !revoked.is_empty() {
-            batch.drop_partitions(&revoked);
-            self.unblock(&revoked);
-            self.unpark_revoked(&revoked);
+        // Rebalances first: a message returned after a revoke belongs to the new
+        // assignment and must not be dropped with the old rows.
+        let changes = self.lifecycle().rebalanced();
+        if let Some(changes) = changes.filter(|changes| !changes.revoked.is_empty()) {
+            batch.drop_partitions(&changes.revoked_numbers());
         }
         let message = match received {
             Ok(message) => message,
@@ -218,9 +203,9 @@ impl Pipeline {
         };
         let (partition, offset) = (message.partition(), message.offset());
         self.metrics.offset_gaps.observe(message.topic(), partition, offset);
-        if self.is_blocked(partition) || self.parked_map().contains_key(&partition) {
+        if self.lifecycle().take(message.topic(), partition, offset) == Take::Drop {
             // Fetched before the pause took effect; read again by whoever unblocks it
-            // (a parked partition is rewound before it resumes).
+            // (a parked partition is rewound to it before it resumes).
             return;
         }
         if vero_service::dlq_replay::for_another_consumer(&message, CONSUMER_NAME, Unsigned::Mine) {
@@ -242,7 +227,9 @@ impl Pipeline {
             return;
         };
         match vero_model::decode_record(payload) {
-            Err(e @ DecodeError::UnknownSchema(_)) => self.block(partition, offset, &e.to_string()),
+            Err(e @ DecodeError::UnknownSchema(_)) => {
+                self.lifecycle().block(&self.consumer, (message.topic(), partition, offset), &e.to_string());
+            }
             Err(e) => batch.push_dead(dead("decode", format!("not a TrackEvent or UserCommand: {e}"))),
             Ok(Record::Event(event)) => match EventRow::from_event(event, partition, offset) {
                 Ok(row) => batch.push_row(row),
@@ -300,7 +287,7 @@ impl Pipeline {
                 tokio::select! {
                     joined = &mut work => break joined.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic())),
                     _ = sleep_until(pause_at), if pause_at.is_some() => {
-                        self.set_paused(true);
+                        self.lifecycle().pause_for_write(&self.consumer);
                         paused = true;
                     }
                     // Polled while paused too: that serves rebalances and the group session.
@@ -326,7 +313,7 @@ impl Pipeline {
             Err(Abandoned) => tracing::warn!(records = current.len(), "batch abandoned; it will be redelivered"),
         }
         if paused {
-            self.set_paused(false);
+            self.lifecycle().end_write_pause(&self.consumer);
         }
     }
 
@@ -352,58 +339,8 @@ impl Pipeline {
         self.consumer.assignment().map(|tpl| tpl.elements().iter().map(|e| e.partition()).collect()).unwrap_or_default()
     }
 
-    fn set_paused(&self, paused: bool) {
-        self.consumer.context().set_paused(paused);
-        let Ok(assignment) = self.consumer.assignment() else { return };
-        let result = if paused {
-            self.consumer.pause(&assignment)
-        } else {
-            // Blocked and parked partitions stay paused.
-            let blocked = self.blocked.lock().expect("blocked lock");
-            let mut resume = TopicPartitionList::new();
-            let parked = self.parked_map();
-            let stays = |p: i32| blocked.contains_key(&p) || parked.contains_key(&p);
-            for element in assignment.elements().iter().filter(|e| !stays(e.partition())) {
-                resume.add_partition(element.topic(), element.partition());
-            }
-            self.consumer.resume(&resume)
-        };
-        if let Err(e) = result {
-            tracing::warn!(paused, error = %e, "pause/resume failed");
-        }
-    }
-
-    fn is_blocked(&self, partition: i32) -> bool {
-        self.blocked.lock().expect("blocked lock").contains_key(&partition)
-    }
-
-    /// Stop `partition` at `offset`, a record this build cannot decode until an operator
-    /// rolls out one that can: pause it, take nothing more from it, hold `/readyz`.
-    fn block(&self, partition: i32, offset: i64, reason: &str) {
-        let count = {
-            let mut blocked = self.blocked.lock().expect("blocked lock");
-            blocked.insert(partition, offset);
-            blocked.len()
-        };
-        tracing::error!(
-            partition,
-            offset,
-            %reason,
-            "record with an unknown writer schema: partition paused until a consumer that knows the schema takes it"
-        );
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition(&self.settings.kafka.events_topic, partition);
-        if let Err(e) = self.consumer.pause(&tpl) {
-            tracing::warn!(partition, error = %e, "pausing the blocked partition failed");
-        }
-        self.metrics.blocked_partitions.set(count as i64);
-        self.health.hold(
-            format!("blocked-{partition}"),
-            format!(
-                "operator action needed: partition {partition} stopped at offset {offset}: {reason} \
-                 (roll out consumers that know this writer schema)"
-            ),
-        );
+    fn lifecycle(&self) -> MutexGuard<'_, Lifecycle> {
+        self.lifecycle.lock().expect("lifecycle lock")
     }
 
     /// Park `partitions` (their shard kept failing): forget their records held in
@@ -411,25 +348,10 @@ impl Pipeline {
     fn park(&self, partitions: &BTreeSet<i32>, first_offsets: &BTreeMap<i32, i64>, next: &mut Batch) {
         let list: Vec<i32> = partitions.iter().copied().collect();
         next.drop_partitions(&list);
+        let topic = &self.settings.kafka.events_topic;
+        let first = list.iter().filter_map(|p| Some(((topic.clone(), *p), *first_offsets.get(p)?)));
         let next_probe = Instant::now() + self.park_interval();
-        let mut tpl = TopicPartitionList::new();
-        let mut parked = self.parked_map();
-        let mut rewinds = BTreeMap::new();
-        for &partition in partitions {
-            let Some(&rewind_to) = first_offsets.get(&partition) else { continue };
-            parked.insert(partition, Parked { rewind_to, next_probe });
-            rewinds.insert(partition, rewind_to);
-            tpl.add_partition(&self.settings.kafka.events_topic, partition);
-        }
-        tracing::warn!(?rewinds, "partitions parked (partition -> offset they resume from)");
-        if let Err(e) = self.consumer.pause(&tpl) {
-            tracing::warn!(error = %e, "pausing parked partitions failed");
-        }
-        self.metrics.parked_partitions.set(parked.len() as i64);
-    }
-
-    fn parked_map(&self) -> std::sync::MutexGuard<'_, BTreeMap<i32, Parked>> {
-        self.parked.lock().expect("parked lock")
+        self.lifecycle().park(&self.consumer, list.iter().copied(), first, next_probe);
     }
 
     /// How long a parked shard waits between probes.
@@ -440,57 +362,13 @@ impl Pipeline {
     /// Probe the shards of the parked partitions that are due; rewind and resume
     /// those whose shard answers, probe the others again later.
     async fn probe_parked(&self) {
-        let now = Instant::now();
-        let due: Vec<(i32, Parked)> =
-            self.parked_map().iter().filter(|(_, p)| p.next_probe <= now).map(|(&k, &v)| (k, v)).collect();
-        let answering = self.outputs.writer.answering(due.iter().map(|(partition, _)| *partition).collect()).await;
-        let later = |partition: i32| {
-            if let Some(p) = self.parked_map().get_mut(&partition) {
-                p.next_probe = Instant::now() + self.park_interval();
-            }
-        };
-        for (partition, parked) in due {
-            if !answering.contains(&partition) {
-                later(partition);
-                continue;
-            }
-            let topic = self.settings.kafka.events_topic.clone();
-            let seek = self.consumer.seek(&topic, partition, Offset::Offset(parked.rewind_to), Duration::from_secs(10));
-            if let Err(e) = seek {
-                tracing::warn!(partition, error = %e, "rewinding a parked partition failed; trying again later");
-                later(partition);
-                continue;
-            }
-            self.parked_map().remove(&partition);
-            let mut tpl = TopicPartitionList::new();
-            tpl.add_partition(&topic, partition);
-            if let Err(e) = self.consumer.resume(&tpl) {
-                tracing::warn!(partition, error = %e, "resuming a parked partition failed");
-            }
-            tracing::info!(partition, from = parked.rewind_to, "shard answers again: parked partition resumed");
+        let due = self.lifecycle().partitions().due(Instant::now());
+        if due.is_empty() {
+            return;
         }
-        self.metrics.parked_partitions.set(self.parked_map().len() as i64);
-    }
-
-    /// A revoked partition is not ours to rewind: its next owner reads it from the
-    /// committed offset, which never covers a parked record.
-    fn unpark_revoked(&self, partitions: &[i32]) {
-        let mut parked = self.parked_map();
-        for partition in partitions {
-            parked.remove(partition);
-        }
-        self.metrics.parked_partitions.set(parked.len() as i64);
-    }
-
-    /// Revoked partitions are no longer ours to hold: the next owner reads them again.
-    fn unblock(&self, partitions: &[i32]) {
-        let mut blocked = self.blocked.lock().expect("blocked lock");
-        for partition in partitions {
-            if blocked.remove(partition).is_some() {
-                self.health.release(&format!("blocked-{partition}"));
-            }
-        }
-        self.metrics.blocked_partitions.set(blocked.len() as i64);
+        let answering = self.outputs.writer.answering(due.clone()).await;
+        let later = Instant::now() + self.park_interval();
+        self.lifecycle().probed(&self.consumer, &due, &answering, later);
     }
 
     /// Synchronously commit what this instance stored for partitions it still owns,

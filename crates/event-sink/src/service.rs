@@ -30,6 +30,7 @@ use vero_service::group_consumer::GroupConsumerConfig;
 use vero_service::group_protocol::Assignors;
 use vero_service::health::Health;
 use vero_service::kafka_security::Watch;
+use vero_service::partitions::{Gauges, Lifecycle, Rebalances};
 use vero_shards::Router;
 
 /// Run the sink until `shutdown` is cancelled; the ops endpoints are served on
@@ -86,7 +87,8 @@ async fn start_and_consume(
     // the gauge (it holds /readyz itself).
     metrics.needs_operator.set(0);
     let kafka = Watch::new("event-sink", Some(health.clone()), Some(metrics.needs_operator.clone()));
-    let consumer = create_consumer(&settings, metrics.clone(), fence.clone(), kafka.clone())?;
+    let rebalances = Arc::new(Rebalances::default());
+    let consumer = create_consumer(&settings, metrics.clone(), fence.clone(), kafka.clone(), rebalances.clone())?;
     let destination = match router {
         Some(router) => {
             let patience = vero_shards::Patience::new(
@@ -121,7 +123,13 @@ async fn start_and_consume(
     let dlq = DeadLetterQueue::new(&settings.kafka, settings.retry.clone(), metrics.clone(), health.clone(), kafka)?;
     health.ready();
     tracing::info!(server = %version, topic = %settings.kafka.events_topic, group = %settings.kafka.group_id, "consuming");
-    let result = Pipeline::new(consumer, writer, eraser, dlq, settings, metrics, health).run(shutdown).await;
+    let gauges = Gauges {
+        blocked: metrics.blocked_partitions.clone(),
+        parked: metrics.parked_partitions.clone(),
+        paused: metrics.paused.clone(),
+    };
+    let lifecycle = Lifecycle::new(rebalances, health, gauges, "event sinks");
+    let result = Pipeline::new(consumer, writer, eraser, dlq, settings, metrics, lifecycle).run(shutdown).await;
     watching.cancel();
     let _ = pending.await;
     result
@@ -154,9 +162,10 @@ fn create_consumer(
     metrics: Metrics,
     fence: Arc<Fence>,
     watch: Watch,
+    rebalances: Arc<Rebalances>,
 ) -> anyhow::Result<StreamConsumer<SinkContext>> {
     let kafka = &settings.kafka;
-    let context = SinkContext::new(metrics, kafka.events_topic.clone(), fence, watch);
+    let context = SinkContext::new(metrics, kafka.events_topic.clone(), fence, watch, rebalances);
     // Any partition on any member: cooperative-sticky moves only what changes hands.
     let group = GroupConsumerConfig {
         brokers: &kafka.brokers,

@@ -37,10 +37,7 @@ fn committed_total(setup: &Setup, partitions: i32) -> i64 {
 }
 
 async fn readiness(ops: std::net::SocketAddr) -> Result<String, String> {
-    tokio::task::spawn_blocking(move || raw_http(ops.port(), "GET", "/readyz", ""))
-        .await
-        .unwrap()
-        .map_err(|e| e.to_string())
+    ops_get(ops, "/readyz").await.map_err(|e| e.to_string())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -137,7 +134,7 @@ async fn an_unknown_writer_schema_stops_its_partition_without_dead_lettering() {
     wait_metric(ops, "vero_sink_blocked_partitions", 1.0).await;
     let ready = readiness(ops).await;
     assert!(
-        matches!(&ready, Err(e) if e.contains("partition 0 stopped at offset 5") && e.contains("unknown writer schema")),
+        matches!(&ready, Err(e) if e.contains("/0 stopped at offset 5") && e.contains("unknown writer schema")),
         "{ready:?}"
     );
     // Partition 1 keeps flowing while partition 0 stays stopped.

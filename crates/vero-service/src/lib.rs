@@ -19,6 +19,9 @@
 //!   deleted them become a metric and an error log instead of passing unnoticed.
 //! * [`dlq_replay::for_another_consumer`]: a record `replay-dlq` put back is applied
 //!   only by the consumer that dead-lettered it.
+//! * [`partitions`]: the lifecycle of a consumer's partitions (owned, blocked on an
+//!   unknown schema, parked on a failing shard, paused for a long write, revoked) as
+//!   one state machine, and the rebalance record its callbacks keep for the loop.
 //! * [`producer_retries`]: `kafka.idempotent_producer`, how every producer keeps
 //!   librdkafka's retries from duplicating or reordering a record.
 //! * [`ops`]: the operator endpoints `/metrics`, `/healthz` and `/readyz` for the
@@ -34,6 +37,7 @@ pub mod kafka_properties;
 pub mod kafka_security;
 pub mod offset_gaps;
 pub mod ops;
+pub mod partitions;
 pub mod producer_retries;
 pub mod settings;
 pub mod shutdown;

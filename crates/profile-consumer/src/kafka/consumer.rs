@@ -6,14 +6,14 @@
 //! revoke (we also send an asynchronous commit there) and on close. The `range` assignor gives
 //! one instance events partition `p` and handoff partition `p` together, so the
 //! instance holding a user's profile also receives the profiles moved to that user.
-//! Rebalances are recorded for the service loop, which drops the state and in-flight
-//! records of revoked partitions and fences off their writes; partitions assigned
-//! while the loop holds consumption paused are paused at once. The lag series of a revoked partition is removed in
+//! Rebalances are recorded for the service loop ([`Rebalances`], the shared partition
+//! lifecycle), which drops the state and in-flight records of revoked partitions and
+//! fences off their writes; partitions assigned while the loop holds consumption
+//! paused are paused at once. The lag series of a revoked partition is removed in
 //! the revoke callback and only partitions assigned here get one from the statistics,
 //! so `sum(vero_profiles_consumer_lag)` over all instances counts each partition once.
 
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use prometheus::IntGaugeVec;
@@ -27,36 +27,23 @@ use vero_service::group_consumer::GroupConsumerConfig;
 use vero_service::group_protocol::Assignors;
 use vero_service::kafka_security::Watch;
 use vero_service::offset_gaps::OffsetGaps;
+use vero_service::partitions::Rebalances;
 
 use crate::config::KafkaSettings;
 
-/// What changed since the service loop last looked.
-#[derive(Debug, Default)]
-pub struct Changes {
-    pub revoked: BTreeSet<(String, i32)>,
-    pub assigned: BTreeSet<(String, i32)>,
-}
-
 pub struct RebalanceContext {
-    changes: Arc<Mutex<Changes>>,
+    rebalances: Arc<Rebalances>,
     /// `vero_profiles_consumer_lag{partition}` of the events topic.
     lag: IntGaugeVec,
     events_topic: String,
     /// Events-topic partitions assigned here: the ones that may have a lag series.
     lagging: Mutex<BTreeSet<i32>>,
     gaps: Arc<OffsetGaps>,
-    /// Set while the service loop keeps the assigned partitions paused.
-    paused: AtomicBool,
     /// Refused logins and certificates of every Kafka client of the service.
     kafka: Watch,
 }
 
 impl RebalanceContext {
-    /// Called by the service loop when it pauses or resumes the assigned partitions.
-    pub fn set_paused(&self, paused: bool) {
-        self.paused.store(paused, Ordering::SeqCst);
-    }
-
     /// Records the broker deleted before this consumer read them (see
     /// [`vero_service::offset_gaps`]); the service loop reports every received offset.
     pub fn offset_gaps(&self) -> &OffsetGaps {
@@ -109,17 +96,15 @@ impl ConsumerContext for RebalanceContext {
             if let Err(e) = consumer.commit_consumer_state(CommitMode::Async) {
                 tracing::debug!(error = %e, "commit on revoke failed");
             }
-            let mut changes = self.changes.lock().expect("changes lock");
             let mut lagging = self.lagging.lock().expect("lagging lock");
             for element in list.elements() {
                 if element.topic() == self.events_topic && lagging.remove(&element.partition()) {
                     // The new owner reports this partition's lag from now on.
                     let _ = self.lag.remove_label_values(&[&element.partition().to_string()]);
                 }
-                let tp = (element.topic().to_owned(), element.partition());
-                changes.assigned.remove(&tp);
-                changes.revoked.insert(tp);
             }
+            drop(lagging);
+            self.rebalances.revoked(list);
             self.gaps.on_revoke(list);
             tracing::info!(partitions = list.count(), events = ?self.events_partitions(list), "partitions revoked");
         }
@@ -143,22 +128,12 @@ impl RebalanceContext {
     /// Take over `list`, assigned by a group rebalance.
     pub fn on_assigned<K: Consumer<Self>>(&self, consumer: &K, list: &TopicPartitionList) {
         self.gaps.on_assign(consumer, list);
-        // Assigned while the loop holds consumption paused (a write or restore
-        // retrying): paused too, so nothing piles up until it resumes. Otherwise
-        // resumed: librdkafka keeps a partition's pause across a revoke, and the
-        // loop's resume may have come while it was not assigned.
-        let paused = self.paused.load(Ordering::SeqCst);
-        let result = if paused { consumer.pause(list) } else { consumer.resume(list) };
-        if let Err(e) = result {
-            tracing::warn!(paused, error = %e, "pausing/resuming newly assigned partitions failed");
-        }
-        let mut changes = self.changes.lock().expect("changes lock");
+        // Paused at once while the loop holds consumption paused (a write or restore
+        // retrying), so nothing piles up until it resumes.
+        self.rebalances.assigned(consumer, list);
         let mut lagging = self.lagging.lock().expect("lagging lock");
-        for element in list.elements() {
-            if element.topic() == self.events_topic {
-                lagging.insert(element.partition());
-            }
-            changes.assigned.insert((element.topic().to_owned(), element.partition()));
+        for element in list.elements().iter().filter(|e| e.topic() == self.events_topic) {
+            lagging.insert(element.partition());
         }
         tracing::info!(partitions = list.count(), events = ?self.events_partitions(list), "partitions assigned");
     }
@@ -172,8 +147,8 @@ pub fn subscribe(
     lag: IntGaugeVec,
     gaps: Arc<OffsetGaps>,
     kafka: Watch,
-) -> anyhow::Result<(GroupConsumer, Arc<Mutex<Changes>>)> {
-    let changes = Arc::new(Mutex::new(Changes::default()));
+) -> anyhow::Result<(GroupConsumer, Arc<Rebalances>)> {
+    let rebalances = Arc::new(Rebalances::default());
     // Events and handoff partition p on one member (co-partitioning): range under
     // either protocol.
     let group = GroupConsumerConfig {
@@ -190,15 +165,14 @@ pub fn subscribe(
     let mut config = group.client_config();
     settings.apply_properties(&mut config);
     let consumer: GroupConsumer = config.create_with_context(RebalanceContext {
-        changes: changes.clone(),
+        rebalances: rebalances.clone(),
         lag,
         events_topic: settings.events_topic.clone(),
         lagging: Mutex::new(BTreeSet::new()),
         gaps,
-        paused: AtomicBool::new(false),
         kafka,
     })?;
     let topics = [settings.events_topic.as_str(), settings.handoff_topic.as_str()];
     consumer.subscribe(&topics)?;
-    Ok((consumer, changes))
+    Ok((consumer, rebalances))
 }

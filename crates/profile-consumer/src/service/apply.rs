@@ -29,6 +29,7 @@ use vero_model::profile::{decode_profile, Profile};
 use vero_model::topics::dlq_headers;
 use vero_model::{decode_record, Record, TrackEvent, UserAction, UserCommand};
 use vero_service::dlq_replay::Unsigned;
+use vero_service::partitions::Partitions;
 
 use crate::kafka::producer::Outgoing;
 use crate::profile::dedup::Dedup;
@@ -175,14 +176,10 @@ impl Applier<'_> {
     /// Apply one record; `blocked` are the partitions stopped at an unknown writer
     /// schema (in an earlier batch or this one), whose records are not taken. A
     /// failure of the local store ends the batch: nothing of it may be written.
-    pub fn apply(
-        &mut self,
-        message: &OwnedMessage,
-        blocked: &BTreeMap<(String, i32), i64>,
-    ) -> Result<Outcome, StateError> {
+    pub fn apply(&mut self, message: &OwnedMessage, partitions: &Partitions) -> Result<Outcome, StateError> {
         let (topic, partition, offset) = (message.topic().to_owned(), message.partition(), message.offset());
         let place = (topic.clone(), partition);
-        if blocked.contains_key(&place) || self.effects.blocked.contains_key(&place) {
+        if partitions.is_blocked(&topic, partition) || self.effects.blocked.contains_key(&place) {
             return Ok(Outcome::Blocked);
         }
         self.current = Some(Source { topic: topic.clone(), partition, offset });

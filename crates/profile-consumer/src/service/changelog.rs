@@ -145,7 +145,7 @@ impl LoopState<'_> {
             self.changelog.forget(partition);
             self.pending.retain(|m| m.partition() != partition);
             for (topic, offset) in &first {
-                if !self.assigned.contains(&(topic.clone(), partition)) {
+                if !self.lifecycle.partitions().owns(topic, partition) {
                     continue;
                 }
                 if let Err(e) = self.consumer.seek(topic, partition, Offset::Offset(*offset), QUERY_TIMEOUT) {

@@ -14,6 +14,9 @@
 //! start the next batch. A shorter one is not interrupted: a rebalance waits for it
 //! (at most that second) and finds it written, offsets stored.
 //!
+//! Which partitions are taken, blocked, parked or paused is the shared partition
+//! lifecycle ([`vero_service::partitions`]), also the event sink's.
+//!
 //! Unknown writer schema (operator-fixable, docs/operations.md "Failure policy"): a
 //! record this build cannot decode for that reason stops its partition there — the
 //! records before it are written and their offsets stored, it and everything after it
@@ -41,7 +44,7 @@ pub mod write;
 
 use std::collections::BTreeSet;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rdkafka::consumer::{CommitMode, Consumer};
@@ -52,7 +55,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Settings;
-use crate::kafka::consumer::{Changes, GroupConsumer};
+use crate::kafka::consumer::GroupConsumer;
 use crate::kafka::producer::Producer;
 use crate::kafka::{consumer, restore, topics};
 use crate::metrics::Metrics;
@@ -63,6 +66,7 @@ use anyhow::Context as _;
 use apply::{Applier, Effects, Topics};
 use vero_service::health::Health;
 use vero_service::kafka_security::Watch;
+use vero_service::partitions::{Gauges, Lifecycle, Take};
 use write::{Fence, NotWritten, Writer};
 
 /// How long a restore or write may run before the assigned partitions are paused and
@@ -108,7 +112,7 @@ async fn serve(
     };
     let producer = Producer::new(&settings.kafka, kafka.clone())?;
     let changelog = Arc::new(changelog::Changelog::new(settings.kafka.profiles_topic.clone(), producer.clone()));
-    let (consumer, changes) =
+    let (consumer, rebalances) =
         consumer::subscribe(&settings.kafka, metrics.consumer_lag.clone(), metrics.offset_gaps.clone(), kafka)?;
     health.ready();
     // The window must be the event sink's: logged so a mismatch can be seen.
@@ -130,22 +134,22 @@ async fn serve(
         max_profile_bytes: settings.kafka.max_profile_bytes,
         changelog: changelog.clone(),
     };
-    let fence = Fence { changes: changes.clone(), revoked: Arc::default() };
+    let fence = Fence { rebalances: rebalances.clone(), revoked: Arc::default() };
+    let gauges = Gauges {
+        blocked: metrics.blocked_partitions.clone(),
+        parked: metrics.parked_partitions.clone(),
+        paused: metrics.consumption_paused.clone(),
+    };
     let budget = Budget::of(settings.state.memory_mb * 1024 * 1024);
     let (disk, temporary) = open_state(&settings, budget)?;
     let mut state = LoopState {
         settings: &settings,
         topics,
         consumer: &consumer,
-        changes,
         metrics: &metrics,
         states: ProfileStates::new(disk.clone(), budget.cache),
-        assigned: BTreeSet::new(),
         pending: Vec::new(),
-        paused: false,
-        blocked: Default::default(),
-        parked: Default::default(),
-        health: health.clone(),
+        lifecycle: Lifecycle::new(rebalances, health.clone(), gauges, "profile consumers"),
         fence,
         changelog,
     };
@@ -261,21 +265,14 @@ struct LoopState<'a> {
     settings: &'a Settings,
     topics: Topics,
     consumer: &'a GroupConsumer,
-    changes: Arc<Mutex<Changes>>,
     metrics: &'a Metrics,
     /// The profiles of the assigned partitions.
     states: ProfileStates,
-    assigned: BTreeSet<(String, i32)>,
     /// Records received, not yet in a batch (the next batch starts with them).
     pending: Vec<OwnedMessage>,
-    /// Whether the assigned partitions are paused.
-    paused: bool,
-    /// Partitions stopped at a record with an unknown writer schema: (topic,
-    /// partition) -> its offset. Kept paused; their records are not taken.
-    blocked: std::collections::BTreeMap<(String, i32), i64>,
-    /// Partition numbers parked while their ClickHouse shard fails ([`park`]).
-    parked: std::collections::BTreeMap<i32, park::Parked>,
-    health: Health,
+    /// Owned, blocked at an unknown writer schema, parked while their ClickHouse
+    /// shard fails ([`park`]), paused for a long write.
+    lifecycle: Lifecycle,
     /// Partitions revoked since the batch in hand was collected.
     fence: Fence,
     /// What this member knows of the profiles topic's ends (shared with the writer).
@@ -309,7 +306,8 @@ impl LoopState<'_> {
                 // Records of partitions revoked meanwhile are someone else's now.
                 for message in batch.iter().filter(|m| fence.holds(m.partition())) {
                     // The batch is not written: its offsets stay unstored, a restart reads it again.
-                    let outcome = applier.apply(message, &self.blocked).context("reading the profile state")?;
+                    let outcome =
+                        applier.apply(message, self.lifecycle.partitions()).context("reading the profile state")?;
                     self.metrics.records.with_label_values(&[outcome.label()]).inc();
                 }
             }
@@ -370,7 +368,7 @@ impl LoopState<'_> {
         let mut tick = tokio::time::interval(Duration::from_millis(250));
         while self.pending.len() < max {
             let wait_until = deadline.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
-            let probe_at = self.next_probe();
+            let probe_at = self.lifecycle.partitions().next_probe().map(tokio::time::Instant::from_std);
             tokio::select! {
                 _ = shutdown.cancelled(), if self.pending.is_empty() => return None,
                 _ = tokio::time::sleep_until(wait_until) => break,
@@ -405,10 +403,7 @@ impl LoopState<'_> {
                 self.consumer.context().offset_gaps().observe(message.topic(), message.partition(), message.offset());
                 // Fetched before its partition's pause took effect: whoever unblocks
                 // the partition reads it again; a parked one is rewound to it.
-                if self.drop_if_parked(message.topic(), message.partition(), message.offset()) {
-                    return;
-                }
-                if !self.blocked.contains_key(&(message.topic().to_owned(), message.partition())) {
+                if self.lifecycle.take(message.topic(), message.partition(), message.offset()) == Take::Process {
                     self.pending.push(message.detach());
                 }
             }
@@ -429,79 +424,45 @@ impl LoopState<'_> {
         // Rebalances are looked at regularly too, not only when a record arrives (none
         // does while paused): the metrics and the waiting records follow at once.
         let mut tick = tokio::time::interval(Duration::from_millis(250));
+        let mut paused = false;
         let out = loop {
             tokio::select! {
                 // The work first: a fence check and the produce it guards run in one poll,
                 // with no rebalance callback in between.
                 biased;
                 out = &mut work => break out,
-                _ = tokio::time::sleep_until(pause_at), if !self.paused => self.set_paused(true),
-                _ = tick.tick(), if self.paused => self.take_rebalances(),
+                _ = tokio::time::sleep_until(pause_at), if !paused => {
+                    self.lifecycle.pause_for_write(consumer);
+                    paused = true;
+                }
+                _ = tick.tick(), if paused => self.take_rebalances(),
                 // Polled once paused: that serves rebalances and the group session.
-                received = consumer.recv(), if self.paused => self.accept(received),
+                received = consumer.recv(), if paused => self.accept(received),
             }
         };
-        if self.paused {
-            self.set_paused(false);
+        if paused {
+            self.lifecycle.end_write_pause(consumer);
         }
         self.take_rebalances();
         out
     }
 
-    fn set_paused(&mut self, paused: bool) {
-        self.paused = paused;
-        self.consumer.context().set_paused(paused);
-        self.metrics.consumption_paused.set(i64::from(paused));
-        let result = match self.consumer.assignment() {
-            Ok(assignment) if paused => self.consumer.pause(&assignment),
-            Ok(assignment) => {
-                // Blocked and parked partitions stay paused.
-                let mut resume = TopicPartitionList::new();
-                for element in assignment.elements() {
-                    let (topic, partition) = (element.topic().to_owned(), element.partition());
-                    if !self.blocked.contains_key(&(topic, partition)) && !self.is_parked(partition) {
-                        resume.add_partition(element.topic(), element.partition());
-                    }
-                }
-                self.consumer.resume(&resume)
-            }
-            Err(e) => Err(e),
-        };
-        if let Err(e) = result {
-            tracing::warn!(paused, error = %e, "pause/resume failed");
-        }
-    }
-
     /// Forget revoked partitions (their state, their waiting records) and fence them
     /// for the batch in hand; note new assignments.
     fn take_rebalances(&mut self) {
-        let changes = std::mem::take(&mut *self.changes.lock().expect("changes lock"));
-        if changes.revoked.is_empty() && changes.assigned.is_empty() {
-            return;
-        }
+        let Some(changes) = self.lifecycle.rebalanced() else { return };
         let mut fenced = self.fence.revoked.lock().expect("fence lock");
-        for (topic, partition) in &changes.revoked {
-            self.assigned.remove(&(topic.clone(), *partition));
-            // The next owner reads a blocked partition again from the record it stopped at.
-            if self.blocked.remove(&(topic.clone(), *partition)).is_some() {
-                self.health.release(&blocked_hold(topic, *partition));
-            }
-            self.states.drop_partition(*partition);
-            self.changelog.forget(*partition);
-            fenced.insert(*partition);
-            if self.parked.remove(partition).is_some() {
-                self.metrics.parked_partitions.set(self.parked.len() as i64);
-            }
+        for partition in changes.revoked_numbers() {
+            self.states.drop_partition(partition);
+            self.changelog.forget(partition);
+            fenced.insert(partition);
         }
         drop(fenced);
         self.metrics.partitions_revoked.inc_by(changes.revoked.len() as u64);
-        self.metrics.blocked_partitions.set(self.blocked.len() as i64);
         if !changes.revoked.is_empty() {
             self.pending.retain(|m| !changes.revoked.contains(&(m.topic().to_owned(), m.partition())));
         }
-        self.assigned.extend(changes.assigned);
-        let events_partitions = self.assigned.iter().filter(|(t, _)| *t == self.topics.events).count();
-        self.metrics.assigned_partitions.set(events_partitions as i64);
+        self.metrics.assigned_partitions.set(self.lifecycle.partitions().owned_count(&self.topics.events) as i64);
         self.observe_states();
     }
 
@@ -516,30 +477,11 @@ impl LoopState<'_> {
     }
 
     /// Stop `topic`/`partition` at `offset`, a record with a writer schema this build
-    /// does not know: pause it, drop what is held of it, hold `/readyz` until revoked.
+    /// does not know: the lifecycle pauses it and holds `/readyz` until it is revoked;
+    /// what is held of it is dropped.
     fn block(&mut self, (topic, partition): (String, i32), offset: i64, reason: &str) {
-        tracing::error!(
-            topic = %topic,
-            partition,
-            offset,
-            reason,
-            "record with an unknown writer schema: partition stopped until a consumer that knows the schema takes it"
-        );
-        let mut list = TopicPartitionList::new();
-        list.add_partition(&topic, partition);
-        if let Err(e) = self.consumer.pause(&list) {
-            tracing::warn!(topic = %topic, partition, error = %e, "pausing the blocked partition failed");
-        }
+        self.lifecycle.block(self.consumer, (&topic, partition, offset), reason);
         self.pending.retain(|m| !(m.topic() == topic && m.partition() == partition));
-        self.health.hold(
-            blocked_hold(&topic, partition),
-            format!(
-                "operator action needed: {topic}/{partition} stopped at offset {offset}: {reason} (roll out \
-                 profile consumers that know this writer schema)"
-            ),
-        );
-        self.blocked.insert((topic, partition), offset);
-        self.metrics.blocked_partitions.set(self.blocked.len() as i64);
     }
 
     /// Read `partition`'s profiles back from the profiles topic. A profile that cannot
@@ -648,7 +590,7 @@ impl LoopState<'_> {
     fn store_offsets(&self, positions: &std::collections::BTreeMap<(String, i32), i64>) {
         let mut list = TopicPartitionList::new();
         for ((topic, partition), next) in positions {
-            if self.assigned.contains(&(topic.clone(), *partition)) && self.fence.holds(*partition) {
+            if self.lifecycle.partitions().owns(topic, *partition) && self.fence.holds(*partition) {
                 if let Err(e) = list.add_partition_offset(topic, *partition, Offset::Offset(*next)) {
                     tracing::warn!(topic = %topic, partition, offset = next, error = %e, "cannot store offset");
                 }
@@ -660,11 +602,6 @@ impl LoopState<'_> {
             }
         }
     }
-}
-
-/// The `Health` hold of a partition stopped at an unknown writer schema.
-fn blocked_hold(topic: &str, partition: i32) -> String {
-    format!("blocked {topic}/{partition}")
 }
 
 fn now_micros() -> i64 {

@@ -49,7 +49,6 @@ use rdkafka::Message;
 
 use crate::config::RetrySettings;
 use crate::error::WriteError;
-use crate::kafka::consumer::Changes;
 use crate::kafka::producer::{Outgoing, Producer};
 use crate::metrics::Metrics;
 use crate::profile::{ProfileKey, ProfileState};
@@ -59,6 +58,7 @@ use crate::store::clickhouse::{AliasRow, Erasure, ProfileRow, ERASE_STATEMENT_BY
 use crate::store::Store;
 use vero_model::profile::RECENT_REQUESTS_MAX_BYTES;
 use vero_service::health::Health;
+use vero_service::partitions::Rebalances;
 
 /// Largest erase mutation sent at once (its conditions), a quarter of ClickHouse's
 /// default `max_query_size` (262144): many deletes in one batch never add up to a
@@ -70,7 +70,7 @@ pub const ERASE_CHUNK_BYTES: usize = 65_536;
 /// served a moment ago counts before the service loop has looked at it.
 #[derive(Clone)]
 pub struct Fence {
-    pub changes: Arc<Mutex<Changes>>,
+    pub rebalances: Arc<Rebalances>,
     /// Partitions revoked (and already taken from `changes` by the loop) since the
     /// batch in hand was collected.
     pub revoked: Arc<Mutex<BTreeSet<i32>>>,
@@ -88,7 +88,7 @@ impl Fence {
         if self.revoked.lock().expect("fence lock").contains(&partition) {
             return false;
         }
-        !self.changes.lock().expect("changes lock").revoked.iter().any(|(_, p)| *p == partition)
+        !self.rebalances.is_revoked(partition)
     }
 }
 
