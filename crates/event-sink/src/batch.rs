@@ -15,17 +15,9 @@ use crate::config::BatchSettings;
 use crate::erase::UserDelete;
 use crate::row::EventRow;
 
-/// A record that cannot be written, with everything the DLQ needs.
-#[derive(Debug, Clone)]
-pub struct DeadLetter {
-    pub partition: i32,
-    pub offset: i64,
-    pub key: Option<Vec<u8>>,
-    pub payload: Option<Vec<u8>>,
-    /// Machine-friendly kind for metrics: `decode`, `invalid_row`, `rejected`, `rejected_delete`.
-    pub kind: &'static str,
-    pub reason: String,
-}
+/// A record that cannot be written; its kinds here: `decode`, `invalid_row`,
+/// `rejected`, `rejected_delete`.
+pub use vero_service::dead_letter::DeadLetter;
 
 #[derive(Debug)]
 pub struct Batch {
@@ -191,6 +183,7 @@ pub(crate) mod tests {
         assert_eq!(batch.early_from(Some(opened)), Some(opened + Duration::from_millis(200)));
         assert_eq!(batch.early_from(Some(opened + Duration::from_secs(5))), deadline, "capped at the age limit");
         batch.push_dead(DeadLetter {
+            topic: "vero.events".into(),
             partition: 0,
             offset: 6,
             key: None,

@@ -1,5 +1,5 @@
-//! The dead-letter topic: records that can never be written, with the reason and the
-//! source position in headers (`vero_model::topics::dlq_headers`).
+//! The sink's dead letters ([`vero_service::dead_letter`]): records that can never be
+//! written, with the reason and the source position in headers.
 //!
 //! A dead letter is handled once Kafka acknowledged it; only then may the caller store
 //! the source offset. While the DLQ cannot be written, sending is retried with backoff
@@ -7,17 +7,14 @@
 //! operator fixes (an ACL, a missing DLQ topic) also sets `vero_sink_needs_operator`
 //! and says so in `/readyz`.
 
-use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::util::Timeout;
 use rdkafka::ClientConfig;
 use tokio_util::sync::CancellationToken;
-use vero_model::topics::dlq_headers;
 
 use crate::batch::DeadLetter;
 use crate::config::{KafkaSettings, RetrySettings};
 use crate::metrics::Metrics;
 use crate::writer::Abandoned;
+use vero_service::dead_letter::{DeadLetters, Delivered};
 use vero_service::health::Health;
 use vero_service::kafka_failure::{Cause, Class};
 use vero_service::kafka_security::{Watch, Watched};
@@ -26,9 +23,7 @@ use vero_service::kafka_security::{Watch, Watched};
 pub const CONSUMER_NAME: &str = "event-sink";
 
 pub struct DeadLetterQueue {
-    producer: FutureProducer<Watched>,
-    topic: String,
-    source_topic: String,
+    letters: DeadLetters,
     retry: RetrySettings,
     metrics: Metrics,
     health: Health,
@@ -54,108 +49,50 @@ impl DeadLetterQueue {
             .set("message.timeout.ms", "30000");
         vero_service::producer_retries::apply(&mut config, kafka.idempotent_producer);
         let producer = kafka.apply_properties(&mut config).create_with_context(Watched(watch.clone()))?;
-        Ok(Self {
-            producer,
-            topic: kafka.dlq_topic.clone(),
-            source_topic: kafka.events_topic.clone(),
-            retry,
-            metrics,
-            health,
-            kafka: watch,
-        })
+        let letters = DeadLetters::new(producer, kafka.dlq_topic.clone(), CONSUMER_NAME);
+        Ok(Self { letters, retry, metrics, health, kafka: watch })
     }
 
-    /// Send every letter, in order, each acknowledged before the next.
-    pub async fn send_all(&self, letters: &[DeadLetter], cancel: &CancellationToken) -> Result<(), Abandoned> {
-        for letter in letters {
-            self.send(letter, cancel).await?;
-        }
-        Ok(())
-    }
-
-    /// Send one letter, retrying with backoff while Kafka is unavailable or refuses for
-    /// a reason an operator fixes. A letter Kafka refuses for good (too large for the
-    /// DLQ topic) goes once more without its value, the headers still pointing at the
-    /// source record; refused again, it is logged and dropped: never retried forever.
-    async fn send(&self, letter: &DeadLetter, cancel: &CancellationToken) -> Result<(), Abandoned> {
-        let partition = letter.partition.to_string();
-        let offset = letter.offset.to_string();
+    /// Send every letter, retrying with backoff while Kafka is unavailable or refuses
+    /// for a reason an operator fixes (only the letters not acknowledged yet).
+    pub async fn send_all(&self, mut letters: Vec<DeadLetter>, cancel: &CancellationToken) -> Result<(), Abandoned> {
         let mut backoff = self.retry.backoff();
-        let mut reason = letter.reason.clone();
-        let mut payload = letter.payload.as_deref();
         let mut operator_hold = false;
+        let sent = self.metrics.dlq_records.clone();
         loop {
-            let headers = OwnedHeaders::new()
-                .insert(Header { key: dlq_headers::REASON, value: Some(reason.as_str()) })
-                .insert(Header { key: dlq_headers::SOURCE_TOPIC, value: Some(self.source_topic.as_str()) })
-                .insert(Header { key: dlq_headers::SOURCE_PARTITION, value: Some(partition.as_str()) })
-                .insert(Header { key: dlq_headers::SOURCE_OFFSET, value: Some(offset.as_str()) })
-                .insert(Header { key: dlq_headers::CONSUMER, value: Some(CONSUMER_NAME) });
-            let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&self.topic).headers(headers);
-            if let Some(key) = &letter.key {
-                record = record.key(key.as_slice());
-            }
-            if let Some(payload) = payload {
-                record = record.payload(payload);
-            }
-            match self.producer.send(record, Timeout::Never).await {
-                Ok(_) => {
+            let done = |letter: &DeadLetter, delivered| {
+                if delivered != Delivered::Dropped {
+                    sent.with_label_values(&[letter.kind]).inc();
+                }
+            };
+            let error = match self.letters.send(&mut letters, done).await {
+                Ok(()) => {
                     if operator_hold && self.kafka.refused().is_none() {
                         self.metrics.needs_operator.set(0);
                     }
-                    tracing::warn!(
-                        partition = letter.partition,
-                        offset = letter.offset,
-                        reason = %letter.reason,
-                        "record sent to the dead-letter topic"
-                    );
-                    self.metrics.dlq_records.with_label_values(&[letter.kind]).inc();
                     return Ok(());
                 }
-                Err((error, _)) if is_permanent(&error) && payload.is_some() => {
-                    tracing::error!(%error, partition = letter.partition, offset = letter.offset, "dead letter refused, sending it without its value");
-                    reason = format!("{} (value dropped: Kafka refused the dead letter: {error})", letter.reason);
-                    payload = None;
-                }
-                Err((error, _)) if is_permanent(&error) => {
-                    tracing::error!(
-                        %error,
-                        partition = letter.partition,
-                        offset = letter.offset,
-                        reason = %letter.reason,
-                        "dead letter refused even without its value; dropped"
-                    );
-                    return Ok(());
-                }
+                Err(error) => error,
+            };
+            let cause = Cause::of(&error);
+            if cause.class() == Class::Operator {
                 // An ACL, a missing DLQ topic, a fatal producer: an operator fixes it,
-                // and the letter waits (consumption paused) rather than being lost.
-                Err((error, _)) if Cause::of(&error).class() == Class::Operator => {
-                    let cause = Cause::of(&error);
-                    tracing::error!(%error, topic = %self.topic, "dead-letter topic refuses the letter until an operator acts; retrying");
-                    self.metrics.needs_operator.set(1);
-                    operator_hold = true;
-                    self.health.not_ready(format!(
-                        "operator action needed: dead-letter topic {}: {} ({error})",
-                        self.topic,
-                        cause.describe()
-                    ));
-                    if !backoff.wait(cancel).await {
-                        return Err(Abandoned);
-                    }
-                }
-                Err((error, _)) => {
-                    tracing::warn!(%error, "dead-letter produce failed, retrying");
-                    self.health.not_ready(format!("dead-letter topic unavailable: {error}"));
-                    if !backoff.wait(cancel).await {
-                        return Err(Abandoned);
-                    }
-                }
+                // and the letters wait (consumption paused) rather than being lost.
+                let topic = self.letters.topic();
+                tracing::error!(%error, topic, "dead-letter topic refuses the letter until an operator acts; retrying");
+                self.metrics.needs_operator.set(1);
+                operator_hold = true;
+                self.health.not_ready(format!(
+                    "operator action needed: dead-letter topic {topic}: {} ({error})",
+                    cause.describe()
+                ));
+            } else {
+                tracing::warn!(%error, "dead-letter produce failed, retrying");
+                self.health.not_ready(format!("dead-letter topic unavailable: {error}"));
+            }
+            if !backoff.wait(cancel).await {
+                return Err(Abandoned);
             }
         }
     }
-}
-
-/// Producer errors about the letter itself, which no retry fixes.
-fn is_permanent(error: &rdkafka::error::KafkaError) -> bool {
-    Cause::of(error).class() == Class::Invalid
 }

@@ -99,7 +99,8 @@ impl Pipeline {
         metrics: Metrics,
         lifecycle: Lifecycle,
     ) -> Self {
-        let outputs = Arc::new(Outputs { writer, eraser, dlq });
+        let topic = settings.kafka.events_topic.clone();
+        let outputs = Arc::new(Outputs { writer, eraser, dlq, topic });
         Self {
             consumer,
             outputs,
@@ -214,14 +215,7 @@ impl Pipeline {
             batch.push_skipped(partition, offset);
             return;
         }
-        let dead = |kind, reason: String| DeadLetter {
-            partition,
-            offset,
-            key: message.key().map(<[u8]>::to_vec),
-            payload: message.payload().map(<[u8]>::to_vec),
-            kind,
-            reason,
-        };
+        let dead = |kind, reason: String| DeadLetter::of(&message, kind, reason);
         let Some(payload) = message.payload() else {
             batch.push_dead(dead("decode", "message has no payload".into()));
             return;
@@ -402,6 +396,8 @@ pub struct Outputs {
     writer: Writer,
     eraser: Eraser,
     dlq: DeadLetterQueue,
+    /// The events topic, the source of every letter.
+    topic: String,
 }
 
 impl Outputs {
@@ -418,6 +414,7 @@ impl Outputs {
         letters.extend(refused.into_iter().map(|(index, reason)| {
             let row = &batch.rows[index];
             DeadLetter {
+                topic: self.topic.clone(),
                 partition: row.kafka_partition,
                 offset: row.kafka_offset,
                 key: Some(row.user_id.as_bytes().to_vec()),
@@ -429,6 +426,7 @@ impl Outputs {
         letters.extend(refused_deletes.into_iter().map(|(index, reason)| {
             let delete = &batch.deletes[index];
             DeadLetter {
+                topic: self.topic.clone(),
                 partition: delete.partition,
                 offset: delete.offset,
                 key: Some(delete.command.user_id.as_bytes().to_vec()),
@@ -437,7 +435,7 @@ impl Outputs {
                 reason: format!("ClickHouse refused the delete mutation: {reason}"),
             }
         }));
-        dlq.send_all(&letters, give_up).await?;
+        dlq.send_all(letters, give_up).await?;
         Ok(parked)
     }
 }

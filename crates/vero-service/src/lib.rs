@@ -7,6 +7,8 @@
 //! * [`shutdown::signal`]: a token cancelled on SIGINT or SIGTERM.
 //! * [`backoff::Backoff`] and [`health::Health`]: retry pacing and readiness state
 //!   for the consumers.
+//! * [`dead_letter::DeadLetters`]: the dead-letter topic both consumers write, with
+//!   the value-dropped fallback and retries that never send a letter twice.
 //! * [`kafka_properties::KafkaProperties`]: `kafka.properties`, the extra librdkafka
 //!   settings of every Kafka client (SASL/TLS), secrets redacted, the properties the
 //!   guarantees depend on refused.
@@ -28,6 +30,7 @@
 //!   consumers (the gateway serves the same paths on its own router).
 
 pub mod backoff;
+pub mod dead_letter;
 pub mod dlq_replay;
 pub mod group_consumer;
 pub mod group_protocol;

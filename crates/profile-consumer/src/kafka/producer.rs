@@ -6,6 +6,7 @@ use rdkafka::message::OwnedHeaders;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::util::Timeout;
 use rdkafka::ClientConfig;
+use vero_service::dead_letter::DeadLetters;
 use vero_service::kafka_security::{Watch, Watched};
 
 use crate::config::KafkaSettings;
@@ -87,6 +88,11 @@ impl Producer {
             Some(e) => Err(e),
             None => Ok(refused),
         }
+    }
+
+    /// Dead letters of `consumer` to `topic`, through this producer.
+    pub fn dead_letters(&self, topic: String, consumer: &'static str) -> DeadLetters {
+        DeadLetters::new(self.inner.clone(), topic, consumer)
     }
 
     /// The end offset (high watermark) of `topic`/`partition`. Blocking: call from

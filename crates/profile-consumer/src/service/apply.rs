@@ -23,11 +23,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use rdkafka::message::{Header, OwnedHeaders, OwnedMessage};
+use rdkafka::message::OwnedMessage;
 use rdkafka::Message;
 use vero_model::profile::{decode_profile, Profile};
-use vero_model::topics::dlq_headers;
 use vero_model::{decode_record, Record, TrackEvent, UserAction, UserCommand};
+use vero_service::dead_letter::DeadLetter;
 use vero_service::dlq_replay::Unsigned;
 use vero_service::partitions::Partitions;
 
@@ -104,7 +104,7 @@ pub struct Effects {
     pub messages: Vec<(Source, Outgoing)>,
     /// Dead letters of bad records with the record each is of, produced last: a
     /// partition parked on the way sends none (it reads its records again).
-    pub letters: Vec<(Source, Outgoing)>,
+    pub letters: Vec<DeadLetter>,
     /// Next offset to store per (topic, partition).
     pub positions: BTreeMap<(String, i32), i64>,
     /// Request keys that fell out of a profile's dedup state to its count cap while
@@ -351,9 +351,7 @@ impl Applier<'_> {
     }
 
     fn dead_letter(&mut self, message: &OwnedMessage, reason: &str) {
-        let source =
-            Source { topic: message.topic().to_owned(), partition: message.partition(), offset: message.offset() };
-        self.effects.letters.push((source, dead_letter(&self.topics.dlq, message, reason)));
+        self.effects.letters.push(dead_letter(message, "bad_record", reason));
     }
 
     /// The record being applied (of `partition`).
@@ -368,9 +366,9 @@ fn replayed_for_another_consumer(message: &OwnedMessage) -> bool {
     vero_service::dlq_replay::for_another_consumer(message, CONSUMER_NAME, Unsigned::Theirs)
 }
 
-/// The dead letter of `message`: its key and value, the reason and where it came from
-/// in the `vero.dlq.*` headers.
-pub fn dead_letter(dlq_topic: &str, message: &OwnedMessage, reason: &str) -> Outgoing {
+/// The dead letter of `message` (a record this consumer gives up on): its key and
+/// value, and why.
+pub fn dead_letter(message: &OwnedMessage, kind: &'static str, reason: &str) -> DeadLetter {
     tracing::warn!(
         topic = message.topic(),
         partition = message.partition(),
@@ -378,22 +376,5 @@ pub fn dead_letter(dlq_topic: &str, message: &OwnedMessage, reason: &str) -> Out
         reason,
         "dead-lettering record"
     );
-    Outgoing {
-        topic: dlq_topic.to_owned(),
-        partition: None,
-        key: message.key().map(<[u8]>::to_vec).unwrap_or_default(),
-        payload: message.payload().map(<[u8]>::to_vec),
-        headers: Some(dlq_headers_for(message.topic(), message.partition(), message.offset(), reason)),
-    }
-}
-
-/// The `vero.dlq.*` headers of a dead letter.
-pub fn dlq_headers_for(topic: &str, partition: i32, offset: i64, reason: &str) -> OwnedHeaders {
-    let (partition, offset) = (partition.to_string(), offset.to_string());
-    OwnedHeaders::new()
-        .insert(Header { key: dlq_headers::REASON, value: Some(reason) })
-        .insert(Header { key: dlq_headers::SOURCE_TOPIC, value: Some(topic) })
-        .insert(Header { key: dlq_headers::SOURCE_PARTITION, value: Some(partition.as_str()) })
-        .insert(Header { key: dlq_headers::SOURCE_OFFSET, value: Some(offset.as_str()) })
-        .insert(Header { key: dlq_headers::CONSUMER, value: Some(CONSUMER_NAME) })
+    DeadLetter::of(message, kind, reason.to_owned())
 }

@@ -126,6 +126,7 @@ async fn serve(
     let writer = Writer {
         park_after,
         store,
+        letters: producer.dead_letters(settings.kafka.dlq_topic.clone(), apply::CONSUMER_NAME),
         producer,
         topics: topics.clone(),
         retry: settings.retry.clone(),

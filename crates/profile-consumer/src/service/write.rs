@@ -52,11 +52,12 @@ use crate::error::WriteError;
 use crate::kafka::producer::{Outgoing, Producer};
 use crate::metrics::Metrics;
 use crate::profile::{ProfileKey, ProfileState};
-use crate::service::apply::{dead_letter, dlq_headers_for, Effects, Source, Topics};
+use crate::service::apply::{dead_letter, Effects, Source, Topics};
 use crate::state::ProfileStates;
 use crate::store::clickhouse::{AliasRow, Erasure, ProfileRow, ERASE_STATEMENT_BYTES};
 use crate::store::Store;
 use vero_model::profile::RECENT_REQUESTS_MAX_BYTES;
+use vero_service::dead_letter::{DeadLetter, DeadLetters, Delivered};
 use vero_service::health::Health;
 use vero_service::partitions::Rebalances;
 
@@ -105,7 +106,7 @@ pub struct Rendered {
     sources: BTreeMap<(i32, ProfileKey), Vec<Source>>,
     /// Dead letters of bad records (found while applying or while writing), sent at
     /// the end of an attempt.
-    letters: Vec<(Source, Outgoing)>,
+    letters: Vec<DeadLetter>,
     /// Partitions with a profile that was not written: restored again before use.
     pub reload: BTreeSet<i32>,
     /// Partitions whose profiles topic another member wrote ([`super::changelog`]):
@@ -131,6 +132,8 @@ pub struct Writer {
     /// ClickHouse: the one server, or the shards of a cluster.
     pub store: Store,
     pub producer: Producer,
+    /// The dead-letter topic, through `producer`.
+    pub letters: DeadLetters,
     pub topics: Topics,
     pub retry: RetrySettings,
     pub metrics: Metrics,
@@ -323,9 +326,8 @@ impl Writer {
         }
         r.records.clear();
 
-        r.letters.retain(|(source, _)| fence.holds(source.partition));
-        self.send_letters(&r.letters).await?;
-        r.letters.clear();
+        r.letters.retain(|letter| fence.holds(letter.partition));
+        self.send_letters(&mut r.letters).await?;
         Ok(())
     }
 
@@ -364,43 +366,26 @@ impl Writer {
 
     /// Dead letters: a letter Kafka refuses for good goes once more without its
     /// value; refused again, it is logged and dropped (retrying cannot help).
-    async fn send_letters(&self, letters: &[(Source, Outgoing)]) -> Result<(), WriteError> {
-        let all: Vec<&Outgoing> = letters.iter().map(|(_, letter)| letter).collect();
-        let refused = self.producer.send_each(&all).await?;
-        let stripped: Vec<(Source, Outgoing)> = refused
-            .into_iter()
-            .map(|(index, error)| {
-                let (source, letter) = &letters[index];
-                let reason = format!("{} (value dropped: Kafka refused the dead letter: {error})", reason_of(letter));
-                let headers = dlq_headers_for(&source.topic, source.partition, source.offset, &reason);
-                (source.clone(), Outgoing { payload: None, headers: Some(headers), ..letter.clone() })
-            })
-            .collect();
-        let again: Vec<&Outgoing> = stripped.iter().map(|(_, letter)| letter).collect();
-        for (index, error) in self.producer.send_each(&again).await? {
-            let source = &stripped[index].0;
-            self.metrics.write_failures.with_label_values(&[error.class()]).inc();
-            tracing::error!(
-                topic = %source.topic,
-                partition = source.partition,
-                offset = source.offset,
-                error = %error,
-                "dead letter refused even without its value; dropped"
-            );
-        }
-        Ok(())
+    async fn send_letters(&self, letters: &mut Vec<DeadLetter>) -> Result<(), WriteError> {
+        let failures = &self.metrics.write_failures;
+        let done = |_: &DeadLetter, delivered| {
+            if delivered == Delivered::Dropped {
+                failures.with_label_values(&["invalid"]).inc();
+            }
+        };
+        Ok(self.letters.send(letters, done).await?)
     }
 
     /// Dead letters of the records at `sources` (found in `batch`), counted as
     /// `dead_lettered` (they were counted as applied too when applied).
-    fn letters_for(&self, batch: &[OwnedMessage], sources: &[Source], reason: &str) -> Vec<(Source, Outgoing)> {
-        let letters: Vec<(Source, Outgoing)> = sources
+    fn letters_for(&self, batch: &[OwnedMessage], sources: &[Source], reason: &str) -> Vec<DeadLetter> {
+        let letters: Vec<DeadLetter> = sources
             .iter()
             .filter_map(|source| {
                 let message = batch.iter().find(|m| {
                     m.topic() == source.topic && m.partition() == source.partition && m.offset() == source.offset
                 })?;
-                Some((source.clone(), dead_letter(&self.topics.dlq, message, reason)))
+                Some(dead_letter(message, "rejected", reason))
             })
             .collect();
         self.metrics.records.with_label_values(&["dead_lettered"]).inc_by(letters.len() as u64);
@@ -509,17 +494,4 @@ fn erase_chunk(erasures: &[(Source, Erasure)]) -> usize {
         count += 1;
     }
     count.max(1).min(erasures.len())
-}
-
-/// The `vero.dlq.reason` of a dead letter.
-fn reason_of(letter: &Outgoing) -> String {
-    use rdkafka::message::Headers;
-    letter
-        .headers
-        .as_ref()
-        .and_then(|headers| {
-            headers.iter().find(|h| h.key == vero_model::topics::dlq_headers::REASON).and_then(|h| h.value)
-        })
-        .map(|v| String::from_utf8_lossy(v).into_owned())
-        .unwrap_or_default()
 }
