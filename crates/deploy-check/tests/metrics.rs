@@ -16,7 +16,6 @@ use deploy_check::repo::root;
 use deploy_check::services::Service;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use vero_model::topics;
@@ -75,51 +74,17 @@ fn dashboard_and_rules_parse_and_cover_every_required_panel() {
     assert!(queried().len() >= 10);
 }
 
+/// How long one exchange with a service may take.
+const EXCHANGE: Duration = Duration::from_secs(30);
+
+/// The whole answer of `GET path`, "" on failure.
 async fn get(addr: SocketAddr, path: &str) -> String {
-    http(addr, &format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")).await
+    vero_testkit::http::get(addr, path, EXCHANGE).await.unwrap_or_default()
 }
 
-/// A minimal HTTP/1.1 exchange: the response as text, read until the server closes
-/// or `Content-Length` bytes of body arrived (whichever first), "" on failure.
-async fn http(addr: SocketAddr, request: &str) -> String {
-    let Ok(mut stream) = tokio::net::TcpStream::connect(addr).await else { return String::new() };
-    if stream.write_all(request.as_bytes()).await.is_err() {
-        return String::new();
-    }
-    let mut buffer = Vec::new();
-    let mut chunk = vec![0u8; 16 * 1024];
-    loop {
-        match tokio::time::timeout(Duration::from_secs(30), stream.read(&mut chunk)).await {
-            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
-            Ok(Ok(n)) => buffer.extend_from_slice(&chunk[..n]),
-        }
-        if response_complete(&buffer) {
-            break;
-        }
-    }
-    String::from_utf8_lossy(&buffer).into_owned()
-}
-
-fn response_complete(buffer: &[u8]) -> bool {
-    let text = String::from_utf8_lossy(buffer);
-    let Some((head, body)) = text.split_once("\r\n\r\n") else { return false };
-    let length = head.lines().find_map(|line| {
-        let (name, value) = line.split_once(':')?;
-        name.eq_ignore_ascii_case("content-length").then(|| value.trim().parse::<usize>().ok()).flatten()
-    });
-    length.is_some_and(|length| body.len() >= length)
-}
-
+/// The whole answer of a POST of `body` to `/api/v2/events/track`, "" on failure.
 async fn post_track(addr: SocketAddr, body: &str) -> String {
-    http(
-        addr,
-        &format!(
-            "POST /api/v2/events/track HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
-             content-length: {}\r\nconnection: close\r\n\r\n{body}",
-            body.len()
-        ),
-    )
-    .await
+    vero_testkit::http::post(addr, "/api/v2/events/track", "application/json", body, EXCHANGE).await.unwrap_or_default()
 }
 
 async fn bind() -> (TcpListener, SocketAddr) {

@@ -58,7 +58,7 @@ async fn a_missing_dlq_topic_needs_an_operator_and_the_letter_waits_for_it() {
     wait_metric(ops, "vero_sink_needs_operator", 1.0).await;
     let deadline = Instant::now() + DEADLINE;
     let ready = loop {
-        let ready = tokio::task::spawn_blocking(move || raw_http(ops.port(), "GET", "/readyz", "")).await.unwrap();
+        let ready = ops_get(ops, "/readyz").await;
         match ready {
             Err(e) if e.to_string().contains("dead-letter topic") => break e.to_string(),
             _ if Instant::now() > deadline => panic!("/readyz never named the dead-letter topic: {ready:?}"),

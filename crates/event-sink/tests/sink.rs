@@ -55,7 +55,7 @@ async fn every_field_lands_and_a_clickhouse_outage_loses_nothing() {
     tokio::task::block_in_place(|| setup.clickhouse.kill()).unwrap();
     produce_events(&setup, 60..150).await;
     wait_metric(ops, "vero_sink_insert_retries_total", 1.0).await;
-    let ready = tokio::task::spawn_blocking(move || raw_http(ops.port(), "GET", "/readyz", "")).await.unwrap();
+    let ready = ops_get(ops, "/readyz").await;
     assert!(ready.is_err(), "not ready while ClickHouse is down");
     tokio::task::block_in_place(|| setup.clickhouse.restart()).unwrap();
     setup.wait_for("SELECT count() FROM vero.events FINAL", "150").await;

@@ -10,14 +10,10 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use common::{event, Pipeline, Running, DEADLINE, PARTITIONS};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// The partitions `running` exports a lag series for.
 async fn lag_partitions(running: &Running) -> BTreeSet<i32> {
-    let mut stream = tokio::net::TcpStream::connect(running.ops).await.unwrap();
-    stream.write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").await.unwrap();
-    let mut body = String::new();
-    stream.read_to_string(&mut body).await.unwrap();
+    let body = vero_testkit::http::get(running.ops, "/metrics", DEADLINE).await.unwrap();
     body.lines()
         .filter_map(|line| line.strip_prefix("vero_profiles_consumer_lag{partition=\""))
         .map(|rest| rest.split('"').next().unwrap().parse().unwrap())

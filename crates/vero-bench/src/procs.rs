@@ -1,17 +1,18 @@
-//! Child processes of the bench suite: started with a guard that stops them (by pid,
-//! SIGTERM then SIGKILL) when dropped, plus what the suite reads about them from
-//! `/proc` (resident memory, peak resident memory, CPU time).
+//! Child processes of the bench suite: a [`ChildGuard`] with a name and a log file,
+//! stopped (SIGTERM, then SIGKILL) when dropped, plus what the suite reads about them
+//! from `/proc` (resident memory, peak resident memory, CPU time).
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use vero_testkit::process::ChildGuard;
 
-/// A child process stopped on drop.
+/// A child process with its log in `<log_dir>/<name>.log`, stopped on drop.
 pub struct Guard {
     pub name: String,
-    child: Child,
+    child: ChildGuard,
     pub log: PathBuf,
 }
 
@@ -19,35 +20,27 @@ impl Guard {
     pub fn spawn(name: &str, mut command: Command, log_dir: &Path) -> anyhow::Result<Self> {
         let log = log_dir.join(format!("{name}.log"));
         let file = std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
-        let child = command
-            .stdin(Stdio::null())
-            .stdout(file.try_clone()?)
-            .stderr(file)
-            .spawn()
-            .with_context(|| format!("starting {name}"))?;
+        command.stdin(Stdio::null()).stdout(file.try_clone()?).stderr(file);
+        let child = ChildGuard::spawn(&mut command).with_context(|| format!("starting {name}"))?;
         Ok(Self { name: name.into(), child, log })
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.child.pid()
     }
 
     pub fn is_running(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
+        self.child.is_running()
     }
 
     /// Graceful stop: SIGTERM, then SIGKILL after `grace`.
     pub fn stop(&mut self, grace: Duration) {
-        if !self.is_running() {
-            return;
-        }
-        let _ = Command::new("kill").arg("-TERM").arg(self.pid().to_string()).status();
-        let deadline = Instant::now() + grace;
-        while self.is_running() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let _ = self.child.terminate(grace);
+    }
+
+    /// `kill -9`: a crash, no clean shutdown.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill9();
     }
 
     pub fn log_tail(&self) -> String {

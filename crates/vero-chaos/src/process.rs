@@ -3,25 +3,25 @@
 //! SIGTERM, and a restart with the same configuration (what a supervisor does).
 //!
 //! Each process writes its log to `<dir>/<name>.log` (appended across restarts, with
-//! a marker line per start), so a failed run can be read afterwards.
+//! a marker line per start), so a failed run can be read afterwards. The signals, the
+//! waits and the kill on drop are [`vero_testkit::process::ChildGuard`]'s.
 
 use std::collections::BTreeMap;
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use anyhow::Context;
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
+use vero_testkit::process::ChildGuard;
 
 pub struct ServiceProcess {
     pub name: String,
     binary: PathBuf,
     env: BTreeMap<String, String>,
     log: PathBuf,
-    child: Option<Child>,
+    child: Option<ChildGuard>,
     starts: u32,
 }
 
@@ -44,63 +44,41 @@ impl ServiceProcess {
                 command.env(key, value);
             }
         }
-        let child = command
-            .envs(&self.env)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
+        command.envs(&self.env).stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
+        let child = ChildGuard::spawn(&mut command)
             .with_context(|| format!("starting {} ({})", self.name, self.binary.display()))?;
         self.child = Some(child);
         Ok(())
     }
 
-    fn pid(&self) -> anyhow::Result<Pid> {
-        let child = self.child.as_ref().with_context(|| format!("{} is not running", self.name))?;
-        Ok(Pid::from_raw(i32::try_from(child.id())?))
-    }
-
-    fn signal(&self, signal: Signal) -> anyhow::Result<()> {
-        kill(self.pid()?, signal).with_context(|| format!("sending {signal} to {}", self.name))
+    fn running(&self) -> anyhow::Result<&ChildGuard> {
+        self.child.as_ref().with_context(|| format!("{} is not running", self.name))
     }
 
     /// `kill -9`: no flush, no commit, no goodbye to the group.
     pub fn kill9(&mut self) -> anyhow::Result<()> {
-        self.signal(Signal::SIGKILL)?;
+        self.running()?;
         if let Some(mut child) = self.child.take() {
-            child.wait()?;
+            child.kill9().with_context(|| format!("kill -9 of {}", self.name))?;
         }
         Ok(())
     }
 
     /// Freeze the process (it keeps its sockets but answers nothing).
     pub fn freeze(&self) -> anyhow::Result<()> {
-        self.signal(Signal::SIGSTOP)
+        self.running()?.freeze().with_context(|| format!("sending SIGSTOP to {}", self.name))
     }
 
     pub fn thaw(&self) -> anyhow::Result<()> {
-        self.signal(Signal::SIGCONT)
+        self.running()?.thaw().with_context(|| format!("sending SIGCONT to {}", self.name))
     }
 
     /// SIGTERM and wait up to `grace` for a clean exit, then `kill -9`.
     pub fn terminate(&mut self, grace: Duration) -> anyhow::Result<()> {
-        if self.child.is_none() {
-            return Ok(());
+        if let Some(mut child) = self.child.take() {
+            child.terminate(grace).with_context(|| format!("stopping {}", self.name))?;
         }
-        // A frozen process cannot handle SIGTERM.
-        let _ = self.signal(Signal::SIGCONT);
-        self.signal(Signal::SIGTERM)?;
-        let deadline = Instant::now() + grace;
-        while Instant::now() < deadline {
-            if let Some(child) = self.child.as_mut() {
-                if child.try_wait()?.is_some() {
-                    self.child = None;
-                    return Ok(());
-                }
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        self.kill9()
+        Ok(())
     }
 
     /// Whether the process is alive; a process that exited on its own is reaped
@@ -118,15 +96,5 @@ impl ServiceProcess {
 
     pub fn log_path(&self) -> &Path {
         &self.log
-    }
-}
-
-impl Drop for ServiceProcess {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGCONT);
-            let _ = child.kill();
-            let _ = child.wait();
-        }
     }
 }

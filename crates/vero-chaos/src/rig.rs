@@ -317,15 +317,6 @@ impl Sql for Rig {
 }
 
 async fn ready(port: u16) -> bool {
-    let Ok(mut stream) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else { return false };
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let request = b"GET /readyz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
-    if stream.write_all(request).await.is_err() {
-        return false;
-    }
-    let mut head = [0u8; 12];
-    matches!(
-        tokio::time::timeout(Duration::from_secs(2), stream.read_exact(&mut head)).await,
-        Ok(Ok(_)) if head.ends_with(b"200")
-    )
+    let answer = vero_testkit::http::get(([127, 0, 0, 1], port).into(), "/readyz", Duration::from_secs(2)).await;
+    answer.is_ok_and(|answer| answer.starts_with("HTTP/1.1 200"))
 }

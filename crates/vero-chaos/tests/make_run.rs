@@ -14,14 +14,15 @@
 //! The broker is Apache Kafka (`vero-dev-kafka`), the consumers in consumer groups.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use bytes::Bytes;
-use nix::sys::signal::{kill, killpg, Signal};
+use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use vero_loadgen::client::{Connection, Target};
+use vero_testkit::process::ChildGuard;
 
 /// Services `run-local.sh` supervises (their `/proc/<pid>/comm`, at most 15 bytes).
 const SINK: &str = "event-sink";
@@ -51,9 +52,10 @@ enum Output {
     PipedThroughCat,
 }
 
-/// One `make run` in the foreground of its own process group.
+/// One `make run` in the foreground of its own process group (the guard signals, and
+/// on drop kills, the whole group).
 struct LocalRun {
-    child: Child,
+    child: ChildGuard,
     log: PathBuf,
     state: PathBuf,
 }
@@ -71,7 +73,7 @@ impl LocalRun {
             Output::File => command.arg("scripts/run-local.sh"),
             Output::PipedThroughCat => command.args(["-c", "bash scripts/run-local.sh 2>&1 | cat"]),
         };
-        let child = command
+        command
             .current_dir(workspace_root())
             .env("VERO_RUN_DIR", state)
             .env("VERO_RUN_PORT_BASE", base.to_string())
@@ -80,14 +82,13 @@ impl LocalRun {
             .stdin(Stdio::null())
             .stdout(out.try_clone()?)
             .stderr(out)
-            .process_group(0)
-            .spawn()
-            .context("starting scripts/run-local.sh")?;
+            .process_group(0);
+        let child = ChildGuard::spawn(&mut command).context("starting scripts/run-local.sh")?;
         Ok(Self { child, log, state: state.to_owned() })
     }
 
     fn pid(&self) -> i32 {
-        self.child.id() as i32
+        self.child.pid() as i32
     }
 
     /// The script's and the supervisors' own lines (what the stop did), then the last
@@ -118,14 +119,10 @@ impl LocalRun {
             if i > 0 {
                 std::thread::sleep(Duration::from_secs(1));
             }
-            killpg(Pid::from_raw(self.pid()), *signal)?;
+            self.child.signal(*signal)?;
         }
-        let deadline = started + timeout;
-        while Instant::now() < deadline {
-            if self.child.try_wait()?.is_some() {
-                return Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(200));
+        if self.child.wait_timeout((started + timeout).saturating_duration_since(Instant::now()))?.is_some() {
+            return Ok(());
         }
         bail!("make run did not stop within {timeout:?} of {signals:?}:\n{}", self.log_tail())
     }
@@ -133,14 +130,13 @@ impl LocalRun {
 
 impl Drop for LocalRun {
     fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_none() {
-            let _ = killpg(Pid::from_raw(self.pid()), Signal::SIGINT);
+        if !matches!(self.child.try_wait(), Ok(Some(_))) {
+            let _ = self.child.signal(Signal::SIGINT);
             std::thread::sleep(Duration::from_secs(20));
             for pid in descendants(self.pid()) {
                 let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
             }
-            let _ = self.child.kill();
-            let _ = self.child.wait();
+            let _ = self.child.kill9();
         }
         // What a broken stop left behind, no longer below the script (reparented).
         for pid in leftovers(&self.state) {

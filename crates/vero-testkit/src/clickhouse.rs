@@ -18,12 +18,12 @@
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Stdio;
+use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
 
-use crate::process::wait_started;
+use crate::process::{wait_started, ChildGuard};
 
 /// How long a (re)start may take on a loaded 2-core machine before we give up.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -35,7 +35,7 @@ pub struct ClickHouseServer {
     binary: PathBuf,
     http_port: u16,
     tcp_port: u16,
-    child: Option<Child>,
+    child: Option<ChildGuard>,
 }
 
 impl ClickHouseServer {
@@ -95,17 +95,13 @@ impl ClickHouseServer {
     }
 
     pub fn is_running(&mut self) -> bool {
-        matches!(self.child.as_mut().map(Child::try_wait), Some(Ok(None)))
+        self.child.as_mut().is_some_and(ChildGuard::is_running)
     }
 
     /// Graceful stop (SIGTERM), waiting for the process to exit.
     pub fn stop(&mut self) -> anyhow::Result<()> {
         if let Some(mut child) = self.child.take() {
-            let status = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
-            if !matches!(status, Ok(s) if s.success()) {
-                let _ = child.kill();
-            }
-            wait_with_deadline(&mut child, Duration::from_secs(30))?;
+            child.terminate(Duration::from_secs(30))?;
         }
         Ok(())
     }
@@ -113,8 +109,7 @@ impl ClickHouseServer {
     /// Hard stop (SIGKILL): what a crash or OOM kill looks like to clients.
     pub fn kill(&mut self) -> anyhow::Result<()> {
         if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
+            let _ = child.kill9();
         }
         Ok(())
     }
@@ -238,19 +233,6 @@ fn write_config(dir: &Path, http_port: u16, tcp_port: u16, extra_config: &str) -
 "#;
     std::fs::write(dir.join("config.xml"), config).context("writing config.xml")?;
     std::fs::write(dir.join("users.xml"), users).context("writing users.xml")?;
-    Ok(())
-}
-
-fn wait_with_deadline(child: &mut Child, timeout: Duration) -> anyhow::Result<()> {
-    let deadline = Instant::now() + timeout;
-    while child.try_wait()?.is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
     Ok(())
 }
 

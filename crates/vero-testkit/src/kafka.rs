@@ -21,7 +21,7 @@
 //! leaves no JVM behind.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -32,7 +32,7 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientConfig;
 
 use crate::ports::free_ports;
-use crate::process::{signal, spawn_tied, wait_started};
+use crate::process::{spawn_tied, wait_started, ChildGuard, Signal};
 
 /// The broker version `deploy/kafka-local/pom.xml` pins (a unit test keeps them equal).
 pub const KAFKA_VERSION: &str = "4.1.1";
@@ -154,7 +154,7 @@ struct Node {
     /// The `SASL_SSL` and `SSL` listeners' ports, with [`KafkaSettings::security`].
     secure_ports: Option<(u16, u16)>,
     dir: PathBuf,
-    child: Option<Child>,
+    child: Option<ChildGuard>,
 }
 
 /// A running KRaft cluster; every node is killed when the handle drops.
@@ -369,8 +369,7 @@ impl KafkaCluster {
     pub fn kill(&mut self, id: i32) {
         let index = self.index(id);
         if let Some(mut child) = self.nodes[index].child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
+            let _ = child.kill9();
         }
     }
 
@@ -378,30 +377,21 @@ impl KafkaCluster {
     pub fn stop(&mut self, id: i32) {
         let index = self.index(id);
         if let Some(mut child) = self.nodes[index].child.take() {
-            signal(&child, nix::sys::signal::Signal::SIGTERM);
-            let deadline = Instant::now() + Duration::from_secs(60);
-            while Instant::now() < deadline {
-                if matches!(child.try_wait(), Ok(Some(_))) {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
+            let _ = child.terminate(Duration::from_secs(60));
         }
     }
 
     /// Whether node `id`'s process is alive (false after it died on its own).
     pub fn is_running(&mut self, id: i32) -> bool {
         let index = self.index(id);
-        self.nodes[index].child.as_mut().is_some_and(|child| matches!(child.try_wait(), Ok(None)))
+        self.nodes[index].child.as_mut().is_some_and(ChildGuard::is_running)
     }
 
     /// Controlled shutdown of every node, all at once (a lone node waits for no peer).
     pub fn stop_all(&mut self) {
         for node in &self.nodes {
             if let Some(child) = &node.child {
-                signal(child, nix::sys::signal::Signal::SIGTERM);
+                let _ = child.signal(Signal::SIGTERM);
             }
         }
         for id in self.node_ids() {
@@ -411,9 +401,8 @@ impl KafkaCluster {
 
     /// SIGSTOP (`frozen = true`) or SIGCONT node `id`: a hung process.
     pub fn freeze(&self, id: i32, frozen: bool) {
-        let signal_to_send = if frozen { nix::sys::signal::Signal::SIGSTOP } else { nix::sys::signal::Signal::SIGCONT };
         if let Some(child) = &self.node(id).child {
-            signal(child, signal_to_send);
+            let _ = if frozen { child.freeze() } else { child.thaw() };
         }
     }
 
@@ -526,8 +515,7 @@ impl Drop for KafkaCluster {
     fn drop(&mut self) {
         for node in &mut self.nodes {
             if let Some(mut child) = node.child.take() {
-                let _ = child.kill();
-                let _ = child.wait();
+                let _ = child.kill9();
             }
         }
     }

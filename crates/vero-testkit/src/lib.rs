@@ -14,6 +14,10 @@
 //!   listeners on its certificates.
 //! * [`cli::Cli`]: the command-line contract of every service binary, checked on the
 //!   real binary.
+//! * [`process::ChildGuard`]: the one child-process guard (signals, `kill -9`, a
+//!   bounded wait, the kill on drop) under every server here, the fault harness and
+//!   the bench.
+//! * [`http::get`] and [`http::post`]: one plain HTTP/1.1 exchange with a local service.
 //! * [`unique_name`]: per-test topic/group/database names so tests never share state.
 
 pub mod cli;
@@ -26,7 +30,7 @@ pub mod metrics;
 pub mod mock_kafka;
 pub mod netns;
 pub mod ports;
-mod process;
+pub mod process;
 pub mod secured_kafka;
 pub mod tls;
 pub mod zookeeper;

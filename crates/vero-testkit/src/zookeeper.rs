@@ -19,12 +19,12 @@
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{anyhow, Context};
 
-use crate::process::wait_started;
+use crate::process::{wait_started, ChildGuard};
 
 /// JVM start plus ZooKeeper's own start on a loaded 2-core machine.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -36,7 +36,7 @@ const LOG_BINDING: &str = "/usr/share/java/slf4j-simple.jar";
 pub struct ZooKeeper {
     dir: tempfile::TempDir,
     port: u16,
-    child: Option<Child>,
+    child: Option<ChildGuard>,
 }
 
 fn jar() -> anyhow::Result<PathBuf> {
@@ -74,14 +74,13 @@ impl ZooKeeper {
     }
 
     pub fn is_running(&mut self) -> bool {
-        matches!(self.child.as_mut().map(Child::try_wait), Some(Ok(None)))
+        self.child.as_mut().is_some_and(ChildGuard::is_running)
     }
 
     /// Hard stop (SIGKILL).
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
+            let _ = child.kill9();
         }
     }
 

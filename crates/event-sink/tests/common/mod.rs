@@ -6,7 +6,6 @@
 // Each test binary uses its own subset of these helpers.
 #![allow(dead_code)]
 
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -93,10 +92,9 @@ impl Setup {
         (addr, shutdown, handle)
     }
 
+    /// The answer of `sql` (through the test kit's ClickHouse client), "" on failure.
     pub async fn query(&self, sql: &str) -> String {
-        let sql = sql.to_owned();
-        let url_port = self.clickhouse.http_port();
-        tokio::task::spawn_blocking(move || raw_http(url_port, "POST", "/", &sql)).await.unwrap().unwrap_or_default()
+        tokio::task::block_in_place(|| self.clickhouse.query(sql)).unwrap_or_default()
     }
 
     pub async fn wait_for(&self, sql: &str, expected: &str) {
@@ -150,21 +148,17 @@ pub async fn produce_events(setup: &Setup, range: std::ops::Range<usize>) {
     }
 }
 
-/// One HTTP/1.0 exchange; the body on 200.
-pub fn raw_http(port: u16, method: &str, path: &str, body: &str) -> anyhow::Result<String> {
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
-    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
-    write!(stream, "{method} {path} HTTP/1.0\r\nContent-Length: {}\r\n\r\n{body}", body.len())?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
-    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+/// `GET path` on the sink's ops listener: the body on 200, else an error with the
+/// status line, headers and body.
+pub async fn ops_get(ops: std::net::SocketAddr, path: &str) -> anyhow::Result<String> {
+    let answer = vero_testkit::http::get(ops, path, Duration::from_secs(30)).await?;
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
     anyhow::ensure!(head.contains(" 200 "), "{head}\n{body}");
     Ok(body.to_owned())
 }
 
 pub async fn metric(ops: std::net::SocketAddr, name: &str) -> f64 {
-    let text = tokio::task::spawn_blocking(move || raw_http(ops.port(), "GET", "/metrics", "")).await.unwrap();
-    vero_testkit::metrics::sum(&text.unwrap_or_default(), name)
+    vero_testkit::metrics::sum(&ops_get(ops, "/metrics").await.unwrap_or_default(), name)
 }
 
 pub async fn wait_metric(ops: std::net::SocketAddr, name: &str, at_least: f64) {

@@ -364,8 +364,7 @@ impl Consumer {
     }
 
     fn kill9(&mut self) {
-        let _ = Command::new("kill").arg("-KILL").arg(self.guard.pid().to_string()).status();
-        self.guard.stop(Duration::from_secs(10));
+        self.guard.kill9();
     }
 }
 
