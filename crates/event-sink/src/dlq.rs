@@ -15,9 +15,9 @@ use crate::config::{KafkaSettings, RetrySettings};
 use crate::metrics::Metrics;
 use crate::writer::Abandoned;
 use vero_service::dead_letter::{DeadLetters, Delivered};
-use vero_service::health::Health;
-use vero_service::kafka_failure::{Cause, Class};
-use vero_service::kafka_security::{Watch, Watched};
+use vero_service::kafka_failure::Cause;
+use vero_service::kafka_security::Watched;
+use vero_service::retry::{Retry, Visibility};
 
 /// Value of the consumer header: which service gave up on the record.
 pub const CONSUMER_NAME: &str = "event-sink";
@@ -26,9 +26,9 @@ pub struct DeadLetterQueue {
     letters: DeadLetters,
     retry: RetrySettings,
     metrics: Metrics,
-    health: Health,
-    /// The service's watch of refused connections (it owns `needs_operator` then).
-    kafka: Watch,
+    /// Where failures show; the service's Kafka watch owns `needs_operator` while it
+    /// sees a refused connection.
+    visibility: Visibility,
 }
 
 impl DeadLetterQueue {
@@ -36,9 +36,9 @@ impl DeadLetterQueue {
         kafka: &KafkaSettings,
         retry: RetrySettings,
         metrics: Metrics,
-        health: Health,
-        watch: Watch,
+        visibility: Visibility,
     ) -> anyhow::Result<Self> {
+        let watch = visibility.kafka.clone().expect("the dead-letter producer reports to the Kafka watch");
         let mut config = ClientConfig::new();
         config
             .set("bootstrap.servers", &kafka.brokers)
@@ -50,47 +50,37 @@ impl DeadLetterQueue {
         vero_service::producer_retries::apply(&mut config, kafka.idempotent_producer);
         let producer = kafka.apply_properties(&mut config).create_with_context(Watched(watch.clone()))?;
         let letters = DeadLetters::new(producer, kafka.dlq_topic.clone(), CONSUMER_NAME);
-        Ok(Self { letters, retry, metrics, health, kafka: watch })
+        Ok(Self { letters, retry, metrics, visibility })
     }
 
     /// Send every letter, retrying with backoff while Kafka is unavailable or refuses
     /// for a reason an operator fixes (only the letters not acknowledged yet).
     pub async fn send_all(&self, mut letters: Vec<DeadLetter>, cancel: &CancellationToken) -> Result<(), Abandoned> {
-        let mut backoff = self.retry.backoff();
-        let mut operator_hold = false;
+        let what = format!("dead-letter topic {}", self.letters.topic());
+        let mut retry = Retry::new(&what, self.retry.backoff(), &self.visibility);
         let sent = self.metrics.dlq_records.clone();
+        let mut failed = false;
         loop {
             let done = |letter: &DeadLetter, delivered| {
                 if delivered != Delivered::Dropped {
                     sent.with_label_values(&[letter.kind]).inc();
                 }
             };
-            let error = match self.letters.send(&mut letters, done).await {
-                Ok(()) => {
-                    if operator_hold && self.kafka.refused().is_none() {
-                        self.metrics.needs_operator.set(0);
-                    }
+            match self.letters.send(&mut letters, done).await {
+                Ok(()) if failed => {
+                    retry.succeeded();
                     return Ok(());
                 }
-                Err(error) => error,
-            };
-            let cause = Cause::of(&error);
-            if cause.class() == Class::Operator {
+                Ok(()) => return Ok(()),
                 // An ACL, a missing DLQ topic, a fatal producer: an operator fixes it,
                 // and the letters wait (consumption paused) rather than being lost.
-                let topic = self.letters.topic();
-                tracing::error!(%error, topic, "dead-letter topic refuses the letter until an operator acts; retrying");
-                self.metrics.needs_operator.set(1);
-                operator_hold = true;
-                self.health.not_ready(format!(
-                    "operator action needed: dead-letter topic {topic}: {} ({error})",
-                    cause.describe()
-                ));
-            } else {
-                tracing::warn!(%error, "dead-letter produce failed, retrying");
-                self.health.not_ready(format!("dead-letter topic unavailable: {error}"));
+                Err(error) => {
+                    let cause = Cause::of(&error);
+                    retry.failed(cause.class(), &format_args!("{} ({error})", cause.describe()));
+                    failed = true;
+                }
             }
-            if !backoff.wait(cancel).await {
+            if !retry.wait(cancel).await {
                 return Err(Abandoned);
             }
         }

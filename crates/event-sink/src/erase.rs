@@ -64,7 +64,7 @@ use crate::config::RetrySettings;
 use crate::metrics::Metrics;
 use crate::route::{Destination, Place};
 use crate::writer::Abandoned;
-use vero_service::health::Health;
+use vero_service::retry::{Class, Retry, Visibility};
 
 /// A `Delete` command and its position in the topic.
 #[derive(Debug, Clone)]
@@ -175,7 +175,8 @@ pub struct Eraser {
     retry: RetrySettings,
     timeout: Duration,
     metrics: Metrics,
-    health: Health,
+    /// Where failures show (`/readyz`, `needs_operator`, failures by class).
+    visibility: Visibility,
 }
 
 impl Eraser {
@@ -184,9 +185,9 @@ impl Eraser {
         retry: RetrySettings,
         timeout: Duration,
         metrics: Metrics,
-        health: Health,
+        visibility: Visibility,
     ) -> Self {
-        Self { destination, retry, timeout, metrics, health }
+        Self { destination, retry, timeout, metrics, visibility }
     }
 
     /// Submit the mutations for `deletes`; returns `(index, reason)` of every delete
@@ -378,8 +379,10 @@ impl Eraser {
         F: Fn(&Client) -> Fut,
         Fut: std::future::Future<Output = clickhouse::error::Result<T>>,
     {
-        let mut backoff = self.retry.backoff();
         let shard = place.label();
+        let what =
+            if shard.is_empty() { format!("ClickHouse {what}") } else { format!("ClickHouse {what} on {shard}") };
+        let mut retry = Retry::new(&what, self.retry.backoff(), &self.visibility);
         loop {
             let timeout = self.timeout;
             let outcome = place
@@ -395,27 +398,16 @@ impl Eraser {
                 .await;
             match outcome {
                 Ok(value) => {
-                    self.metrics.needs_operator.set(0);
-                    self.health.ready();
+                    retry.succeeded();
                     return Ok(Ok(value));
                 }
                 Err(failure) => {
-                    self.metrics.write_failures.with_label_values(&[failure.class()]).inc();
-                    match failure {
-                        Failure::Invalid(reason) => return Ok(Err(reason)),
-                        Failure::Operator(reason) => {
-                            tracing::error!(%what, %shard, %reason, "ClickHouse refuses this write until an operator acts; retrying");
-                            self.metrics.needs_operator.set(1);
-                            self.health
-                                .not_ready(format!("operator action needed, ClickHouse {what} refused: {reason}"));
-                        }
-                        Failure::Retryable(reason) => {
-                            tracing::warn!(%what, %shard, %reason, "ClickHouse write failed, retrying");
-                            self.health.not_ready(format!("ClickHouse {what} failing: {reason}"));
-                        }
+                    retry.failed(Class::from(&failure), &failure.message());
+                    if let Failure::Invalid(reason) = failure {
+                        return Ok(Err(reason));
                     }
                     self.metrics.delete_mutation_retries.inc();
-                    if !backoff.wait(cancel).await {
+                    if !retry.wait(cancel).await {
                         return Err(Abandoned);
                     }
                 }

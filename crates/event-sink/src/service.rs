@@ -31,6 +31,7 @@ use vero_service::group_protocol::Assignors;
 use vero_service::health::Health;
 use vero_service::kafka_security::Watch;
 use vero_service::partitions::{Gauges, Lifecycle, Rebalances};
+use vero_service::retry::{Class, Retry, Visibility};
 use vero_shards::Router;
 
 /// Run the sink until `shutdown` is cancelled; the ops endpoints are served on
@@ -59,26 +60,22 @@ async fn start_and_consume(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let client = vero_clickhouse::client::build(&settings.clickhouse);
-    let mut backoff = settings.retry.backoff();
+    let starting = Visibility {
+        health: health.clone(),
+        needs_operator: metrics.needs_operator.clone(),
+        kafka: None,
+        failures: None,
+    };
+    let mut retry = Retry::new("ClickHouse schema check", settings.retry.backoff(), &starting);
     let (version, router) = loop {
         match prepare(&settings, &client).await {
             Ok(ready) => break ready,
-            Err(Failure::Retryable(reason)) => {
-                tracing::warn!(%reason, "ClickHouse not reachable yet, retrying");
-                health.not_ready(format!("ClickHouse not reachable: {reason}"));
-                if !backoff.wait(&shutdown).await {
+            Err(invalid @ Failure::Invalid(_)) => return Err(invalid.into()),
+            Err(failure) => {
+                if !retry.again(Class::from(&failure), failure.message(), &shutdown).await {
                     return Ok(());
                 }
             }
-            Err(Failure::Operator(reason)) => {
-                tracing::error!(%reason, "ClickHouse refuses the schema check until an operator acts; retrying");
-                metrics.needs_operator.set(1);
-                health.not_ready(format!("operator action needed, ClickHouse refuses the schema check: {reason}"));
-                if !backoff.wait(&shutdown).await {
-                    return Ok(());
-                }
-            }
-            Err(invalid) => return Err(invalid.into()),
         }
     };
     // A revoke waits at most one request timeout for an INSERT in flight.
@@ -100,27 +97,27 @@ async fn start_and_consume(
         }
         None => Destination::Single(Box::new(for_inserts(&settings, client.clone()))),
     };
+    // Where the writes' failures show: /readyz, needs_operator, failures by class.
+    let visibility = Visibility {
+        health: health.clone(),
+        needs_operator: metrics.needs_operator.clone(),
+        kafka: Some(kafka.clone()),
+        failures: Some(metrics.write_failures.clone()),
+    };
     let eraser = Eraser::new(
         destination.clone(),
         settings.retry.clone(),
         settings.clickhouse.request_timeout(),
         metrics.clone(),
-        health.clone(),
+        visibility.clone(),
     );
     // vero_sink_erasures_pending, for as long as the pipeline runs.
     let watching = CancellationToken::new();
     let pending = tokio::spawn(crate::erase::watch_pending(destination.clone(), metrics.clone(), watching.clone()));
-    let writer = Writer::new(
-        destination,
-        version,
-        settings.retry.clone(),
-        settings.clickhouse.request_timeout(),
-        metrics.clone(),
-        health.clone(),
-        fence,
-        settings.dedup.window_ms,
-    );
-    let dlq = DeadLetterQueue::new(&settings.kafka, settings.retry.clone(), metrics.clone(), health.clone(), kafka)?;
+    let writer = Writer::new(destination, version, &settings, metrics.clone(), visibility.clone(), fence);
+    // Dead-letter failures are not write failures: not counted with them.
+    let letters = Visibility { failures: None, ..visibility };
+    let dlq = DeadLetterQueue::new(&settings.kafka, settings.retry.clone(), metrics.clone(), letters)?;
     health.ready();
     tracing::info!(server = %version, topic = %settings.kafka.events_topic, group = %settings.kafka.group_id, "consuming");
     let gauges = Gauges {

@@ -46,12 +46,12 @@ use clickhouse::Client;
 use tokio_util::sync::CancellationToken;
 use vero_clickhouse::{Failure, ServerVersion};
 
-use crate::config::RetrySettings;
+use crate::config::{RetrySettings, Settings};
 use crate::metrics::Metrics;
 use crate::once::{self, Fence, Skip};
 use crate::route::{At, Destination, Place};
 use crate::row::EventRow;
-use vero_service::health::Health;
+use vero_service::retry::{Class, Retry, Visibility};
 
 /// The batch was given up because shutdown came first; nothing about it is stored.
 #[derive(Debug, thiserror::Error)]
@@ -89,32 +89,34 @@ pub struct Writer {
     retry: RetrySettings,
     timeout: std::time::Duration,
     metrics: Metrics,
-    health: Health,
+    /// Where failures show (`/readyz`, `needs_operator`, failures by class).
+    visibility: Visibility,
     fence: Arc<Fence>,
     /// `dedup.window_ms`; 0 = client repeats are not dropped.
     window_ms: i64,
 }
 
 impl Writer {
-    #[allow(clippy::too_many_arguments)]
+    /// Rows of `version`'s server to `destination`, with the retry, timeout and dedup
+    /// window of `settings`.
     pub fn new(
         destination: Destination,
         version: ServerVersion,
-        retry: RetrySettings,
-        timeout: std::time::Duration,
+        settings: &Settings,
         metrics: Metrics,
-        health: Health,
+        visibility: Visibility,
         fence: Arc<Fence>,
-        window_ms: u64,
     ) -> Self {
-        let window_ms = i64::try_from(window_ms).unwrap_or(i64::MAX);
+        let retry = settings.retry.clone();
+        let window_ms = i64::try_from(settings.dedup.window_ms).unwrap_or(i64::MAX);
         let park_after = match &destination {
             Destination::Cluster(router) if router.shards().len() > 1 => {
                 Some(Duration::from_millis(retry.shard_park_after_ms))
             }
             _ => None,
         };
-        Self { destination, park_after, version, retry, timeout, metrics, health, fence, window_ms }
+        let timeout = settings.clickhouse.request_timeout();
+        Self { destination, park_after, version, retry, timeout, metrics, visibility, fence, window_ms }
     }
 
     /// Write `rows`. On a cluster each shard's rows are written concurrently, each
@@ -205,8 +207,10 @@ impl Writer {
         park_at: Option<Instant>,
         cancel: &CancellationToken,
     ) -> Result<Attempt, Abandoned> {
-        let mut backoff = self.retry.backoff();
         let shard = place.label();
+        let what =
+            if shard.is_empty() { "ClickHouse INSERT".to_owned() } else { format!("ClickHouse INSERT on {shard}") };
+        let mut retry = Retry::new(&what, self.retry.backoff(), &self.visibility);
         let mut failed = false;
         let mut park_at = park_at;
         loop {
@@ -245,36 +249,25 @@ impl Writer {
                     if !shard.is_empty() {
                         self.metrics.shard_failing.with_label_values(&[&shard]).set(0);
                     }
-                    self.metrics.needs_operator.set(0);
-                    self.health.ready();
+                    retry.succeeded();
                     return Ok(Attempt::Done);
                 }
                 Err(failure) => {
                     failed = true;
-                    self.metrics.write_failures.with_label_values(&[failure.class()]).inc();
                     if !shard.is_empty() {
                         self.metrics.shard_failing.with_label_values(&[&shard]).set(1);
                     }
-                    match failure {
-                        Failure::Invalid(reason) => return Ok(Attempt::Refused(reason)),
-                        Failure::Operator(reason) => {
-                            tracing::error!(rows = rows.len(), %shard, %reason, "ClickHouse refuses every INSERT until an operator acts; consumption paused, retrying");
-                            self.metrics.needs_operator.set(1);
-                            self.health
-                                .not_ready(format!("operator action needed, ClickHouse INSERT refused: {reason}"));
-                        }
-                        Failure::Retryable(reason) => {
-                            tracing::warn!(rows = rows.len(), %shard, %reason, "INSERT failed, retrying");
-                            self.health.not_ready(format!("ClickHouse INSERT failing: {reason}"));
-                        }
+                    retry.failed(Class::from(&failure), &failure.message());
+                    if let Failure::Invalid(reason) = failure {
+                        return Ok(Attempt::Refused(reason));
                     }
                     self.metrics.insert_retries.inc();
                     let waited = match park_at {
                         Some(at) => tokio::select! {
-                            waited = backoff.wait(cancel) => waited,
+                            waited = retry.wait(cancel) => waited,
                             _ = tokio::time::sleep_until(at.into()) => true,
                         },
-                        None => backoff.wait(cancel).await,
+                        None => retry.wait(cancel).await,
                     };
                     if !waited {
                         return Err(Abandoned);

@@ -170,6 +170,8 @@ async fn a_killed_sink_process_redelivers_without_visible_duplicates() {
     setup.wait_for("SELECT count() FROM vero.events FINAL", "120").await;
     setup.wait_for("SELECT uniqExact(event_id) FROM vero.events", "120").await;
     assert_eq!(setup.query("SELECT count() FROM vero.events").await.trim(), "120", "no copy, even before merges");
+    // Rows are visible in ClickHouse a moment before the INSERT's metrics count them.
+    wait_metric(second_ops, "vero_sink_rows_inserted_total", 20.0).await;
     assert_eq!(metric(second_ops, "vero_sink_rows_inserted_total").await, 20.0);
     // SIGTERM: flush, commit, exit 0.
     let status = std::process::Command::new("kill").arg("-TERM").arg(second.id().to_string()).status().unwrap();

@@ -6,7 +6,8 @@
 //! write that can never succeed.
 
 use rdkafka::error::KafkaError;
-use vero_service::kafka_failure::{Cause, Class};
+use vero_service::kafka_failure::Cause;
+use vero_service::retry::Class;
 
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
@@ -28,12 +29,19 @@ impl WriteError {
         matches!(self, Self::Unavailable(_) | Self::NeedsOperator(_))
     }
 
-    /// `retryable`, `operator` or `invalid`, as `vero_clickhouse::Failure::class`.
-    pub fn class(&self) -> &'static str {
+    /// What fixes it, for the retry policy (`vero_service::retry`).
+    pub fn class(&self) -> Class {
         match self {
-            Self::Unavailable(_) => "retryable",
-            Self::NeedsOperator(_) => "operator",
-            Self::Rejected(_) => "invalid",
+            Self::Unavailable(_) => Class::Retryable,
+            Self::NeedsOperator(_) => Class::Operator,
+            Self::Rejected(_) => Class::Invalid,
+        }
+    }
+
+    /// What went wrong, without the class.
+    pub fn message(&self) -> &str {
+        match self {
+            Self::Unavailable(m) | Self::NeedsOperator(m) | Self::Rejected(m) => m,
         }
     }
 }
@@ -78,8 +86,8 @@ mod tests {
         assert!(WriteError::from(vero_clickhouse::Failure::Retryable("down".into())).is_retryable());
         assert!(!WriteError::from(vero_clickhouse::Failure::Invalid("bad".into())).is_retryable());
         let denied = WriteError::from(KafkaError::MessageProduction(RDKafkaErrorCode::TopicAuthorizationFailed));
-        assert!(denied.is_retryable() && denied.class() == "operator", "{denied:?}");
+        assert!(denied.is_retryable() && denied.class() == Class::Operator, "{denied:?}");
         let dropped = WriteError::from(vero_clickhouse::Failure::Operator("Code: 60".into()));
-        assert!(dropped.is_retryable() && dropped.class() == "operator", "{dropped:?}");
+        assert!(dropped.is_retryable() && dropped.class() == Class::Operator, "{dropped:?}");
     }
 }

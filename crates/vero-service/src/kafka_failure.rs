@@ -43,13 +43,8 @@ pub enum Cause {
     InvalidRecord,
 }
 
-/// What fixes a [`Cause`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Class {
-    Retryable,
-    Operator,
-    Invalid,
-}
+/// What fixes a [`Cause`]: the one classification of [`crate::retry`].
+pub use crate::retry::Class;
 
 impl Cause {
     /// The one classification of a librdkafka error.

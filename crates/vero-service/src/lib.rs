@@ -5,8 +5,8 @@
 //!   own settings struct, with errors that name the key.
 //! * [`telemetry::init`]: structured logs (`VERO_LOG_FORMAT=json|text`, `RUST_LOG`).
 //! * [`shutdown::signal`]: a token cancelled on SIGINT or SIGTERM.
-//! * [`backoff::Backoff`] and [`health::Health`]: retry pacing and readiness state
-//!   for the consumers.
+//! * [`retry::Retry`]: the one retry policy of a failing side effect, by failure
+//!   class, over [`backoff::Backoff`] and [`health::Health`] (readiness state).
 //! * [`dead_letter::DeadLetters`]: the dead-letter topic both consumers write, with
 //!   the value-dropped fallback and retries that never send a letter twice.
 //! * [`kafka_properties::KafkaProperties`]: `kafka.properties`, the extra librdkafka
@@ -42,6 +42,7 @@ pub mod offset_gaps;
 pub mod ops;
 pub mod partitions;
 pub mod producer_retries;
+pub mod retry;
 pub mod settings;
 pub mod shutdown;
 pub mod telemetry;

@@ -67,6 +67,7 @@ use apply::{Applier, Effects, Topics};
 use vero_service::health::Health;
 use vero_service::kafka_security::Watch;
 use vero_service::partitions::{Gauges, Lifecycle, Take};
+use vero_service::retry::{Class, Retry, Visibility};
 use write::{Fence, NotWritten, Writer};
 
 /// How long a restore or write may run before the assigned partitions are paused and
@@ -131,7 +132,12 @@ async fn serve(
         topics: topics.clone(),
         retry: settings.retry.clone(),
         metrics: metrics.clone(),
-        health: health.clone(),
+        visibility: Visibility {
+            health: health.clone(),
+            needs_operator: metrics.needs_operator.clone(),
+            kafka: Some(consumer.context().kafka().clone()),
+            failures: Some(metrics.write_failures.clone()),
+        },
         max_profile_bytes: settings.kafka.max_profile_bytes,
         changelog: changelog.clone(),
     };
@@ -197,7 +203,13 @@ async fn migrate(
 ) -> anyhow::Result<Option<Store>> {
     let cluster = settings.clickhouse.cluster.as_deref();
     let migrations = vero_clickhouse::migrations::embedded_for(cluster).map_err(anyhow::Error::msg)?;
-    let mut backoff = settings.retry.backoff();
+    let starting = Visibility {
+        health: health.clone(),
+        needs_operator: metrics.needs_operator.clone(),
+        kafka: None,
+        failures: None,
+    };
+    let mut retry = Retry::new("ClickHouse migrations", settings.retry.backoff(), &starting);
     loop {
         let attempt = async {
             let version = vero_clickhouse::ServerVersion::detect(client).await?;
@@ -207,6 +219,7 @@ async fn migrate(
         };
         match attempt.await {
             Ok((applied, router)) => {
+                metrics.needs_operator.set(0);
                 for migration in applied {
                     tracing::info!(file = migration.file, "ClickHouse migration applied");
                 }
@@ -226,15 +239,15 @@ async fn migrate(
                     None => Store::Single(Box::new(client.clone())),
                 }));
             }
+            Err(e @ vero_clickhouse::Failure::Invalid(_)) => {
+                return Err(anyhow::anyhow!("ClickHouse migrations failed: {e}"))
+            }
             // Operator-fixable (login refused, ...) is retried like an outage, visibly.
-            Err(e) if !matches!(e, vero_clickhouse::Failure::Invalid(_)) => {
-                health.not_ready(format!("ClickHouse schema: {e}"));
-                tracing::warn!(error = %e, "ClickHouse refuses or cannot be reached for migrations, retrying");
-                if !backoff.wait(shutdown).await {
+            Err(e) => {
+                if !retry.again(Class::from(&e), e.message(), shutdown).await {
                     return Ok(None);
                 }
             }
-            Err(e) => return Err(anyhow::anyhow!("ClickHouse migrations failed: {e}")),
         }
     }
 }
@@ -289,7 +302,7 @@ impl LoopState<'_> {
             }
             for partition in batch.iter().map(Message::partition).collect::<BTreeSet<_>>() {
                 let needed = !self.states.is_restored(partition) && self.fence.holds(partition);
-                if needed && !self.restore(partition, &writer.health, shutdown).await? {
+                if needed && !self.restore(partition, &writer.visibility, shutdown).await? {
                     return Ok(());
                 }
             }
@@ -492,9 +505,17 @@ impl LoopState<'_> {
     /// other failure is Kafka being unavailable (all brokers down, a read outlasting
     /// `kafka.restore_timeout_ms`): retried with backoff too, `/readyz` 503 meanwhile.
     /// `Ok(false)`: shutdown came first (nothing of the batch may be applied).
-    async fn restore(&mut self, partition: i32, health: &Health, shutdown: &CancellationToken) -> anyhow::Result<bool> {
+    async fn restore(
+        &mut self,
+        partition: i32,
+        visibility: &Visibility,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<bool> {
         let started = std::time::Instant::now();
-        let mut backoff = self.settings.retry.backoff();
+        let what = format!("restoring the profiles of partition {partition}");
+        // Not a write: its failures are not counted with the writes'.
+        let visibility = Visibility { failures: None, ..visibility.clone() };
+        let mut retry = Retry::new(&what, self.settings.retry.backoff(), &visibility);
         let mut held = false;
         let restored = loop {
             let kafka = &self.settings.kafka;
@@ -513,56 +534,37 @@ impl LoopState<'_> {
                     max_checkpoint_age_ms,
                 })
             });
-            match self.drive(reading).await? {
+            let error = match self.drive(reading).await? {
                 Ok(restored) => break Some(restored),
-                Err(e) if e.downcast_ref::<restore::Unreadable>().is_some() => {
-                    tracing::error!(partition, error = %e, "restore stopped at a profile it cannot read");
-                    self.metrics.needs_operator.set(1);
-                    health.not_ready(format!(
-                        "operator action needed: {e} (write the profile's value, or a tombstone, to that key, or \
-                         roll out a version that reads it)"
-                    ));
-                    held = true;
-                    if !self.fence.holds(partition) {
-                        break None;
-                    }
-                    if !self.drive(backoff.wait(shutdown)).await {
-                        return Ok(false);
-                    }
-                }
+                Err(e) => e,
+            };
+            if error.downcast_ref::<restore::Unreadable>().is_some() {
+                let reason = format!(
+                    "{error} (write the profile's value, or a tombstone, to that key, or roll out a version that \
+                     reads it)"
+                );
+                retry.failed(Class::Operator, &reason);
+                held = true;
+            } else if self.consumer.context().kafka().refused().is_some() {
                 // Kafka refuses the login or a certificate: the watch holds /readyz and
                 // the gauge; retried like an outage until an operator fixed it.
-                Err(e) if self.consumer.context().kafka().refused().is_some() => {
-                    tracing::debug!(partition, error = %e, "restore waits for Kafka to accept the connection");
-                    if !self.fence.holds(partition) {
-                        break None;
-                    }
-                    if !self.drive(backoff.wait(shutdown)).await {
-                        return Ok(false);
-                    }
-                }
+                tracing::debug!(partition, error = %error, "restore waits for Kafka to accept the connection");
+            } else {
                 // Kafka unavailable (a broker down or restarting, a leader moving, the
                 // read outlasting `restore_timeout_ms`): the same read succeeds later.
                 // Exiting would only restart the process into the same wait.
-                Err(e) => {
-                    let reason = format!("{e:#}");
-                    tracing::warn!(partition, error = %reason, "restore failed, retrying");
-                    health.not_ready(format!("restoring the profiles of partition {partition}: {reason}"));
-                    held = true;
-                    if !self.fence.holds(partition) {
-                        break None;
-                    }
-                    if !self.drive(backoff.wait(shutdown)).await {
-                        return Ok(false);
-                    }
-                }
+                retry.failed(Class::Retryable, &format_args!("{error:#}"));
+                held = true;
+            }
+            if !self.fence.holds(partition) {
+                break None;
+            }
+            if !self.drive(retry.wait(shutdown)).await {
+                return Ok(false);
             }
         };
         if held {
-            if self.consumer.context().kafka().refused().is_none() {
-                self.metrics.needs_operator.set(0);
-            }
-            health.ready();
+            retry.succeeded();
         }
         let Some(restored) = restored.filter(|_| self.fence.holds(partition)) else {
             tracing::info!(partition, "partition revoked while restoring it; restore dropped");

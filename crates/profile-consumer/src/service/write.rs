@@ -58,8 +58,8 @@ use crate::store::clickhouse::{AliasRow, Erasure, ProfileRow, ERASE_STATEMENT_BY
 use crate::store::Store;
 use vero_model::profile::RECENT_REQUESTS_MAX_BYTES;
 use vero_service::dead_letter::{DeadLetter, DeadLetters, Delivered};
-use vero_service::health::Health;
 use vero_service::partitions::Rebalances;
+use vero_service::retry::{Retry, Visibility};
 
 /// Largest erase mutation sent at once (its conditions), a quarter of ClickHouse's
 /// default `max_query_size` (262144): many deletes in one batch never add up to a
@@ -137,7 +137,8 @@ pub struct Writer {
     pub topics: Topics,
     pub retry: RetrySettings,
     pub metrics: Metrics,
-    pub health: Health,
+    /// Where failures show (`/readyz`, `needs_operator`, failures by class).
+    pub visibility: Visibility,
     /// `kafka.max_profile_bytes`: larger profile records are bad records.
     pub max_profile_bytes: usize,
     /// The profiles topic's ends as this member knows them: the fence against a write
@@ -163,7 +164,7 @@ impl Writer {
         fence: &Fence,
         cancel: &CancellationToken,
     ) -> Result<BTreeSet<i32>, NotWritten> {
-        let mut backoff = self.retry.backoff();
+        let mut retry = Retry::new("writing profiles", self.retry.backoff(), &self.visibility);
         // The park deadline runs from the start of the write, not from its first
         // failure: an attempt on a hung replica may take seconds before it fails.
         let mut park_at = self.park_after.map(|after| Instant::now() + after);
@@ -187,26 +188,15 @@ impl Writer {
                 Ok(()) => {
                     self.metrics.write_seconds.observe(started.elapsed().as_secs_f64());
                     self.metrics.profiles_written.inc_by(std::mem::take(&mut rendered.written) as u64);
-                    self.metrics.needs_operator.set(0);
-                    self.health.ready();
+                    retry.succeeded();
                     return Ok(parked);
                 }
                 Err(e) => {
-                    self.metrics.write_failures.with_label_values(&[e.class()]).inc();
-                    match &e {
-                        WriteError::Rejected(_) => {
-                            self.health.not_ready(e.to_string());
-                            return Err(NotWritten::Rejected(e));
-                        }
-                        WriteError::NeedsOperator(_) => {
-                            tracing::error!(error = %e, "writing profiles refused until an operator acts, retrying");
-                            self.metrics.needs_operator.set(1);
-                            self.health.not_ready(format!("operator action needed: {e}"));
-                        }
-                        WriteError::Unavailable(_) => {
-                            tracing::warn!(error = %e, "writing profiles failed, retrying");
-                            self.health.not_ready(e.to_string());
-                        }
+                    retry.failed(e.class(), &e.message());
+                    if let WriteError::Rejected(_) = &e {
+                        // The service stops, and says why until it does.
+                        self.visibility.health.not_ready(e.to_string());
+                        return Err(NotWritten::Rejected(e));
                     }
                     failed = true;
                     if park_at.is_some_and(|at| Instant::now() >= at) && rendered.erasures.is_empty() {
@@ -222,7 +212,7 @@ impl Writer {
                             parked.extend(down);
                             park_at = self.park_after.map(|after| Instant::now() + after);
                             failed = false;
-                            backoff = self.retry.backoff();
+                            retry.reset(self.retry.backoff());
                             continue;
                         }
                         // Every shard answers: the failure is not a shard down (no
@@ -234,10 +224,10 @@ impl Writer {
                     // The backoff never waits past the park deadline either.
                     let waited = match park_at.filter(|_| rendered.erasures.is_empty()) {
                         Some(at) => tokio::select! {
-                            waited = backoff.wait(cancel) => waited,
+                            waited = retry.wait(cancel) => waited,
                             _ = tokio::time::sleep_until(at.into()) => true,
                         },
-                        None => backoff.wait(cancel).await,
+                        None => retry.wait(cancel).await,
                     };
                     if !waited {
                         return Err(NotWritten::Shutdown);
