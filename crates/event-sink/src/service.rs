@@ -60,12 +60,7 @@ async fn start_and_consume(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let client = vero_clickhouse::client::build(&settings.clickhouse);
-    let starting = Visibility {
-        health: health.clone(),
-        needs_operator: metrics.needs_operator.clone(),
-        kafka: None,
-        failures: None,
-    };
+    let starting = Visibility::starting(&health, &metrics.needs_operator);
     let mut retry = Retry::new("ClickHouse schema check", settings.retry.backoff(), &starting);
     let (version, router) = loop {
         match prepare(&settings, &client).await {

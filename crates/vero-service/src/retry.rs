@@ -69,6 +69,14 @@ pub struct Visibility {
     pub failures: Option<IntCounterVec>,
 }
 
+impl Visibility {
+    /// Readiness and `needs_operator` only: no Kafka watch yet, failures not counted
+    /// (a service's start-up checks).
+    pub fn starting(health: &Health, needs_operator: &IntGauge) -> Self {
+        Self { health: health.clone(), needs_operator: needs_operator.clone(), kafka: None, failures: None }
+    }
+}
+
 /// The retries of one operation (see the module doc).
 pub struct Retry<'a> {
     /// Names the operation in logs and in `/readyz` ("dead-letter topic

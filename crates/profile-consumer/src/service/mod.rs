@@ -203,12 +203,7 @@ async fn migrate(
 ) -> anyhow::Result<Option<Store>> {
     let cluster = settings.clickhouse.cluster.as_deref();
     let migrations = vero_clickhouse::migrations::embedded_for(cluster).map_err(anyhow::Error::msg)?;
-    let starting = Visibility {
-        health: health.clone(),
-        needs_operator: metrics.needs_operator.clone(),
-        kafka: None,
-        failures: None,
-    };
+    let starting = Visibility::starting(health, &metrics.needs_operator);
     let mut retry = Retry::new("ClickHouse migrations", settings.retry.backoff(), &starting);
     loop {
         let attempt = async {
