@@ -31,6 +31,7 @@ use rdkafka::util::Timeout;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use vero_model::topics::dlq_headers;
 use vero_service::kafka_security::{Watch, Watched};
+use vero_service::to_end::ToEnd;
 
 use crate::config::KafkaSettings;
 
@@ -112,34 +113,25 @@ pub async fn replay_dlq(kafka: &KafkaSettings, timeout: Duration) -> anyhow::Res
         wanted.add_partition(topic, p);
     }
     let committed = committed_offsets(&consumer, wanted).context("reading the replay's offsets")?;
-    let mut assignment = TopicPartitionList::new();
-    let mut ends: BTreeMap<i32, i64> = BTreeMap::new();
+    // Records dead-lettered after the start are the next run's.
+    let mut read = ToEnd::new(topic, deadline.saturating_duration_since(Instant::now()));
     for &p in &partitions {
         let (low, high) = consumer.fetch_watermarks(topic, p, Duration::from_secs(10))?;
         let start = match committed.find_partition(topic, p).map(|e| e.offset()) {
             Some(Offset::Offset(next)) => next.max(low),
             _ => low,
         };
-        if start < high {
-            assignment.add_partition_offset(topic, p, Offset::Offset(start))?;
-            ends.insert(p, high);
-        }
+        read.add(p, start, high);
     }
     let mut replayed = Replayed::default();
-    if ends.is_empty() {
+    if read.is_done() {
         return Ok(replayed);
     }
-    consumer.assign(&assignment)?;
+    read.assign(&consumer)?;
 
-    let mut next: BTreeMap<i32, i64> = BTreeMap::new();
-    while ends.iter().any(|(p, end)| next.get(p).copied().unwrap_or(0) < *end) {
-        anyhow::ensure!(Instant::now() < deadline, "replay did not reach the end of {topic} within {timeout:?}");
-        let Some(polled) = consumer.poll(Duration::from_millis(200)) else { continue };
-        let message = polled.context("reading the DLQ")?;
+    while let Some(message) = read.next(&consumer) {
+        let message = message.with_context(|| format!("replaying {topic}"))?;
         let (partition, offset) = (message.partition(), message.offset());
-        if offset >= ends.get(&partition).copied().unwrap_or(0) {
-            continue; // dead-lettered after the start: the next run's
-        }
         let header = |name: &str| {
             message.headers().and_then(|headers| {
                 headers
@@ -169,7 +161,6 @@ pub async fn replay_dlq(kafka: &KafkaSettings, timeout: Duration) -> anyhow::Res
             .await
             .map_err(|(e, _)| anyhow::anyhow!("producing {from} back to {destination}: {e}"))?;
         *replayed.records.entry(destination).or_default() += 1;
-        next.insert(partition, offset + 1);
         let mut commit = TopicPartitionList::new();
         commit.add_partition_offset(topic, partition, Offset::Offset(offset + 1))?;
         consumer.commit(&commit, CommitMode::Sync).with_context(|| format!("committing the replay of {from}"))?;

@@ -26,6 +26,8 @@
 //!   one state machine, and the rebalance record its callbacks keep for the loop.
 //! * [`producer_retries`]: `kafka.idempotent_producer`, how every producer keeps
 //!   librdkafka's retries from duplicating or reordering a record.
+//! * [`to_end::ToEnd`]: reading partitions up to where they ended when the read began
+//!   (the profile consumer's restore, `replay-dlq`).
 //! * [`ops`]: the operator endpoints `/metrics`, `/healthz` and `/readyz` for the
 //!   consumers (the gateway serves the same paths on its own router).
 
@@ -46,3 +48,4 @@ pub mod retry;
 pub mod settings;
 pub mod shutdown;
 pub mod telemetry;
+pub mod to_end;

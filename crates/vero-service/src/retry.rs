@@ -99,12 +99,12 @@ impl<'a> Retry<'a> {
         }
         match class {
             Class::Operator => {
-                tracing::error!(what, %reason, "refused until an operator acts; retrying");
+                tracing::error!(what, error = %reason, "refused until an operator acts; retrying");
                 visibility.needs_operator.set(1);
                 visibility.health.not_ready(format!("operator action needed: {what}: {reason}"));
             }
             Class::Retryable => {
-                tracing::warn!(what, %reason, "failed; retrying");
+                tracing::warn!(what, error = %reason, "failed; retrying");
                 visibility.health.not_ready(format!("{what}: {reason}"));
             }
             // The caller's to handle (a dead letter, or a stop that says why).

@@ -9,14 +9,14 @@
 //! proportional to the number of profiles, not to the number of events ever received.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::KafkaError;
-use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use rdkafka::{ClientConfig, Message};
 use vero_model::profile::{decode_profile, Profile};
 use vero_service::kafka_security::{Watch, Watched};
+use vero_service::to_end::ToEnd;
 
 use crate::config::KafkaSettings;
 use crate::profile::{ProfileKey, ProfileState};
@@ -75,8 +75,7 @@ pub fn read_partition(source: Source<'_>) -> anyhow::Result<Restored> {
         .set("bootstrap.servers", &kafka.brokers)
         .set("group.id", "vero-profile-restore-unused")
         .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("enable.partition.eof", "true");
+        .set("enable.auto.offset.store", "false");
     let consumer: BaseConsumer<Watched> = kafka
         .apply_properties(&mut config)
         .create_with_context(Watched(watch))
@@ -100,11 +99,9 @@ pub fn read_partition(source: Source<'_>) -> anyhow::Result<Restored> {
         restored.end = high;
         return Ok(restored);
     }
-    let mut assignment = TopicPartitionList::new();
-    assignment.add_partition_offset(topic, partition, Offset::Offset(from))?;
-    consumer.assign(&assignment)?;
-    let deadline = Instant::now() + timeout;
-    let mut next_offset = from;
+    let mut read = ToEnd::new(topic, timeout);
+    read.add(partition, from, high);
+    read.assign(&consumer)?;
     let mut chunk = Changes::default();
     // Keys whose latest value so far does not decode; a later value or tombstone of
     // the same key supersedes it. The checkpoint never passes the first of them, so a
@@ -113,63 +110,49 @@ pub fn read_partition(source: Source<'_>) -> anyhow::Result<Restored> {
     let checkpoint = |next: i64, unreadable: &HashMap<ProfileKey, Unreadable>| {
         unreadable.values().map(|u| u.offset).min().map_or(next, |first| first.min(next))
     };
-    // Read until end-of-partition was reported at or past the high watermark seen
-    // at the start: everything acknowledged before we began is in.
-    loop {
-        if Instant::now() > deadline {
-            bail!("restoring {topic}/{partition}: read up to offset {next_offset} of {high} within {timeout:?}");
-        }
+    // Everything acknowledged before we began is in once the read is done.
+    while let Some(message) = read.next(&consumer) {
+        let message = message.with_context(|| format!("restoring {topic}/{partition}"))?;
+        restored.records_read += 1;
+        let Some((project, user_id)) = message.key().and_then(Profile::split_key) else {
+            tracing::warn!(topic, partition, offset = message.offset(), "profile record without a valid key");
+            continue;
+        };
+        let key = ProfileKey::new(project, user_id);
+        unreadable.remove(&key);
+        let value = match message.payload() {
+            None => None,
+            Some(bytes) => match decode_profile(bytes)
+                .map_err(anyhow::Error::from)
+                .and_then(|p| ProfileState::from_record(p).map_err(anyhow::Error::from))
+            {
+                Ok(_) => {
+                    restored.values += 1;
+                    Some(bytes.to_vec())
+                }
+                Err(e) => {
+                    tracing::error!(topic, partition, offset = message.offset(), error = %e, "unreadable profile");
+                    let unread = Unreadable {
+                        topic: topic.to_owned(),
+                        partition,
+                        offset: message.offset(),
+                        project: key.project.clone(),
+                        user_id: key.user_id.clone(),
+                        reason: format!("{e:#}"),
+                    };
+                    unreadable.insert(key.clone(), unread);
+                    None
+                }
+            },
+        };
+        chunk.values.push((partition, key.kafka_key(), value));
         if chunk.values.len() >= CHUNK_RECORDS {
-            chunk.checkpoints.insert(partition, checkpoint(next_offset, &unreadable));
+            chunk.checkpoints.insert(partition, checkpoint(read.reached(partition), &unreadable));
             disk.commit(std::mem::take(&mut chunk))?;
         }
-        match consumer.poll(Duration::from_millis(200)) {
-            None => continue,
-            Some(Err(KafkaError::PartitionEOF(_))) if next_offset >= high => {
-                restored.end = next_offset;
-                break;
-            }
-            Some(Err(KafkaError::PartitionEOF(_))) => continue,
-            Some(Err(e)) => tracing::debug!(error = %e, "restore poll failed"),
-            Some(Ok(message)) => {
-                next_offset = message.offset() + 1;
-                restored.records_read += 1;
-                let Some((project, user_id)) = message.key().and_then(Profile::split_key) else {
-                    tracing::warn!(topic, partition, offset = message.offset(), "profile record without a valid key");
-                    continue;
-                };
-                let key = ProfileKey::new(project, user_id);
-                unreadable.remove(&key);
-                let value = match message.payload() {
-                    None => None,
-                    Some(bytes) => match decode_profile(bytes)
-                        .map_err(anyhow::Error::from)
-                        .and_then(|p| ProfileState::from_record(p).map_err(anyhow::Error::from))
-                    {
-                        Ok(_) => {
-                            restored.values += 1;
-                            Some(bytes.to_vec())
-                        }
-                        Err(e) => {
-                            tracing::error!(topic, partition, offset = message.offset(), error = %e, "unreadable profile");
-                            let unread = Unreadable {
-                                topic: topic.to_owned(),
-                                partition,
-                                offset: message.offset(),
-                                project: key.project.clone(),
-                                user_id: key.user_id.clone(),
-                                reason: format!("{e:#}"),
-                            };
-                            unreadable.insert(key.clone(), unread);
-                            None
-                        }
-                    },
-                };
-                chunk.values.push((partition, key.kafka_key(), value));
-            }
-        }
     }
-    chunk.checkpoints.insert(partition, checkpoint(next_offset, &unreadable));
+    restored.end = read.reached(partition);
+    chunk.checkpoints.insert(partition, checkpoint(restored.end, &unreadable));
     disk.commit(chunk)?;
     if let Some(first) = unreadable.into_values().min_by_key(|u| u.offset) {
         return Err(first.into());
