@@ -7,7 +7,6 @@
 //! operator fixes (an ACL, a missing DLQ topic) also sets `vero_sink_needs_operator`
 //! and says so in `/readyz`.
 
-use rdkafka::ClientConfig;
 use tokio_util::sync::CancellationToken;
 
 use crate::batch::DeadLetter;
@@ -17,6 +16,7 @@ use crate::writer::Abandoned;
 use vero_service::dead_letter::{DeadLetters, Delivered};
 use vero_service::kafka_failure::Cause;
 use vero_service::kafka_security::Watched;
+use vero_service::producer_retries::producer_config;
 use vero_service::retry::{Retry, Visibility};
 
 /// Value of the consumer header: which service gave up on the record.
@@ -39,15 +39,9 @@ impl DeadLetterQueue {
         visibility: Visibility,
     ) -> anyhow::Result<Self> {
         let watch = visibility.kafka.clone().expect("the dead-letter producer reports to the Kafka watch");
-        let mut config = ClientConfig::new();
-        config
-            .set("bootstrap.servers", &kafka.brokers)
-            .set("acks", "all")
-            // A letter keeps its source record's key, and its partition as a Java
-            // client would choose it.
-            .set("partitioner", "murmur2_random")
-            .set("message.timeout.ms", "30000");
-        vero_service::producer_retries::apply(&mut config, kafka.idempotent_producer);
+        // A letter keeps its source record's key, and its partition as a Java client
+        // would choose it.
+        let mut config = producer_config(&kafka.brokers, 30_000, kafka.idempotent_producer);
         let producer = kafka.apply_properties(&mut config).create_with_context(Watched(watch.clone()))?;
         let letters = DeadLetters::new(producer, kafka.dlq_topic.clone(), CONSUMER_NAME);
         Ok(Self { letters, retry, metrics, visibility })

@@ -54,6 +54,7 @@ use tokio_util::sync::CancellationToken;
 use vero_model::{DecodeError, Record, UserAction};
 use vero_service::dlq_replay::Unsigned;
 use vero_service::partitions::{Lifecycle, Take};
+use vero_service::read_errors::ReadErrors;
 
 use crate::batch::{Batch, DeadLetter};
 use crate::config::Settings;
@@ -87,28 +88,27 @@ pub struct Pipeline {
     last_partial_write: Option<Instant>,
     /// Owned, blocked, parked, paused: which partitions' records are taken.
     lifecycle: Mutex<Lifecycle>,
+    read_errors: ReadErrors,
 }
 
 impl Pipeline {
     pub fn new(
         consumer: StreamConsumer<SinkContext>,
-        writer: Writer,
-        eraser: Eraser,
-        dlq: DeadLetterQueue,
+        outputs: Outputs,
         settings: Settings,
         metrics: Metrics,
         lifecycle: Lifecycle,
+        read_errors: ReadErrors,
     ) -> Self {
-        let topic = settings.kafka.events_topic.clone();
-        let outputs = Arc::new(Outputs { writer, eraser, dlq, topic });
         Self {
             consumer,
-            outputs,
+            outputs: Arc::new(outputs),
             settings,
             metrics,
             stored: BTreeMap::new(),
             last_partial_write: None,
             lifecycle: Mutex::new(lifecycle),
+            read_errors,
         }
     }
 
@@ -187,21 +187,22 @@ impl Pipeline {
         // Rebalances first: a message returned after a revoke belongs to the new
         // assignment and must not be dropped with the old rows.
         let changes = self.lifecycle().rebalanced();
+        if changes.as_ref().is_some_and(|changes| !changes.assigned.is_empty()) {
+            self.read_errors.read();
+        }
         if let Some(changes) = changes.filter(|changes| !changes.revoked.is_empty()) {
             batch.drop_partitions(&changes.revoked_numbers());
         }
         let message = match received {
             Ok(message) => message,
             Err(e) => {
-                // A refused login or certificate is reported once, by the watch.
-                if !self.consumer.context().kafka().is_refusal(&e) {
-                    tracing::warn!(error = %e, "Kafka consumer error");
-                }
-                // Errors are transient (broker down, ...); do not spin on them.
+                self.read_errors.failed(&e);
+                // Do not spin on errors (a broker down, an ACL refusing the group).
                 tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                 return;
             }
         };
+        self.read_errors.read();
         let (partition, offset) = (message.partition(), message.offset());
         self.metrics.offset_gaps.observe(message.topic(), partition, offset);
         if self.lifecycle().take(message.topic(), partition, offset) == Take::Drop {
@@ -401,6 +402,11 @@ pub struct Outputs {
 }
 
 impl Outputs {
+    /// `topic`: the events topic, the source of every letter.
+    pub fn new(writer: Writer, eraser: Eraser, dlq: DeadLetterQueue, topic: String) -> Self {
+        Self { writer, eraser, dlq, topic }
+    }
+
     /// Rows first, then the deletes' mutations (a delete must see the rows before it),
     /// then the dead letters: everything the batch covers is handled when this returns Ok.
     /// Returns the partitions parked on the way (only a batch without deletes may

@@ -77,15 +77,10 @@ pub async fn replay_dlq(kafka: &KafkaSettings, timeout: Duration) -> anyhow::Res
         .apply_properties(&mut consumer_config)
         .create_with_context(Watched(watch.clone()))
         .context("creating the DLQ replay consumer")?;
-    let mut producer_config = ClientConfig::new();
-    producer_config
-        .set("bootstrap.servers", &kafka.brokers)
-        .set("acks", "all")
-        // A replayed record goes back to the partition the gateway chose for its key
-        // (Java's murmur2), so per-user order and co-partitioning hold.
-        .set("partitioner", "murmur2_random")
-        .set("message.timeout.ms", "30000");
-    vero_service::producer_retries::apply(&mut producer_config, kafka.idempotent_producer);
+    // A replayed record goes back to the partition the gateway chose for its key
+    // (Java's murmur2), so per-user order and co-partitioning hold.
+    let mut producer_config =
+        vero_service::producer_retries::producer_config(&kafka.brokers, 30_000, kafka.idempotent_producer);
     let producer: FutureProducer<Watched> = kafka
         .apply_properties(&mut producer_config)
         .create_with_context(Watched(watch.clone()))

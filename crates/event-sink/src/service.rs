@@ -23,7 +23,7 @@ use crate::dlq::DeadLetterQueue;
 use crate::erase::Eraser;
 use crate::metrics::Metrics;
 use crate::once::Fence;
-use crate::pipeline::Pipeline;
+use crate::pipeline::{Outputs, Pipeline};
 use crate::route::Destination;
 use crate::writer::Writer;
 use vero_service::group_consumer::GroupConsumerConfig;
@@ -31,6 +31,7 @@ use vero_service::group_protocol::Assignors;
 use vero_service::health::Health;
 use vero_service::kafka_security::Watch;
 use vero_service::partitions::{Gauges, Lifecycle, Rebalances};
+use vero_service::read_errors::ReadErrors;
 use vero_service::retry::{Class, Retry, Visibility};
 use vero_shards::Router;
 
@@ -111,7 +112,7 @@ async fn start_and_consume(
     let pending = tokio::spawn(crate::erase::watch_pending(destination.clone(), metrics.clone(), watching.clone()));
     let writer = Writer::new(destination, version, &settings, metrics.clone(), visibility.clone(), fence);
     // Dead-letter failures are not write failures: not counted with them.
-    let letters = Visibility { failures: None, ..visibility };
+    let letters = Visibility { failures: None, ..visibility.clone() };
     let dlq = DeadLetterQueue::new(&settings.kafka, settings.retry.clone(), metrics.clone(), letters)?;
     health.ready();
     tracing::info!(server = %version, topic = %settings.kafka.events_topic, group = %settings.kafka.group_id, "consuming");
@@ -121,7 +122,9 @@ async fn start_and_consume(
         paused: metrics.paused.clone(),
     };
     let lifecycle = Lifecycle::new(rebalances, health, gauges, "event sinks");
-    let result = Pipeline::new(consumer, writer, eraser, dlq, settings, metrics, lifecycle).run(shutdown).await;
+    let read_errors = ReadErrors::new(visibility.clone());
+    let outputs = Outputs::new(writer, eraser, dlq, settings.kafka.events_topic.clone());
+    let result = Pipeline::new(consumer, outputs, settings, metrics, lifecycle, read_errors).run(shutdown).await;
     watching.cancel();
     let _ = pending.await;
     result

@@ -87,7 +87,7 @@ impl Cause {
             Self::TimedOut => "Kafka did not acknowledge it in time",
             Self::Unavailable => "Kafka is unavailable",
             Self::Credentials => "Kafka refuses the credentials or certificates",
-            Self::NotAuthorized => "not authorized to write the topic",
+            Self::NotAuthorized => "not authorized by Kafka's ACLs (topic, group or cluster)",
             Self::NoSuchTopic => "the topic does not exist",
             Self::Fatal => "the producer is in a fatal state",
             Self::TooLarge => "the record is larger than the broker accepts",

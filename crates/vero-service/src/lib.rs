@@ -17,6 +17,8 @@
 //! * [`kafka_security::Watch`]: a Kafka connection refused for its credentials or
 //!   certificates is reported once, naming the setting, holds `/readyz` and
 //!   `needs_operator` until Kafka accepts the connection again.
+//! * [`read_errors::ReadErrors`]: a consumer's read errors by class; one an operator
+//!   must fix (an ACL) holds `/readyz` and `needs_operator` until a record is read.
 //! * [`offset_gaps::OffsetGaps`]: records a consumer skipped because the broker had
 //!   deleted them become a metric and an error log instead of passing unnoticed.
 //! * [`dlq_replay::for_another_consumer`]: a record `replay-dlq` put back is applied
@@ -44,6 +46,7 @@ pub mod offset_gaps;
 pub mod ops;
 pub mod partitions;
 pub mod producer_retries;
+pub mod read_errors;
 pub mod retry;
 pub mod settings;
 pub mod shutdown;

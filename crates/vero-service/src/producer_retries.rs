@@ -17,6 +17,23 @@
 
 use rdkafka::ClientConfig;
 
+/// The base configuration of every producer of the services: `acks=all` (a record
+/// counts as written only once every in-sync replica has it), Java's murmur2 key
+/// partitioner (a record keeps the partition a Java client would choose for its key,
+/// so per-user order and co-partitioning hold across our producers), a delivery
+/// timeout, and retries per `kafka.idempotent_producer` ([`apply`]). Each producer adds
+/// its own tuning, then `kafka.properties`.
+pub fn producer_config(brokers: &str, message_timeout_ms: u64, idempotent: bool) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", brokers)
+        .set("acks", "all")
+        .set("partitioner", "murmur2_random")
+        .set("message.timeout.ms", message_timeout_ms.to_string());
+    apply(&mut config, idempotent);
+    config
+}
+
 /// Configure `config` (a producer's) for `kafka.idempotent_producer = idempotent`;
 /// without the broker's duplicate check that is said in the log, once per producer.
 pub fn apply(config: &mut ClientConfig, idempotent: bool) -> &mut ClientConfig {

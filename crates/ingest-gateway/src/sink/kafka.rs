@@ -52,21 +52,20 @@ pub struct KafkaSink {
 
 /// The librdkafka configuration the gateway produces with (see `docs/gateway.md`).
 pub fn producer_config(settings: &KafkaSettings) -> ClientConfig {
-    let mut config = ClientConfig::new();
+    let mut config = vero_service::producer_retries::producer_config(
+        &settings.brokers,
+        settings.delivery_timeout_ms,
+        settings.idempotent_producer,
+    );
     config
-        .set("bootstrap.servers", &settings.brokers)
         .set("client.id", "vero-ingest-gateway")
-        .set("acks", "all")
         .set("compression.type", "lz4")
-        .set("partitioner", "murmur2_random")
         .set("linger.ms", settings.linger_ms.to_string())
         .set("queue.buffering.max.messages", settings.queue_max_messages.to_string())
         .set("queue.buffering.max.kbytes", settings.queue_max_kbytes.to_string())
-        .set("message.timeout.ms", settings.delivery_timeout_ms.to_string())
         .set("message.max.bytes", settings.message_max_bytes.to_string())
         // A broker connection `UP` here tells the watch that Kafka accepts the login.
         .set("statistics.interval.ms", "5000");
-    vero_service::producer_retries::apply(&mut config, settings.idempotent_producer);
     // Last, so they override built-in defaults such as compression.type; the ones the
     // guarantees depend on were refused by `Settings::validate`.
     for (key, value) in settings.properties.iter() {

@@ -5,7 +5,6 @@
 use rdkafka::message::OwnedHeaders;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::util::Timeout;
-use rdkafka::ClientConfig;
 use vero_service::dead_letter::DeadLetters;
 use vero_service::kafka_security::{Watch, Watched};
 
@@ -30,16 +29,14 @@ pub struct Producer {
 
 impl Producer {
     pub fn new(settings: &KafkaSettings, watch: Watch) -> anyhow::Result<Self> {
-        let mut config = ClientConfig::new();
-        config
-            .set("bootstrap.servers", &settings.brokers)
-            .set("acks", "all")
-            // Records without an explicit partition (dead letters) keep their key's
-            // partition as a Java client would choose it.
-            .set("partitioner", "murmur2_random")
-            .set("linger.ms", "5")
-            .set("message.timeout.ms", settings.produce_timeout_ms.to_string());
-        vero_service::producer_retries::apply(&mut config, settings.idempotent_producer);
+        // Records without an explicit partition (dead letters) keep their key's
+        // partition as a Java client would choose it.
+        let mut config = vero_service::producer_retries::producer_config(
+            &settings.brokers,
+            settings.produce_timeout_ms,
+            settings.idempotent_producer,
+        );
+        config.set("linger.ms", "5");
         let inner = settings.apply_properties(&mut config).create_with_context(Watched(watch))?;
         Ok(Self { inner })
     }

@@ -67,6 +67,7 @@ use apply::{Applier, Effects, Topics};
 use vero_service::health::Health;
 use vero_service::kafka_security::Watch;
 use vero_service::partitions::{Gauges, Lifecycle, Take};
+use vero_service::read_errors::ReadErrors;
 use vero_service::retry::{Class, Retry, Visibility};
 use write::{Fence, NotWritten, Writer};
 
@@ -157,6 +158,7 @@ async fn serve(
         states: ProfileStates::new(disk.clone(), budget.cache),
         pending: Vec::new(),
         lifecycle: Lifecycle::new(rebalances, health.clone(), gauges, "profile consumers"),
+        read_errors: ReadErrors::new(Visibility { failures: None, ..writer.visibility.clone() }),
         fence,
         changelog,
     };
@@ -282,6 +284,7 @@ struct LoopState<'a> {
     /// Owned, blocked at an unknown writer schema, parked while their ClickHouse
     /// shard fails ([`park`]), paused for a long write.
     lifecycle: Lifecycle,
+    read_errors: ReadErrors,
     /// Partitions revoked since the batch in hand was collected.
     fence: Fence,
     /// What this member knows of the profiles topic's ends (shared with the writer).
@@ -409,6 +412,7 @@ impl LoopState<'_> {
         self.take_rebalances();
         match received {
             Ok(message) => {
+                self.read_errors.read();
                 self.consumer.context().offset_gaps().observe(message.topic(), message.partition(), message.offset());
                 // Fetched before its partition's pause took effect: whoever unblocks
                 // the partition reads it again; a parked one is rewound to it.
@@ -417,8 +421,7 @@ impl LoopState<'_> {
                 }
             }
             // A refused login or certificate is reported once, by the watch.
-            Err(e) if self.consumer.context().kafka().is_refusal(&e) => {}
-            Err(e) => tracing::warn!(error = %e, "Kafka consumer error"),
+            Err(e) => self.read_errors.failed(&e),
         }
     }
 
@@ -460,6 +463,10 @@ impl LoopState<'_> {
     /// for the batch in hand; note new assignments.
     fn take_rebalances(&mut self) {
         let Some(changes) = self.lifecycle.rebalanced() else { return };
+        if !changes.assigned.is_empty() {
+            // The group and the topics accept this member again.
+            self.read_errors.read();
+        }
         let mut fenced = self.fence.revoked.lock().expect("fence lock");
         for partition in changes.revoked_numbers() {
             self.states.drop_partition(partition);
