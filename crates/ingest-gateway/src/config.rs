@@ -348,7 +348,7 @@ mod tests {
         )
         .unwrap();
         let s = Settings::load_with_env(dir.path(), Some("props"), []).unwrap();
-        let config = crate::sink::kafka::producer_config(&s.kafka);
+        let config = crate::publish::kafka::producer_config(&s.kafka);
         assert_eq!(config.get("security.protocol"), Some("plaintext"));
         assert_eq!(config.get("batch.num.messages"), Some("5000"));
         assert_eq!(config.get("acks"), Some("all"));
@@ -376,7 +376,7 @@ mod tests {
             vars(&[("VERO__KAFKA__PROPERTIES__COMPRESSION_TYPE", "zstd")]),
         )
         .unwrap();
-        let config = crate::sink::kafka::producer_config(&s.kafka);
+        let config = crate::publish::kafka::producer_config(&s.kafka);
         assert_eq!(config.get("compression.type"), Some("zstd"), "other built-in defaults can be overridden");
     }
 

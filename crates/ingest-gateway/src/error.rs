@@ -10,7 +10,7 @@ use http::header::{HeaderValue, ALLOW, CONTENT_TYPE, RETRY_AFTER};
 use http::{Response, StatusCode};
 use http_body_util::Full;
 
-use crate::sink::SinkError;
+use crate::publish::PublishError;
 
 pub type Body = Full<Bytes>;
 
@@ -48,16 +48,16 @@ impl ApiError {
         Self::Invalid(message.into())
     }
 
-    /// What a sink failure means for the client; `retry_after_secs` goes into 503s.
-    pub fn from_sink(error: SinkError, retry_after_secs: u64) -> Self {
+    /// What a publisher failure means for the client; `retry_after_secs` goes into 503s.
+    pub fn from_sink(error: PublishError, retry_after_secs: u64) -> Self {
         match error {
-            SinkError::QueueFull => Self::Unavailable { reason: "the producer queue is full", retry_after_secs },
-            SinkError::Timeout => {
+            PublishError::QueueFull => Self::Unavailable { reason: "the producer queue is full", retry_after_secs },
+            PublishError::Timeout => {
                 Self::Unavailable { reason: "Kafka did not acknowledge it in time", retry_after_secs }
             }
-            SinkError::Unavailable => Self::Unavailable { reason: "Kafka is unavailable", retry_after_secs },
-            SinkError::TooLarge => Self::TooLarge("The record is larger than the broker accepts.".into()),
-            SinkError::Rejected(reason) => Self::Internal(reason),
+            PublishError::Unavailable => Self::Unavailable { reason: "Kafka is unavailable", retry_after_secs },
+            PublishError::TooLarge => Self::TooLarge("The record is larger than the broker accepts.".into()),
+            PublishError::Rejected(reason) => Self::Internal(reason),
         }
     }
 

@@ -4,7 +4,7 @@
 //! every other outcome is one of the spec's error answers (see [`error::ApiError`]).
 //!
 //! * [`run`]: the service as `main` starts it (Kafka producer from the settings).
-//! * [`serve`]: the same with any [`sink::EventSink`] (tests use [`sink::MemorySink`]).
+//! * [`serve`]: the same with any [`publish::Publisher`] (tests use [`publish::MemoryPublisher`]).
 //! * [`serve_with_ops`]: [`serve`] with the operator endpoints' listener passed in.
 //!
 //! The operator endpoints (`/metrics`, `/healthz`, `/readyz`) are served next to the
@@ -14,7 +14,7 @@
 //! Modules: [`config`] (settings), [`http`] (connections, routing, CORS, bodies),
 //! [`fields`] (body → fields, token), [`auth`] (tokens, rate limit), [`track`]
 //! (validation → `TrackEvent`), [`users`] (validation → `UserCommand`), [`user_id`],
-//! [`stamp`], [`sink`] (Kafka / memory), [`service`] (the handler), [`metrics`],
+//! [`stamp`], [`publish`] (Kafka / memory), [`service`] (the handler), [`metrics`],
 //! [`error`].
 
 pub mod auth;
@@ -24,8 +24,8 @@ pub mod fields;
 pub mod http;
 pub mod limits;
 pub mod metrics;
+pub mod publish;
 pub mod service;
-pub mod sink;
 pub mod stamp;
 pub mod track;
 pub mod user_id;
@@ -40,21 +40,21 @@ use tokio_util::sync::CancellationToken;
 
 pub use config::Settings;
 use http::router::Endpoints;
+use publish::{KafkaPublisher, Publisher};
 use service::Gateway;
-use sink::{EventSink, KafkaSink};
 
 /// Serve the gateway on `listener`, producing to Kafka, until `shutdown` is
 /// cancelled; then finish in-flight requests and flush the producer.
 pub async fn run(settings: Settings, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let sink: Arc<dyn EventSink> = Arc::new(KafkaSink::new(&settings.kafka)?);
-    serve(settings, listener, sink, shutdown).await
+    let publisher: Arc<dyn Publisher> = Arc::new(KafkaPublisher::new(&settings.kafka)?);
+    serve(settings, listener, publisher, shutdown).await
 }
 
-/// [`run`] with a given sink. Binds `ops.listen` when it is set.
+/// [`run`] with a given publisher. Binds `ops.listen` when it is set.
 pub async fn serve(
     settings: Settings,
     listener: TcpListener,
-    sink: Arc<dyn EventSink>,
+    publisher: Arc<dyn Publisher>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let ops = match settings.ops.own_listener() {
@@ -63,7 +63,7 @@ pub async fn serve(
         }
         None => None,
     };
-    serve_with_ops(settings, listener, ops, sink, shutdown).await
+    serve_with_ops(settings, listener, ops, publisher, shutdown).await
 }
 
 /// [`serve`] with the operator endpoints on `ops` when given (whatever `ops.listen`
@@ -72,10 +72,10 @@ pub async fn serve_with_ops(
     settings: Settings,
     listener: TcpListener,
     ops: Option<TcpListener>,
-    sink: Arc<dyn EventSink>,
+    publisher: Arc<dyn Publisher>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let gateway = Arc::new(Gateway::new(&settings, sink.clone()));
+    let gateway = Arc::new(Gateway::new(&settings, publisher.clone()));
     let tls = http::tls::Tls::load(&settings.http.tls)?;
     if let Some(tls) = &tls {
         tokio::spawn(tls.clone().watch(shutdown.clone()));
@@ -99,7 +99,7 @@ pub async fn serve_with_ops(
         }
     }
     let flush_timeout = Duration::from_millis(settings.kafka.flush_timeout_ms);
-    match sink.flush(flush_timeout).await {
+    match publisher.flush(flush_timeout).await {
         Ok(()) => tracing::info!("producer flushed; stopped"),
         // Every request answered 200 was acknowledged already; unflushed records
         // belong to requests that were not answered 200, whose clients retry.

@@ -1,7 +1,7 @@
 //! The request handler: route, then for events/track and the users endpoints read →
 //! authenticate → validate → encode → produce, and the answer.
 //!
-//! Guarantees: 200 is sent only after the sink acknowledged the record; every failure
+//! Guarantees: 200 is sent only after the publisher acknowledged the record; every failure
 //! goes through [`ApiError`] (one mapping to status and body); every answer is counted
 //! in `vero_gateway_http_requests_total` and API answers get CORS headers.
 
@@ -24,13 +24,13 @@ use crate::http::body::{self as request_body, BodyLimits};
 use crate::http::cors::Cors;
 use crate::http::router::{Endpoints, Route};
 use crate::metrics::{action_label, Metrics};
-use crate::sink::EventSink;
+use crate::publish::Publisher;
 use crate::stamp::Stamp;
 use crate::{track, users};
 
 pub struct Gateway {
     auth: Authenticator,
-    sink: Arc<dyn EventSink>,
+    publisher: Arc<dyn Publisher>,
     cors: Cors,
     limits: BodyLimits,
     /// `events/batch`'s body limits and most events.
@@ -49,11 +49,11 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    pub fn new(settings: &Settings, sink: Arc<dyn EventSink>) -> Self {
+    pub fn new(settings: &Settings, publisher: Arc<dyn Publisher>) -> Self {
         let http = &settings.http;
         Self {
             auth: Authenticator::new(&settings.projects, &settings.rate_limit),
-            sink,
+            publisher,
             cors: Cors::new(&http.cors),
             limits: BodyLimits {
                 max_body_bytes: http.max_body_bytes,
@@ -76,8 +76,8 @@ impl Gateway {
         }
     }
 
-    pub fn sink(&self) -> &Arc<dyn EventSink> {
-        &self.sink
+    pub fn publisher(&self) -> &Arc<dyn Publisher> {
+        &self.publisher
     }
 
     /// Answer `request` as the only listener (API and operator endpoints).
@@ -115,7 +115,7 @@ impl Gateway {
                 Route::Heartbeat => error::success(),
                 Route::Metrics => self.metrics_response(),
                 Route::Healthz => text(StatusCode::OK, "ok\n"),
-                Route::Readyz => match self.sink.readiness().await {
+                Route::Readyz => match self.publisher.readiness().await {
                     Ok(()) => text(StatusCode::OK, "ready\n"),
                     Err(reason) => text(StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {reason}\n")),
                 },
@@ -164,7 +164,7 @@ impl Gateway {
         let started = Instant::now();
         // Events and commands share the topic and the key, so a user's records stay in
         // order on one partition (docs/design.md).
-        let stored = self.sink.produce(user_key(&user_id), &payload).await;
+        let stored = self.publisher.produce(user_key(&user_id), &payload).await;
         self.metrics.produce_latency.observe(started.elapsed().as_secs_f64());
         stored.map_err(|e| ApiError::from_sink(e, self.retry_after_secs))?;
         match producing {
@@ -207,7 +207,7 @@ impl Gateway {
         // Handed over in order, so one user's events keep their order on its partition.
         let deliveries: Vec<_> = events
             .iter()
-            .map(|event| self.sink.produce(user_key(&event.user_id), &vero_model::encode_event(event)))
+            .map(|event| self.publisher.produce(user_key(&event.user_id), &vero_model::encode_event(event)))
             .collect();
         let mut failure = None;
         for delivery in deliveries {
@@ -263,7 +263,7 @@ impl Gateway {
     }
 
     fn metrics_response(&self) -> Response<Body> {
-        self.metrics.producer_queue_depth.set(self.sink.queue_depth());
+        self.metrics.producer_queue_depth.set(self.publisher.queue_depth());
         let mut response = text(StatusCode::OK, self.metrics.render());
         response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
         response

@@ -1,4 +1,4 @@
-//! The HTTP contract with the real server on port 0 and a memory sink: body forms,
+//! The HTTP contract with the real server on port 0 and a memory publisher: body forms,
 //! tokens, every validation error, limits, CORS, routing, metrics.
 
 mod common;
@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::*;
-use ingest_gateway::sink::SinkError;
+use ingest_gateway::publish::PublishError;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -22,7 +22,7 @@ fn test_settings() -> ingest_gateway::Settings {
 
 #[tokio::test]
 async fn json_track_is_stored_with_every_field() {
-    let (gw, sink) = start_memory(test_settings()).await;
+    let (gw, publisher) = start_memory(test_settings()).await;
     let body = json!({
         "auth_token": TOKEN,
         "identity": {"id": 1, "email": null, "plan": "pro"},
@@ -33,7 +33,7 @@ async fn json_track_is_stored_with_every_field() {
     });
     let reply = send("POST", &gw.url(TRACK), &[JSON, ("user-agent", "vero-ruby/1.2")], body.to_string()).await;
     assert_eq!((reply.status, reply.json()), (200, json!({"status": 200, "message": "Success."})));
-    let records = sink.records();
+    let records = publisher.records();
     assert_eq!(records.len(), 1);
     assert_eq!(records[0].key, b"1");
     let event = vero_model::decode_event(&records[0].payload).unwrap();
@@ -56,7 +56,7 @@ type Case<'a> = (String, Vec<(&'a str, &'a str)>, String);
 
 #[tokio::test]
 async fn every_body_and_token_form_is_accepted() {
-    let (gw, sink) = start_memory(test_settings()).await;
+    let (gw, publisher) = start_memory(test_settings()).await;
     let url = gw.url(TRACK);
     let json_url = gw.url("/api/v2/events/track.json");
     let cases: Vec<Case<'_>> = vec![
@@ -73,7 +73,7 @@ async fn every_body_and_token_form_is_accepted() {
         let reply = send("POST", url, headers, body.clone()).await;
         assert_eq!(reply.status, 200, "{url} {body}: {}", reply.body);
     }
-    let events: Vec<_> = sink.records().iter().map(|r| vero_model::decode_event(&r.payload).unwrap()).collect();
+    let events: Vec<_> = publisher.records().iter().map(|r| vero_model::decode_event(&r.payload).unwrap()).collect();
     let names: Vec<_> = events.iter().map(|e| e.event_name.as_str()).collect();
     assert_eq!(
         names,
@@ -102,12 +102,12 @@ async fn every_body_and_token_form_is_accepted() {
 
 #[tokio::test]
 async fn tokens_resolve_to_projects_and_bad_tokens_are_401() {
-    let (gw, sink) = start_memory(test_settings()).await;
+    let (gw, publisher) = start_memory(test_settings()).await;
     let url = gw.url(TRACK);
     assert_eq!(post_json(&url, &track_body(OTHER_TOKEN, "1", "a")).await.status, 200);
     assert_eq!(post_json(&url, &track_body("second-shop-token", "1", "b")).await.status, 200);
     let projects: Vec<_> =
-        sink.records().iter().map(|r| vero_model::decode_event(&r.payload).unwrap().project).collect();
+        publisher.records().iter().map(|r| vero_model::decode_event(&r.payload).unwrap().project).collect();
     assert_eq!(projects, ["blog", "shop"]);
 
     let unknown = post_json(&url, &track_body("not-a-token", "1", "x")).await;
@@ -117,13 +117,13 @@ async fn tokens_resolve_to_projects_and_bad_tokens_are_401() {
     // Authentication comes before validation: no field details for strangers.
     let invalid_and_unknown = post_json(&url, &json!({"auth_token": "nope"})).await;
     assert_eq!(invalid_and_unknown.expect_error(401), "Invalid auth token.");
-    assert_eq!(sink.records().len(), 2, "nothing produced for rejected requests");
+    assert_eq!(publisher.records().len(), 2, "nothing produced for rejected requests");
     gw.stop().await.unwrap();
 }
 
 #[tokio::test]
 async fn every_bad_input_is_a_400_naming_the_field() {
-    let (gw, sink) = start_memory(test_settings()).await;
+    let (gw, publisher) = start_memory(test_settings()).await;
     let url = gw.url(TRACK);
     let id = json!({"id": "1"});
     let cases = [
@@ -175,7 +175,7 @@ async fn every_bad_input_is_a_400_naming_the_field() {
     assert_eq!(form.expect_error(400), "identity must be a JSON object or use bracket notation.");
     let multipart = send("POST", &url, &[("content-type", "multipart/form-data; boundary=x")], "--x--").await;
     assert!(multipart.expect_error(415).contains("application/json"), "{}", multipart.body);
-    assert!(sink.records().is_empty());
+    assert!(publisher.records().is_empty());
     gw.stop().await.unwrap();
 }
 
@@ -184,13 +184,13 @@ async fn body_size_and_gzip_limits() {
     let mut settings = test_settings();
     settings.http.max_body_bytes = 4096;
     settings.http.max_decompressed_bytes = 16 * 1024;
-    let (gw, sink) = start_memory(settings).await;
+    let (gw, publisher) = start_memory(settings).await;
     let url = gw.url(TRACK);
 
     let gzipped = gzip(track_body(TOKEN, "gz", "gzipped").to_string().as_bytes());
     let ok = send("POST", &url, &[JSON, ("content-encoding", "gzip")], gzipped).await;
     assert_eq!(ok.status, 200, "{}", ok.body);
-    assert_eq!(vero_model::decode_event(&sink.records()[0].payload).unwrap().event_name, "gzipped");
+    assert_eq!(vero_model::decode_event(&publisher.records()[0].payload).unwrap().event_name, "gzipped");
 
     let mut big = track_body(TOKEN, "big", "big");
     big["data"]["padding"] = json!("p".repeat(5000));
@@ -208,7 +208,7 @@ async fn body_size_and_gzip_limits() {
     assert_eq!(corrupt.expect_error(400), "Request body is not valid gzip (Content-Encoding: gzip).");
     let brotli = send("POST", &url, &[JSON, ("content-encoding", "br")], "x").await;
     assert!(brotli.expect_error(415).contains("\"br\""), "{}", brotli.body);
-    assert_eq!(sink.records().len(), 1);
+    assert_eq!(publisher.records().len(), 1);
     gw.stop().await.unwrap();
 }
 
@@ -317,7 +317,7 @@ async fn rate_limit_per_token_answers_429_with_retry_after() {
     settings.rate_limit.enabled = true;
     settings.rate_limit.requests_per_second = 1;
     settings.rate_limit.burst = 2;
-    let (gw, sink) = start_memory(settings).await;
+    let (gw, publisher) = start_memory(settings).await;
     let url = gw.url(TRACK);
     // A burst of 2 passes; the budget refills at 1/s, so a quick series hits the limit
     // (polling instead of assuming the requests take under a second).
@@ -334,32 +334,32 @@ async fn rate_limit_per_token_answers_429_with_retry_after() {
     assert_eq!(limited.expect_error(429), "Rate limit exceeded for this token; retry after 1 s.");
     assert_eq!(limited.header("retry-after"), Some("1"));
     assert_eq!(post_json(&url, &track_body(OTHER_TOKEN, "1", "d")).await.status, 200, "other tokens unaffected");
-    assert_eq!(sink.records().len(), passed + 1);
+    assert_eq!(publisher.records().len(), passed + 1);
     gw.stop().await.unwrap();
 }
 
 #[tokio::test]
 async fn sink_failures_map_to_503_413_and_500_and_never_200() {
-    let (gw, sink) = start_memory(test_settings()).await;
+    let (gw, publisher) = start_memory(test_settings()).await;
     let url = gw.url(TRACK);
     let body = track_body(TOKEN, "1", "x");
-    sink.fail_with(SinkError::QueueFull);
+    publisher.fail_with(PublishError::QueueFull);
     let full = post_json(&url, &body).await;
     assert!(full.expect_error(503).contains("the producer queue is full"), "{}", full.body);
     assert_eq!(full.header("retry-after"), Some("5"));
-    sink.fail_with(SinkError::Timeout);
+    publisher.fail_with(PublishError::Timeout);
     let timeout = post_json(&url, &body).await;
     assert!(timeout.expect_error(503).contains("did not acknowledge"), "{}", timeout.body);
-    sink.fail_with(SinkError::TooLarge);
+    publisher.fail_with(PublishError::TooLarge);
     assert_eq!(post_json(&url, &body).await.expect_error(413), "The record is larger than the broker accepts.");
-    sink.fail_with(SinkError::Rejected("not authorized to write the topic"));
+    publisher.fail_with(PublishError::Rejected("not authorized to write the topic"));
     let rejected = post_json(&url, &body).await;
     assert!(rejected.expect_error(500).contains("not authorized"), "{}", rejected.body);
     assert_eq!(get(&gw.url("/readyz")).await.status, 503);
-    sink.recover();
+    publisher.recover();
     assert_eq!(post_json(&url, &body).await.status, 200);
     assert_eq!(get(&gw.url("/readyz")).await.status, 200);
-    assert_eq!(sink.records().len(), 1);
+    assert_eq!(publisher.records().len(), 1);
     gw.stop().await.unwrap();
 }
 
@@ -401,7 +401,7 @@ async fn slow_and_idle_clients_are_cut_off() {
     let mut settings = test_settings();
     settings.http.header_read_timeout_ms = 300;
     settings.http.body_read_timeout_ms = 300;
-    let (gw, sink) = start_memory(settings).await;
+    let (gw, publisher) = start_memory(settings).await;
 
     // Half a request head, then nothing: closed.
     let mut slow_head = TcpStream::connect(gw.addr).await.unwrap();
@@ -421,7 +421,7 @@ async fn slow_and_idle_clients_are_cut_off() {
     let answer = read_until_closed(&mut slow_body, Duration::from_secs(30)).await;
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(answer.contains(r#"{"status":408,"message":"Request body did not arrive within 300 ms."}"#), "{answer}");
-    assert!(sink.records().is_empty());
+    assert!(publisher.records().is_empty());
     gw.stop().await.unwrap();
 }
 

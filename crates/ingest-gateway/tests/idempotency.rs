@@ -1,4 +1,4 @@
-//! Explicit request ids over HTTP (real server, memory sink): the `Idempotency-Key`
+//! Explicit request ids over HTTP (real server, memory publisher): the `Idempotency-Key`
 //! header is recorded as `extras.message_id`, so a retry carries the same request key
 //! as its first attempt whatever else differs; a header that disagrees with the body is
 //! a 400 and produces nothing.
@@ -14,7 +14,7 @@ const JSON: (&str, &str) = ("content-type", "application/json");
 
 #[tokio::test]
 async fn the_idempotency_key_header_is_the_request_key() {
-    let (gw, sink) = start_memory(settings("unused:9092", "unused")).await;
+    let (gw, publisher) = start_memory(settings("unused:9092", "unused")).await;
     let body = track_body(TOKEN, "1", "purchased");
     let mut other_data = body.clone();
     other_data["data"] = json!({"item": "Red shoes"});
@@ -31,7 +31,7 @@ async fn the_idempotency_key_header_is_the_request_key() {
         let reply = send("POST", &gw.url(TRACK), &headers, body.to_string()).await;
         assert_eq!(reply.status, 200, "{}", reply.body);
     }
-    let events: Vec<_> = sink.records().iter().map(|r| vero_model::decode_event(&r.payload).unwrap()).collect();
+    let events: Vec<_> = publisher.records().iter().map(|r| vero_model::decode_event(&r.payload).unwrap()).collect();
     assert_eq!(events.len(), 6);
     assert_eq!(events[0].extras, r#"{"message_id":"order-17"}"#);
     assert_eq!(events[2].extras, r#"{"message_id":"order-17","source":"ios"}"#);
@@ -44,7 +44,7 @@ async fn the_idempotency_key_header_is_the_request_key() {
 
 #[tokio::test]
 async fn disagreeing_or_malformed_ids_are_refused() {
-    let (gw, sink) = start_memory(settings("unused:9092", "unused")).await;
+    let (gw, publisher) = start_memory(settings("unused:9092", "unused")).await;
     let mut body = track_body(TOKEN, "1", "purchased");
     body["extras"] = json!({"message_id": "a"});
     let reply = send("POST", &gw.url(TRACK), &[JSON, ("idempotency-key", "b")], body.to_string()).await;
@@ -56,5 +56,5 @@ async fn disagreeing_or_malformed_ids_are_refused() {
     let plain = track_body(TOKEN, "1", "purchased").to_string();
     let reply = send("POST", &gw.url(TRACK), &[JSON, ("idempotency-key", &long)], plain).await;
     assert!(reply.expect_error(400).starts_with("Idempotency-Key must be"));
-    assert!(sink.records().is_empty(), "nothing produced for a refused request");
+    assert!(publisher.records().is_empty(), "nothing produced for a refused request");
 }

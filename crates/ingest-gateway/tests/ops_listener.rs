@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
-use ingest_gateway::sink::MemorySink;
+use ingest_gateway::publish::MemoryPublisher;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use vero_testkit::mock_kafka::MockKafka;
@@ -26,13 +26,13 @@ async fn a_separate_ops_listener_takes_the_operator_endpoints_off_the_api_port()
     let ops = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let (api_url, ops_url) =
         (format!("http://{}", api.local_addr().unwrap()), format!("http://{}", ops.local_addr().unwrap()));
-    let sink = Arc::new(MemorySink::new());
+    let publisher = Arc::new(MemoryPublisher::new());
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(ingest_gateway::serve_with_ops(
         settings("unused:9092", "unused"),
         api,
         Some(ops),
-        sink.clone(),
+        publisher.clone(),
         shutdown.clone(),
     ));
 
@@ -60,7 +60,7 @@ async fn a_separate_ops_listener_takes_the_operator_endpoints_off_the_api_port()
 
     shutdown.cancel();
     tokio::time::timeout(Duration::from_secs(60), task).await.unwrap().unwrap().unwrap();
-    assert_eq!(sink.records().len(), 1);
+    assert_eq!(publisher.records().len(), 1);
 }
 
 #[tokio::test]

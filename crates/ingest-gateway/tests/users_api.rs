@@ -1,12 +1,12 @@
 //! The users endpoints' HTTP contract with the real server on port 0 and a memory
-//! sink: every endpoint's success (the decoded `UserCommand`), body forms and token
+//! publisher: every endpoint's success (the decoded `UserCommand`), body forms and token
 //! locations, every 400, 401, 404, 405, 413, 415, 429, 500 and 503, CORS and metrics.
 
 mod common;
 
 use bytes::Bytes;
 use common::*;
-use ingest_gateway::sink::SinkError;
+use ingest_gateway::publish::PublishError;
 use serde_json::{json, Value};
 use vero_model::{UserAction, UserCommand};
 
@@ -41,8 +41,9 @@ async fn send_json(method: &str, url: &str, body: &Value) -> Reply {
     send(method, url, &[JSON], body.to_string()).await
 }
 
-fn commands(sink: &ingest_gateway::sink::MemorySink) -> Vec<UserCommand> {
-    sink.records()
+fn commands(publisher: &ingest_gateway::publish::MemoryPublisher) -> Vec<UserCommand> {
+    publisher
+        .records()
         .iter()
         .map(|r| {
             let command = decode_command(&r.payload);
@@ -54,7 +55,7 @@ fn commands(sink: &ingest_gateway::sink::MemorySink) -> Vec<UserCommand> {
 
 #[tokio::test]
 async fn every_endpoint_stores_its_command_with_every_field() {
-    let (gw, sink) = start_memory(test_settings()).await;
+    let (gw, publisher) = start_memory(test_settings()).await;
     let bodies = [
         json!({"id": 1, "email": "jane@example.com", "data": {"first_name": "Jane", "age": 31, "tags": {"n": [1]}}}),
         json!({"id": "1", "changes": {"plan": "team", "seats": 5.5}}),
@@ -71,7 +72,7 @@ async fn every_endpoint_stores_its_command_with_every_field() {
                 .await;
         assert_eq!((reply.status, reply.json()), (200, json!({"status": 200, "message": "Success."})), "{path}");
     }
-    let got = commands(&sink);
+    let got = commands(&publisher);
     let actions: Vec<_> = got.iter().map(|c| c.action).collect();
     assert_eq!(actions, endpoints().iter().map(|e| e.2).collect::<Vec<_>>());
     for c in &got {
@@ -95,7 +96,7 @@ async fn every_endpoint_stores_its_command_with_every_field() {
     assert_eq!(got[7].email.as_deref(), Some("jane@example.com"));
     let ids: std::collections::HashSet<_> = got.iter().map(|c| c.command_id).collect();
     assert_eq!(ids.len(), got.len(), "every command gets its own id");
-    for record in sink.records() {
+    for record in publisher.records() {
         assert!(!String::from_utf8_lossy(&record.payload).contains(TOKEN), "the token never reaches the record");
     }
     gw.stop().await.unwrap();
@@ -103,19 +104,19 @@ async fn every_endpoint_stores_its_command_with_every_field() {
 
 #[tokio::test]
 async fn every_endpoint_answers_with_the_json_suffix() {
-    let (gw, sink) = start_memory(test_settings()).await;
+    let (gw, publisher) = start_memory(test_settings()).await;
     for (method, path, _, body) in endpoints() {
         let reply = send_json(method, &gw.url(&format!("{path}.json")), &with_token(&body, TOKEN)).await;
         assert_eq!(reply.status, 200, "{method} {path}.json: {}", reply.body);
     }
-    let actions: Vec<_> = commands(&sink).iter().map(|c| c.action).collect();
+    let actions: Vec<_> = commands(&publisher).iter().map(|c| c.action).collect();
     assert_eq!(actions, endpoints().iter().map(|e| e.2).collect::<Vec<_>>());
     gw.stop().await.unwrap();
 }
 
 #[tokio::test]
 async fn users_named_by_email_only_are_keyed_by_email_where_the_spec_allows_it() {
-    let (gw, sink) = start_memory(test_settings()).await;
+    let (gw, publisher) = start_memory(test_settings()).await;
     let email = "only-email@example.com";
     let by_email = [
         ("POST", "/api/v2/users/track", json!({"email": email, "data": {"plan": "pro"}})),
@@ -126,10 +127,10 @@ async fn users_named_by_email_only_are_keyed_by_email_where_the_spec_allows_it()
     for (method, path, body) in &by_email {
         assert_eq!(send_json(method, &gw.url(path), &with_token(body, TOKEN)).await.status, 200, "{path}");
     }
-    let got = commands(&sink);
+    let got = commands(&publisher);
     assert_eq!(got.len(), 4);
     assert!(got.iter().all(|c| c.user_id == email && c.email.as_deref() == Some(email)), "{got:?}");
-    assert_eq!(sink.records()[0].key, email.as_bytes());
+    assert_eq!(publisher.records()[0].key, email.as_bytes());
 
     let id_only = [
         ("PUT", "/api/v2/users/tags/edit", json!({"email": email, "add": ["a"]})),
@@ -143,7 +144,7 @@ async fn users_named_by_email_only_are_keyed_by_email_where_the_spec_allows_it()
     }
     let neither = send_json("POST", &gw.url("/api/v2/users/track"), &with_token(&json!({"email": ""}), TOKEN)).await;
     assert_eq!(neither.expect_error(400), "id or email is required.");
-    assert_eq!(sink.records().len(), 4, "nothing produced for rejected requests");
+    assert_eq!(publisher.records().len(), 4, "nothing produced for rejected requests");
     gw.stop().await.unwrap();
 }
 
@@ -152,7 +153,7 @@ type Case<'a> = (&'a str, String, Vec<(&'a str, &'a str)>, String);
 
 #[tokio::test]
 async fn form_bodies_and_every_token_location_are_accepted() {
-    let (gw, sink) = start_memory(test_settings()).await;
+    let (gw, publisher) = start_memory(test_settings()).await;
     let url = |path: &str| gw.url(path);
     let cases: Vec<Case<'_>> = vec![
         (
@@ -199,7 +200,7 @@ async fn form_bodies_and_every_token_location_are_accepted() {
         let reply = send(method, url, headers, body.clone()).await;
         assert_eq!(reply.status, 200, "{method} {url} {body}: {}", reply.body);
     }
-    let got = commands(&sink);
+    let got = commands(&publisher);
     let ids: Vec<_> = got.iter().map(|c| c.user_id.as_str()).collect();
     assert_eq!(ids, ["f1", "f2", "f3", "f4", "f5", "f6", "f7", "f8", "9"]);
     assert_eq!(got[0].email.as_deref(), Some("f1@x.io"));
@@ -222,7 +223,7 @@ async fn form_bodies_and_every_token_location_are_accepted() {
 
 #[tokio::test]
 async fn every_bad_input_is_a_400_naming_the_field() {
-    let (gw, sink) = start_memory(test_settings()).await;
+    let (gw, publisher) = start_memory(test_settings()).await;
     let cases = [
         ("POST", "/api/v2/users/track", json!({}), "id or email is required."),
         ("POST", "/api/v2/users/track", json!({"id": 1.5}), "id must be a string or an integer."),
@@ -274,13 +275,13 @@ async fn every_bad_input_is_a_400_naming_the_field() {
     let form =
         send("PUT", &gw.url("/api/v2/users/edit"), &[FORM], format!("auth_token={TOKEN}&id=1&changes=%7Bbroken")).await;
     assert_eq!(form.expect_error(400), "changes must be a JSON object or use bracket notation.");
-    assert!(sink.records().is_empty());
+    assert!(publisher.records().is_empty());
     gw.stop().await.unwrap();
 }
 
 #[tokio::test]
 async fn tokens_are_checked_before_fields_on_every_endpoint() {
-    let (gw, sink) = start_memory(test_settings()).await;
+    let (gw, publisher) = start_memory(test_settings()).await;
     for (method, path, _, body) in endpoints() {
         let url = gw.url(path);
         let missing = send_json(method, &url, &body).await;
@@ -293,7 +294,7 @@ async fn tokens_are_checked_before_fields_on_every_endpoint() {
         let other_project = send_json(method, &url, &with_token(&body, OTHER_TOKEN)).await;
         assert_eq!(other_project.status, 200, "{path}: {}", other_project.body);
     }
-    let got = commands(&sink);
+    let got = commands(&publisher);
     assert_eq!(got.len(), endpoints().len(), "only the requests with a valid token were produced");
     assert!(got.iter().all(|c| c.project == "blog"));
     gw.stop().await.unwrap();
@@ -301,7 +302,7 @@ async fn tokens_are_checked_before_fields_on_every_endpoint() {
 
 #[tokio::test]
 async fn wrong_methods_are_405_with_allow_and_unknown_users_paths_404() {
-    let (gw, sink) = start_memory(test_settings()).await;
+    let (gw, publisher) = start_memory(test_settings()).await;
     let cases = [
         ("GET", "/api/v2/users/track", "POST, OPTIONS"),
         ("PUT", "/api/v2/users/track", "POST, OPTIONS"),
@@ -329,7 +330,7 @@ async fn wrong_methods_are_405_with_allow_and_unknown_users_paths_404() {
         let reply = send_json("POST", &gw.url(path), &with_token(&json!({"id": "1"}), TOKEN)).await;
         assert_eq!(reply.expect_error(404), format!("Not found: {path}"));
     }
-    assert!(sink.records().is_empty());
+    assert!(publisher.records().is_empty());
     gw.stop().await.unwrap();
 }
 
@@ -338,7 +339,7 @@ async fn body_limits_and_content_types_apply_to_every_endpoint() {
     let mut settings = test_settings();
     settings.http.max_body_bytes = 2048;
     settings.http.max_decompressed_bytes = 8192;
-    let (gw, sink) = start_memory(settings).await;
+    let (gw, publisher) = start_memory(settings).await;
     for (method, path, _, body) in endpoints() {
         let url = gw.url(path);
         let mut big = with_token(&body, TOKEN);
@@ -361,35 +362,35 @@ async fn body_limits_and_content_types_apply_to_every_endpoint() {
         let ok = send(method, &url, &[JSON, ("content-encoding", "gzip")], gzipped).await;
         assert_eq!(ok.status, 200, "{path}: {}", ok.body);
     }
-    assert_eq!(sink.records().len(), endpoints().len(), "only the gzipped valid requests were produced");
+    assert_eq!(publisher.records().len(), endpoints().len(), "only the gzipped valid requests were produced");
     gw.stop().await.unwrap();
 }
 
 #[tokio::test]
 async fn sink_failures_are_503_413_or_500_and_never_200() {
-    let (gw, sink) = start_memory(test_settings()).await;
+    let (gw, publisher) = start_memory(test_settings()).await;
     for (method, path, _, body) in endpoints() {
         let url = gw.url(path);
         let body = with_token(&body, TOKEN);
-        sink.fail_with(SinkError::QueueFull);
+        publisher.fail_with(PublishError::QueueFull);
         let full = send_json(method, &url, &body).await;
         assert!(full.expect_error(503).contains("the producer queue is full"), "{path}: {}", full.body);
         assert_eq!(full.header("retry-after"), Some("5"));
-        sink.fail_with(SinkError::Timeout);
+        publisher.fail_with(PublishError::Timeout);
         let timeout = send_json(method, &url, &body).await;
         assert!(timeout.expect_error(503).contains("did not acknowledge"), "{path}: {}", timeout.body);
         assert_eq!(timeout.header("retry-after"), Some("5"));
-        sink.fail_with(SinkError::Unavailable);
+        publisher.fail_with(PublishError::Unavailable);
         assert!(send_json(method, &url, &body).await.expect_error(503).contains("Kafka is unavailable"));
-        sink.fail_with(SinkError::TooLarge);
+        publisher.fail_with(PublishError::TooLarge);
         let large = send_json(method, &url, &body).await;
         assert_eq!(large.expect_error(413), "The record is larger than the broker accepts.", "{path}");
-        sink.fail_with(SinkError::Rejected("not authorized to write the topic"));
+        publisher.fail_with(PublishError::Rejected("not authorized to write the topic"));
         assert!(send_json(method, &url, &body).await.expect_error(500).contains("not authorized"), "{path}");
-        sink.recover();
+        publisher.recover();
         assert_eq!(send_json(method, &url, &body).await.status, 200, "{path}");
     }
-    assert_eq!(sink.records().len(), endpoints().len(), "only the requests answered 200 were stored");
+    assert_eq!(publisher.records().len(), endpoints().len(), "only the requests answered 200 were stored");
     gw.stop().await.unwrap();
 }
 
@@ -399,7 +400,7 @@ async fn the_rate_limit_covers_users_endpoints_with_429_and_retry_after() {
     settings.rate_limit.enabled = true;
     settings.rate_limit.requests_per_second = 1;
     settings.rate_limit.burst = 1;
-    let (gw, sink) = start_memory(settings).await;
+    let (gw, publisher) = start_memory(settings).await;
     let mut answered_200 = 0;
     for (method, path, _, body) in endpoints() {
         // The budget refills at 1/s, so a quick series hits the limit; poll for the 429
@@ -417,7 +418,7 @@ async fn the_rate_limit_covers_users_endpoints_with_429_and_retry_after() {
         assert_eq!(limited.expect_error(429), "Rate limit exceeded for this token; retry after 1 s.", "{path}");
         assert_eq!(limited.header("retry-after"), Some("1"));
     }
-    assert_eq!(sink.records().len(), answered_200, "a 429 produces nothing");
+    assert_eq!(publisher.records().len(), answered_200, "a 429 produces nothing");
     gw.stop().await.unwrap();
 }
 

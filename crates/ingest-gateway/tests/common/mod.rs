@@ -1,5 +1,5 @@
 //! Shared test harness: settings for a test, the real server started in-process on
-//! port 0 (with a memory sink or Kafka), and a small HTTP client.
+//! port 0 (with a memory publisher or Kafka), and a small HTTP client.
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
@@ -12,7 +12,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use ingest_gateway::config::{Project, Settings};
-use ingest_gateway::sink::{EventSink, MemorySink};
+use ingest_gateway::publish::{MemoryPublisher, Publisher};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -55,17 +55,17 @@ impl TestGateway {
     }
 }
 
-pub async fn start_with_sink(settings: Settings, sink: Arc<dyn EventSink>) -> TestGateway {
+pub async fn start_with_sink(settings: Settings, publisher: Arc<dyn Publisher>) -> TestGateway {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let shutdown = CancellationToken::new();
-    let task = tokio::spawn(ingest_gateway::serve(settings, listener, sink, shutdown.clone()));
+    let task = tokio::spawn(ingest_gateway::serve(settings, listener, publisher, shutdown.clone()));
     TestGateway { addr, shutdown, task }
 }
 
-pub async fn start_memory(settings: Settings) -> (TestGateway, Arc<MemorySink>) {
-    let sink = Arc::new(MemorySink::new());
-    (start_with_sink(settings, sink.clone()).await, sink)
+pub async fn start_memory(settings: Settings) -> (TestGateway, Arc<MemoryPublisher>) {
+    let publisher = Arc::new(MemoryPublisher::new());
+    (start_with_sink(settings, publisher.clone()).await, publisher)
 }
 
 pub async fn start_kafka(settings: Settings) -> TestGateway {

@@ -6,7 +6,7 @@
 //! 1. HTTP: the trivial hyper baseline vs the gateway, closed loop at 32 and 256
 //!    connections, CPU cores used by the server, and a scan of Kafka proving every
 //!    200 is there.
-//! 2. Produce path: a bare rdkafka producer vs the gateway's `KafkaSink`, same
+//! 2. Produce path: a bare rdkafka producer vs the gateway's `KafkaPublisher`, same
 //!    records, 256 in flight.
 //! 3. Sink: `event-sink` vs `clickhouse-client` inserting the same rows.
 //! 4. End to end: gateway + sink + ClickHouse, open loop, ingest-to-queryable latency.

@@ -137,16 +137,16 @@ pub async fn produce(bench: &Bench, results: &mut Results) -> anyhow::Result<()>
     let vars = [("VERO__KAFKA__BROKERS".to_string(), bench.brokers.clone())];
     let settings =
         ingest_gateway::Settings::load_with_env(std::path::Path::new("config/gateway"), Some("local"), vars)?;
-    let sink: Arc<dyn ingest_gateway::sink::EventSink> =
-        Arc::new(ingest_gateway::sink::KafkaSink::new(&settings.kafka)?);
+    let sink: Arc<dyn ingest_gateway::publish::Publisher> =
+        Arc::new(ingest_gateway::publish::KafkaPublisher::new(&settings.kafka)?);
     let send = move |records: Arc<Vec<(Vec<u8>, Vec<u8>)>>, i: usize| {
         let sink = sink.clone();
         async move { sink.produce(&records[i].0, &records[i].1).await.is_ok() }
     };
     drive(Arc::new(encoded[..1000.min(encoded.len())].to_vec()), in_flight, send.clone()).await;
     let gateway = drive(encoded, in_flight, send).await;
-    println!("gateway KafkaSink: {gateway:?}");
-    results.produce.push(("gateway KafkaSink".into(), gateway));
+    println!("gateway KafkaPublisher: {gateway:?}");
+    results.produce.push(("gateway KafkaPublisher".into(), gateway));
     Ok(())
 }
 

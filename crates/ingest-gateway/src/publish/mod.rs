@@ -1,4 +1,4 @@
-//! Where accepted records go: an [`EventSink`] takes one keyed payload and resolves
+//! Where accepted records go: a [`Publisher`] takes one keyed payload and resolves
 //! only once the record is durably stored (for Kafka: the delivery report says the
 //! broker acknowledged it with `acks=all`).
 //!
@@ -12,13 +12,13 @@ use std::time::Duration;
 pub mod kafka;
 pub mod memory;
 
-pub use kafka::KafkaSink;
-pub use memory::MemorySink;
+pub use kafka::KafkaPublisher;
+pub use memory::MemoryPublisher;
 
 /// Why a record was not stored. The gateway maps each to a status in
 /// `crate::error::ApiError::from_sink`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SinkError {
+pub enum PublishError {
     /// The bounded producer queue is full: back-pressure, retry later.
     #[error("producer queue is full")]
     QueueFull,
@@ -38,10 +38,10 @@ pub enum SinkError {
     Rejected(&'static str),
 }
 
-pub type ProduceFuture = Pin<Box<dyn Future<Output = Result<(), SinkError>> + Send + 'static>>;
+pub type ProduceFuture = Pin<Box<dyn Future<Output = Result<(), PublishError>> + Send + 'static>>;
 pub type CheckFuture<'a> = Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>>;
 
-pub trait EventSink: Send + Sync + 'static {
+pub trait Publisher: Send + Sync + 'static {
     /// Hand over one record. The key and payload are copied before this returns; the
     /// future resolves `Ok` only when the record is durably stored.
     fn produce(&self, key: &[u8], payload: &[u8]) -> ProduceFuture;

@@ -1,10 +1,10 @@
-//! An in-memory [`EventSink`] for tests of the HTTP layer: keeps every record and can
-//! be told to fail the next produces with a given [`SinkError`].
+//! An in-memory [`Publisher`] for tests of the HTTP layer: keeps every record and can
+//! be told to fail the next produces with a given [`PublishError`].
 
 use std::sync::Mutex;
 use std::time::Duration;
 
-use super::{CheckFuture, EventSink, ProduceFuture, SinkError};
+use super::{CheckFuture, ProduceFuture, PublishError, Publisher};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredRecord {
@@ -13,14 +13,14 @@ pub struct StoredRecord {
 }
 
 #[derive(Default)]
-pub struct MemorySink {
+pub struct MemoryPublisher {
     records: Mutex<Vec<StoredRecord>>,
-    failure: Mutex<Option<SinkError>>,
+    failure: Mutex<Option<PublishError>>,
     /// With a failure set: how many produces still succeed before it applies.
     successes_left: Mutex<usize>,
 }
 
-impl MemorySink {
+impl MemoryPublisher {
     pub fn new() -> Self {
         Self::default()
     }
@@ -30,14 +30,14 @@ impl MemorySink {
         self.records.lock().unwrap().clone()
     }
 
-    /// Fail every produce with `error` until [`MemorySink::recover`].
-    pub fn fail_with(&self, error: SinkError) {
+    /// Fail every produce with `error` until [`MemoryPublisher::recover`].
+    pub fn fail_with(&self, error: PublishError) {
         self.fail_after(0, error);
     }
 
     /// Store the next `successes` records, then fail every produce with `error` until
-    /// [`MemorySink::recover`] (a batch stored in part).
-    pub fn fail_after(&self, successes: usize, error: SinkError) {
+    /// [`MemoryPublisher::recover`] (a batch stored in part).
+    pub fn fail_after(&self, successes: usize, error: PublishError) {
         *self.successes_left.lock().unwrap() = successes;
         *self.failure.lock().unwrap() = Some(error);
     }
@@ -47,7 +47,7 @@ impl MemorySink {
     }
 }
 
-impl EventSink for MemorySink {
+impl Publisher for MemoryPublisher {
     fn produce(&self, key: &[u8], payload: &[u8]) -> ProduceFuture {
         let failure = self.failure.lock().unwrap().clone();
         let mut successes_left = self.successes_left.lock().unwrap();

@@ -1,4 +1,4 @@
-//! The Kafka [`EventSink`]: an rdkafka `FutureProducer` whose delivery report decides
+//! The Kafka [`Publisher`]: an rdkafka `FutureProducer` whose delivery report decides
 //! the HTTP answer.
 //!
 //! Guarantees:
@@ -30,7 +30,7 @@ use rdkafka::ClientConfig;
 use vero_service::kafka_failure::Cause;
 use vero_service::kafka_security::{Watch, Watched};
 
-use super::{CheckFuture, EventSink, ProduceFuture, SinkError};
+use super::{CheckFuture, ProduceFuture, PublishError, Publisher};
 use crate::config::KafkaSettings;
 
 /// Extra time on top of `message.timeout.ms` before we stop waiting for a delivery
@@ -41,7 +41,7 @@ const DELIVERY_REPORT_GRACE: Duration = Duration::from_secs(5);
 /// How long `/readyz` waits for metadata while Kafka refuses the connection.
 const REFUSED_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
-pub struct KafkaSink {
+pub struct KafkaPublisher {
     producer: FutureProducer<Watched>,
     watch: Watch,
     topic: Arc<str>,
@@ -74,7 +74,7 @@ pub fn producer_config(settings: &KafkaSettings) -> ClientConfig {
     config
 }
 
-impl KafkaSink {
+impl KafkaPublisher {
     pub fn new(settings: &KafkaSettings) -> anyhow::Result<Self> {
         let watch = Watch::new("ingest-gateway", None, None);
         let producer = producer_config(settings)
@@ -108,23 +108,23 @@ impl KafkaSink {
 
 /// What an rdkafka error (at enqueue or in the delivery report) means for the client,
 /// from its one classification (`vero_service::kafka_failure`).
-fn classify(error: &KafkaError) -> SinkError {
+fn classify(error: &KafkaError) -> PublishError {
     match Cause::of(error) {
-        Cause::QueueFull => SinkError::QueueFull,
-        Cause::TimedOut => SinkError::Timeout,
+        Cause::QueueFull => PublishError::QueueFull,
+        Cause::TimedOut => PublishError::Timeout,
         // Refused credentials: the watch answers 503 and /readyz names the setting.
-        Cause::Unavailable | Cause::Credentials => SinkError::Unavailable,
-        Cause::TooLarge => SinkError::TooLarge,
+        Cause::Unavailable | Cause::Credentials => PublishError::Unavailable,
+        Cause::TooLarge => PublishError::TooLarge,
         cause @ (Cause::NotAuthorized | Cause::NoSuchTopic | Cause::Fatal | Cause::InvalidRecord) => {
-            SinkError::Rejected(cause.describe())
+            PublishError::Rejected(cause.describe())
         }
     }
 }
 
-impl EventSink for KafkaSink {
+impl Publisher for KafkaPublisher {
     fn produce(&self, key: &[u8], payload: &[u8]) -> ProduceFuture {
         if self.watch.refused().is_some() {
-            return Box::pin(std::future::ready(Err(SinkError::Unavailable)));
+            return Box::pin(std::future::ready(Err(PublishError::Unavailable)));
         }
         let watch = self.watch.clone();
         let record = FutureRecord::to(&self.topic).key(key).payload(payload);
@@ -147,8 +147,8 @@ impl EventSink for KafkaSink {
                             Err(classified)
                         }
                         // The producer dropped the report: the record's fate is unknown.
-                        Ok(Err(_canceled)) => Err(SinkError::Unavailable),
-                        Err(_elapsed) => Err(SinkError::Timeout),
+                        Ok(Err(_canceled)) => Err(PublishError::Unavailable),
+                        Err(_elapsed) => Err(PublishError::Timeout),
                     }
                 })
             }
@@ -206,13 +206,13 @@ mod tests {
     #[test]
     fn errors_are_classified_by_what_the_client_can_do() {
         let produce = |code| classify(&KafkaError::MessageProduction(code));
-        assert_eq!(produce(RDKafkaErrorCode::QueueFull), SinkError::QueueFull);
-        assert_eq!(produce(RDKafkaErrorCode::MessageTimedOut), SinkError::Timeout);
-        assert_eq!(produce(RDKafkaErrorCode::MessageSizeTooLarge), SinkError::TooLarge);
-        assert_eq!(produce(RDKafkaErrorCode::BrokerTransportFailure), SinkError::Unavailable);
-        assert_eq!(produce(RDKafkaErrorCode::NotEnoughReplicas), SinkError::Unavailable);
-        assert!(matches!(produce(RDKafkaErrorCode::TopicAuthorizationFailed), SinkError::Rejected(_)));
-        assert_eq!(produce(RDKafkaErrorCode::UnknownTopic), SinkError::Rejected("the topic does not exist"));
-        assert_eq!(produce(RDKafkaErrorCode::SaslAuthenticationFailed), SinkError::Unavailable, "the watch's 503");
+        assert_eq!(produce(RDKafkaErrorCode::QueueFull), PublishError::QueueFull);
+        assert_eq!(produce(RDKafkaErrorCode::MessageTimedOut), PublishError::Timeout);
+        assert_eq!(produce(RDKafkaErrorCode::MessageSizeTooLarge), PublishError::TooLarge);
+        assert_eq!(produce(RDKafkaErrorCode::BrokerTransportFailure), PublishError::Unavailable);
+        assert_eq!(produce(RDKafkaErrorCode::NotEnoughReplicas), PublishError::Unavailable);
+        assert!(matches!(produce(RDKafkaErrorCode::TopicAuthorizationFailed), PublishError::Rejected(_)));
+        assert_eq!(produce(RDKafkaErrorCode::UnknownTopic), PublishError::Rejected("the topic does not exist"));
+        assert_eq!(produce(RDKafkaErrorCode::SaslAuthenticationFailed), PublishError::Unavailable, "the watch's 503");
     }
 }
