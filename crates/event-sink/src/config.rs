@@ -150,7 +150,7 @@ pub struct RetrySettings {
     pub shutdown_flush_timeout_ms: u64,
     /// On a cluster of several shards: how long a failing shard may hold a batch
     /// before its partitions are parked (rewound and paused until it answers) so the
-    /// other shards' partitions go on (`crate::writer`).
+    /// other shards' partitions go on (`crate::insert`).
     pub shard_park_after_ms: u64,
 }
 

@@ -38,7 +38,7 @@ pub struct SinkContext {
     rebalances: Arc<Rebalances>,
     /// Partitions assigned here: the ones that may have a lag series.
     lagging: Mutex<BTreeSet<i32>>,
-    /// Ownership for the writer: assigned and revoked here.
+    /// Ownership for the inserter: assigned and revoked here.
     fence: Arc<Fence>,
     kafka: Watch,
 }

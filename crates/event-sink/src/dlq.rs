@@ -11,8 +11,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::batch::DeadLetter;
 use crate::config::{KafkaSettings, RetrySettings};
+use crate::insert::Abandoned;
 use crate::metrics::Metrics;
-use crate::writer::Abandoned;
 use vero_service::dead_letter::{DeadLetters, Delivered};
 use vero_service::kafka_failure::Cause;
 use vero_service::kafka_security::Watched;

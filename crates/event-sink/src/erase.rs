@@ -61,9 +61,9 @@ use vero_clickhouse::Failure;
 use vero_model::UserCommand;
 
 use crate::config::RetrySettings;
+use crate::insert::Abandoned;
 use crate::metrics::Metrics;
 use crate::route::{Destination, Place};
-use crate::writer::Abandoned;
 use vero_service::retry::{Class, Retry, Visibility};
 
 /// A `Delete` command and its position in the topic.

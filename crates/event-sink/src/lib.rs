@@ -10,26 +10,27 @@
 //! `SELECT count() FROM vero.events` is exact (see docs/analytics.md). While ClickHouse fails, consumption pauses with at most two batches
 //! in memory (the one being retried and the next) and resumes when it is back.
 //!
-//! Modules: [`config`] (settings), [`service`] (start: schema, consumer; [`run`] and
+//! Modules: [`config`] (settings), [`start`] (start: schema, consumer; [`run`] and
 //! [`migrate`]), [`pipeline`] (the consume/flush loop), [`batch`], [`row`],
-//! [`writer`] (INSERT with retry and bisection), [`route`] (the server, or the shards of a cluster), [`once`] (what not to insert; fencing), [`erase`] (GDPR delete mutations), [`dlq`], [`replay`]
+//! [`insert`] (INSERT with retry and bisection), [`route`] (the server, or the shards of a cluster), [`once`] (what not to insert; fencing), [`erase`] (GDPR delete mutations), [`dlq`], [`replay`]
 //! (`event-sink replay-dlq`: DLQ records back into the pipeline), [`context`] (rebalance and
-//! statistics callbacks), [`metrics`]; retry pacing and readiness come from `vero_service`.
+//! statistics callbacks), [`metrics`]; the partition lifecycle, retry policy, dead-letter writer,
+//! end-of-topic reader and readiness come from `vero_service`.
 
 pub mod batch;
 pub mod config;
 pub mod context;
 pub mod dlq;
 pub mod erase;
+pub mod insert;
 pub mod metrics;
 pub mod once;
 pub mod pipeline;
 pub mod replay;
 pub mod route;
 pub mod row;
-pub mod service;
-pub mod writer;
+pub mod start;
 
 pub use config::Settings;
 pub use replay::replay_dlq;
-pub use service::{migrate, run, Migrated};
+pub use start::{migrate, run, Migrated};

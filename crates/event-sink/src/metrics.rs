@@ -50,7 +50,7 @@ pub struct Metrics {
     /// failed, 0 after it succeeded.
     pub shard_failing: IntGaugeVec,
     /// On a cluster: partitions parked because their shard kept failing (rewound,
-    /// paused until the shard answers; `crate::writer`). Alert `VeroSinkShardDown`.
+    /// paused until the shard answers; `crate::insert`). Alert `VeroSinkShardDown`.
     pub parked_partitions: IntGauge,
     /// On a cluster: `SYSTEM SYNC REPLICA` runs before trusting a replica's written
     /// offsets (after a failover, at start and after an assignment).

@@ -4,7 +4,7 @@
 //! offset is stored only after every record up to it is in ClickHouse or acknowledged
 //! by the dead-letter topic, and librdkafka's auto-commit commits stored offsets only.
 //! A crash therefore re-delivers at most the batches written since the last commit;
-//! the writer skips every redelivered row at or below its partition's written offset
+//! the inserter skips every redelivered row at or below its partition's written offset
 //! (see [`crate::once`]), so each event is one row even without `FINAL`.
 //!
 //! The topic carries events and user commands. Events become rows; a `Delete` command
@@ -33,7 +33,7 @@
 //! again from the committed offset).
 //!
 //! On a cluster of several shards, a shard that keeps failing is *parked* instead of
-//! holding every partition (see [`crate::writer`]): the rest of the batch is written
+//! holding every partition (see [`crate::insert`]): the rest of the batch is written
 //! and its offsets stored; the parked partitions' records are dropped from memory,
 //! the partitions are paused, and once a probe finds the shard answering they are
 //! rewound (seek) to their first unwritten offset and resumed, so Kafka keeps what
@@ -61,9 +61,9 @@ use crate::config::Settings;
 use crate::context::SinkContext;
 use crate::dlq::{DeadLetterQueue, CONSUMER_NAME};
 use crate::erase::{Eraser, UserDelete};
+use crate::insert::{Abandoned, Inserter, Written};
 use crate::metrics::Metrics;
 use crate::row::EventRow;
-use crate::writer::{Abandoned, Writer, Written};
 
 /// How long a write may keep a full next batch waiting before the partitions are
 /// paused. Until then the consumer is simply not polled (rebalance callbacks wait at
@@ -361,7 +361,7 @@ impl Pipeline {
         if due.is_empty() {
             return;
         }
-        let answering = self.outputs.writer.answering(due.clone()).await;
+        let answering = self.outputs.inserter.answering(due.clone()).await;
         let later = Instant::now() + self.park_interval();
         self.lifecycle().probed(&self.consumer, &due, &answering, later);
     }
@@ -394,7 +394,7 @@ impl Pipeline {
 
 /// Where a batch goes: ClickHouse rows, delete mutations, the dead-letter topic.
 pub struct Outputs {
-    writer: Writer,
+    inserter: Inserter,
     eraser: Eraser,
     dlq: DeadLetterQueue,
     /// The events topic, the source of every letter.
@@ -403,8 +403,8 @@ pub struct Outputs {
 
 impl Outputs {
     /// `topic`: the events topic, the source of every letter.
-    pub fn new(writer: Writer, eraser: Eraser, dlq: DeadLetterQueue, topic: String) -> Self {
-        Self { writer, eraser, dlq, topic }
+    pub fn new(inserter: Inserter, eraser: Eraser, dlq: DeadLetterQueue, topic: String) -> Self {
+        Self { inserter, eraser, dlq, topic }
     }
 
     /// Rows first, then the deletes' mutations (a delete must see the rows before it),
@@ -412,8 +412,8 @@ impl Outputs {
     /// Returns the partitions parked on the way (only a batch without deletes may
     /// park: a delete must reach every shard); nothing of them was handled.
     async fn write_batch(&self, batch: &Batch, give_up: &CancellationToken) -> Result<BTreeSet<i32>, Abandoned> {
-        let (writer, eraser, dlq) = (&self.writer, &self.eraser, &self.dlq);
-        let Written { refused, parked } = writer.write(&batch.rows, batch.deletes.is_empty(), give_up).await?;
+        let (inserter, eraser, dlq) = (&self.inserter, &self.eraser, &self.dlq);
+        let Written { refused, parked } = inserter.write(&batch.rows, batch.deletes.is_empty(), give_up).await?;
         let refused_deletes = eraser.erase(&batch.deletes, give_up).await?;
         let mut letters: Vec<DeadLetter> =
             batch.dead.iter().filter(|letter| !parked.contains(&letter.partition)).cloned().collect();

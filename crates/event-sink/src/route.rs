@@ -2,7 +2,7 @@
 //! `clickhouse.cluster`, the `_local` tables of the shard that owns each row's Kafka
 //! partition (`vero_shards`), one replica at a time with failover.
 //!
-//! The writer and the eraser see a [`Place`] (the server, or one shard) and an [`At`]
+//! The inserter and the eraser see a [`Place`] (the server, or one shard) and an [`At`]
 //! (the server, or the replica an attempt goes to), so the single-node and the cluster
 //! path run the same code: the exactly-once check and the INSERT of one group of rows
 //! always go to the same place. Why writes go to the shards directly and not through

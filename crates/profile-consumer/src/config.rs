@@ -142,7 +142,7 @@ pub struct RetrySettings {
     pub max_backoff_ms: u64,
     /// On a cluster of several shards: how long a failing shard may hold a batch
     /// before its partitions are parked (state dropped, rewound, paused until it
-    /// answers) so the other shards' partitions go on (`crate::service::park`).
+    /// answers) so the other shards' partitions go on (`crate::consume::park`).
     pub shard_park_after_ms: u64,
 }
 

@@ -9,18 +9,19 @@
 //! * [`state`]: the profiles of the assigned partitions, in a local store with a
 //!   bounded cache, checkpointed against the profiles topic.
 //! * [`store`]: the ClickHouse tables.
-//! * [`service::run`]: the whole service, started by `main.rs` and by the tests.
+//! * [`start::run`]: the whole service, started by `main.rs` and by the tests.
 //!
 //! Merge rules, storage, queries and limits: `docs/profiles.md`.
 
 pub mod config;
+pub mod consume;
+pub mod destination;
 pub mod error;
 pub mod kafka;
 pub mod metrics;
 pub mod profile;
-pub mod service;
+pub mod start;
 pub mod state;
-pub mod store;
 
 pub use config::Settings;
-pub use service::run;
+pub use start::run;

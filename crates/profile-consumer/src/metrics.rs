@@ -55,7 +55,7 @@ pub struct Metrics {
     pub partitions_revoked: IntCounter,
     /// Partitions whose profiles topic another member wrote since this one last knew
     /// its end (this member was dropped from the group while not polling): left out
-    /// of the write, rewound and restored again ([`crate::service::changelog`]).
+    /// of the write, rewound and restored again ([`crate::consume::changelog`]).
     pub partitions_fenced: IntCounter,
     /// 1 while the assigned partitions are paused because a write or restore runs long.
     pub consumption_paused: IntGauge,

@@ -1,4 +1,4 @@
-//! The profiles topic fences a member's writes (`service::changelog`): when another
+//! The profiles topic fences a member's writes (`consume::changelog`): when another
 //! member wrote a partition's profiles since this one last knew its end (what a
 //! member the group dropped while it was frozen finds on waking up), this member does
 //! not write its own older state over it. It leaves the partition out of the write,

@@ -49,7 +49,7 @@ pub struct Restored {
     /// Profile values read (records that are not tombstones).
     pub values: u64,
     /// The partition's end offset this read reached: everything before it is in the
-    /// store (the changelog fence starts from here, [`crate::service::changelog`]).
+    /// store (the changelog fence starts from here, [`crate::consume::changelog`]).
     pub end: i64,
 }
 

@@ -11,7 +11,7 @@
 //! sends the whole write again, also to shards that took it: those rows collapse. A
 //! shard that is down fails the write (retryable, its number in the message) while the
 //! others' rows land; the caller retries with backoff, and parks the shard's
-//! partitions once it kept failing (`crate::service::park`).
+//! partitions once it kept failing (`crate::consume::park`).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -22,7 +22,7 @@ use prometheus::IntGaugeVec;
 use vero_clickhouse::Failure;
 use vero_shards::{Router, Shard};
 
-use super::clickhouse::{self as tables, AliasRow, Erasure, ProfileRow};
+use super::rows::{self as tables, AliasRow, Erasure, ProfileRow};
 use crate::error::WriteError;
 
 /// The profiles table (not the profiles topic, `vero_model::topics::PROFILES`):
@@ -34,14 +34,14 @@ const ALIASES_TABLE: (&str, &str) = ("vero.user_aliases", "vero.user_aliases_loc
 /// How long a probe of a parked shard may take: short, Kafka is not polled meanwhile.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
-pub enum Store {
+pub enum Destination {
     Single(Box<Client>),
     /// The shards, and `vero_profiles_shard_failing{shard}` (1 while a shard's writes
     /// fail as unavailable or operator-fixable).
     Cluster(Arc<Router>, IntGaugeVec),
 }
 
-impl Store {
+impl Destination {
     /// Insert `rows` (each with its Kafka partition).
     pub async fn insert_profiles(&self, rows: &[(i32, &ProfileRow)]) -> Result<(), WriteError> {
         let table = self.table(PROFILES_TABLE);

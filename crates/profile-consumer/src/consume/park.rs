@@ -35,19 +35,19 @@ use rdkafka::message::OwnedMessage;
 use rdkafka::Message;
 
 use super::LoopState;
-use crate::store::Store;
+use crate::destination::Destination;
 
 impl LoopState<'_> {
     /// Park the assigned partitions on the shards of `partitions` (which the write
     /// parked; `batch` is the batch it wrote, without them).
-    pub(super) fn park(&mut self, partitions: &BTreeSet<i32>, batch: &[OwnedMessage], store: &Store) {
+    pub(super) fn park(&mut self, partitions: &BTreeSet<i32>, batch: &[OwnedMessage], destination: &Destination) {
         let on_parked_shards: BTreeSet<i32> = self
             .lifecycle
             .partitions()
             .owned()
             .into_iter()
             .map(|(_, partition)| partition)
-            .filter(|partition| partitions.iter().any(|parked| store.same_shard(*partition, *parked)))
+            .filter(|partition| partitions.iter().any(|parked| destination.same_shard(*partition, *parked)))
             .collect();
         // The batch's records of the other partitions were written, offsets stored.
         let unwritten = batch.iter().filter(|m| partitions.contains(&m.partition()));
@@ -66,12 +66,12 @@ impl LoopState<'_> {
 
     /// Probe the shards of the parked partitions that are due; rewind and resume
     /// those whose shard answers.
-    pub(super) async fn probe_parked(&mut self, store: &Store) {
+    pub(super) async fn probe_parked(&mut self, destination: &Destination) {
         let due = self.lifecycle.partitions().due(Instant::now());
         if due.is_empty() {
             return;
         }
-        let answering = store.answering(due.iter().copied().collect()).await;
+        let answering = destination.answering(due.iter().copied().collect()).await;
         let later = Instant::now() + self.park_interval();
         self.lifecycle.probed(self.consumer, &due, &answering, later);
     }

@@ -31,12 +31,12 @@ use vero_service::dead_letter::DeadLetter;
 use vero_service::dlq_replay::Unsigned;
 use vero_service::partitions::Partitions;
 
+use crate::destination::rows::{AliasRow, Erasure};
 use crate::kafka::producer::Outgoing;
 use crate::profile::dedup::Dedup;
 use crate::profile::merge::{validate_command, validate_event};
 use crate::profile::{ProfileKey, ProfileState};
 use crate::state::{ProfileStates, StateError};
-use crate::store::clickhouse::{AliasRow, Erasure};
 
 /// Value of the dead-letter consumer header.
 pub const CONSUMER_NAME: &str = "profile-consumer";

@@ -21,11 +21,11 @@ use crate::config::Settings;
 use crate::context::SinkContext;
 use crate::dlq::DeadLetterQueue;
 use crate::erase::Eraser;
+use crate::insert::Inserter;
 use crate::metrics::Metrics;
 use crate::once::Fence;
 use crate::pipeline::{Outputs, Pipeline};
 use crate::route::Destination;
-use crate::writer::Writer;
 use vero_service::group_consumer::GroupConsumerConfig;
 use vero_service::group_protocol::Assignors;
 use vero_service::health::Health;
@@ -110,7 +110,7 @@ async fn start_and_consume(
     // vero_sink_erasures_pending, for as long as the pipeline runs.
     let watching = CancellationToken::new();
     let pending = tokio::spawn(crate::erase::watch_pending(destination.clone(), metrics.clone(), watching.clone()));
-    let writer = Writer::new(destination, version, &settings, metrics.clone(), visibility.clone(), fence);
+    let inserter = Inserter::new(destination, version, &settings, metrics.clone(), visibility.clone(), fence);
     // Dead-letter failures are not write failures: not counted with them.
     let letters = Visibility { failures: None, ..visibility.clone() };
     let dlq = DeadLetterQueue::new(&settings.kafka, settings.retry.clone(), metrics.clone(), letters)?;
@@ -123,7 +123,7 @@ async fn start_and_consume(
     };
     let lifecycle = Lifecycle::new(rebalances, health, gauges, "event sinks");
     let read_errors = ReadErrors::new(visibility.clone());
-    let outputs = Outputs::new(writer, eraser, dlq, settings.kafka.events_topic.clone());
+    let outputs = Outputs::new(inserter, eraser, dlq, settings.kafka.events_topic.clone());
     let result = Pipeline::new(consumer, outputs, settings, metrics, lifecycle, read_errors).run(shutdown).await;
     watching.cancel();
     let _ = pending.await;

@@ -1,8 +1,4 @@
-//! The service: [`run`] wires config, ClickHouse schema, topics, the consumer loop and
-//! the ops endpoints, and returns when the shutdown token is cancelled (after the
-//! batch in hand was written and offsets committed) or on a non-retryable failure.
-//!
-//! The loop: collect a batch (at most `batch.max_records`, at most `batch.linger_ms`
+//! The consumer loop, started by [`crate::start`]: collect a batch (at most `batch.max_records`, at most `batch.linger_ms`
 //! after its first record), restore the profiles of newly seen partitions from the
 //! profiles topic, apply the batch, write its effects ([`write`]), then store the
 //! offsets.
@@ -31,7 +27,7 @@
 //!
 //! Fencing: a revoke (rebalance, or the group session lost) drops at once the state,
 //! the waiting records and the restore of the revoked partitions, and
-//! [`write::Fence`] keeps the write in hand from writing anything of them from then
+//! [`write::Ownership`] keeps the write in hand from writing anything of them from then
 //! on; their offsets are not stored. The new owner restores and writes them. A revoke
 //! this member has not heard of yet (it was frozen) is caught by [`changelog`]: the
 //! writer finds another member's records on the profiles topic, and the partition is
@@ -47,29 +43,25 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rdkafka::consumer::{CommitMode, Consumer};
+use rdkafka::consumer::Consumer;
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, OwnedMessage};
 use rdkafka::{Message, Offset, TopicPartitionList};
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Settings;
+use crate::destination::Destination;
 use crate::kafka::consumer::GroupConsumer;
-use crate::kafka::producer::Producer;
-use crate::kafka::{consumer, restore, topics};
+use crate::kafka::restore;
 use crate::metrics::Metrics;
 use crate::profile::dedup::Dedup;
-use crate::state::{Budget, Disk, ProfileStates};
-use crate::store::Store;
+use crate::state::ProfileStates;
 use anyhow::Context as _;
 use apply::{Applier, Effects, Topics};
-use vero_service::health::Health;
-use vero_service::kafka_security::Watch;
-use vero_service::partitions::{Gauges, Lifecycle, Take};
+use vero_service::partitions::{Lifecycle, Take};
 use vero_service::read_errors::ReadErrors;
 use vero_service::retry::{Class, Retry, Visibility};
-use write::{Fence, NotWritten, Writer};
+use write::{NotWritten, Ownership, Writer};
 
 /// How long a restore or write may run before the assigned partitions are paused and
 /// the consumer is polled. Until then a rebalance waits (a write it interrupts is
@@ -77,235 +69,41 @@ use write::{Fence, NotWritten, Writer};
 /// drops librdkafka's prefetched records, which a short write should not pay for.
 const PAUSE_AFTER: Duration = Duration::from_millis(1000);
 
-/// Run until `shutdown` is cancelled. `ops` serves `/metrics`, `/healthz`, `/readyz`.
-pub async fn run(settings: Settings, ops: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
-    settings.validate()?;
-    vero_model::schemas::check().map_err(anyhow::Error::msg)?;
-    let metrics = Metrics::new();
-    let health = Health::starting("starting: ClickHouse schema not checked yet");
-    let ops_task =
-        tokio::spawn(vero_service::ops::serve(ops, metrics.registry.clone(), health.check(), shutdown.clone()));
-    let result = serve(settings, metrics, health, shutdown.clone()).await;
-    shutdown.cancel();
-    let _ = ops_task.await;
-    result
-}
-
-async fn serve(
-    settings: Settings,
-    metrics: Metrics,
-    health: Health,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
-    let clickhouse = vero_clickhouse::client::build(&settings.clickhouse);
-    let Some(store) = migrate(&clickhouse, &settings, &metrics, &health, &shutdown).await? else {
-        return Ok(());
-    };
-    let kafka = Watch::new("profile-consumer", Some(health.clone()), Some(metrics.needs_operator.clone()));
-    let Some(partitions) = ensure_topics(&settings, &kafka, &shutdown).await? else {
-        return Ok(());
-    };
-    let topics = Topics {
-        events: settings.kafka.events_topic.clone(),
-        handoff: settings.kafka.handoff_topic.clone(),
-        profiles: settings.kafka.profiles_topic.clone(),
-        dlq: settings.kafka.dlq_topic.clone(),
-        partitions,
-    };
-    let producer = Producer::new(&settings.kafka, kafka.clone())?;
-    let changelog = Arc::new(changelog::Changelog::new(settings.kafka.profiles_topic.clone(), producer.clone()));
-    let (consumer, rebalances) =
-        consumer::subscribe(&settings.kafka, metrics.consumer_lag.clone(), metrics.offset_gaps.clone(), kafka)?;
-    health.ready();
-    // The window must be the event sink's: logged so a mismatch can be seen.
-    tracing::info!(
-        partitions,
-        group = %settings.kafka.group_id,
-        dedup_window_ms = settings.dedup.window_ms,
-        "consuming"
-    );
-    let park_after = store.may_park().then(|| Duration::from_millis(settings.retry.shard_park_after_ms));
-    let writer = Writer {
-        park_after,
-        store,
-        letters: producer.dead_letters(settings.kafka.dlq_topic.clone(), apply::CONSUMER_NAME),
-        producer,
-        topics: topics.clone(),
-        retry: settings.retry.clone(),
-        metrics: metrics.clone(),
-        visibility: Visibility {
-            health: health.clone(),
-            needs_operator: metrics.needs_operator.clone(),
-            kafka: Some(consumer.context().kafka().clone()),
-            failures: Some(metrics.write_failures.clone()),
-        },
-        max_profile_bytes: settings.kafka.max_profile_bytes,
-        changelog: changelog.clone(),
-    };
-    let fence = Fence { rebalances: rebalances.clone(), revoked: Arc::default() };
-    let gauges = Gauges {
-        blocked: metrics.blocked_partitions.clone(),
-        parked: metrics.parked_partitions.clone(),
-        paused: metrics.consumption_paused.clone(),
-    };
-    let budget = Budget::of(settings.state.memory_mb * 1024 * 1024);
-    let (disk, temporary) = open_state(&settings, budget)?;
-    let mut state = LoopState {
-        settings: &settings,
-        topics,
-        consumer: &consumer,
-        metrics: &metrics,
-        states: ProfileStates::new(disk.clone(), budget.cache),
-        pending: Vec::new(),
-        lifecycle: Lifecycle::new(rebalances, health.clone(), gauges, "profile consumers"),
-        read_errors: ReadErrors::new(Visibility { failures: None, ..writer.visibility.clone() }),
-        fence,
-        changelog,
-    };
-    let outcome = state.consume(&writer, &shutdown).await;
-    // Commit what was stored. Async: a synchronous commit has no timeout and blocks
-    // forever when the broker is gone; closing the consumer (on drop) waits for it and
-    // commits the stored offsets itself, bounded by session.timeout.ms.
-    if let Err(e) = consumer.commit_consumer_state(CommitMode::Async) {
-        tracing::debug!(error = %e, "final commit failed");
-    }
-    drop(state);
-    if let Err(e) = disk.sync() {
-        tracing::warn!(error = %e, "syncing the profile state at stop failed (the next start reads more of the topic)");
-    }
-    // The store closes before its temporary directory (if any) is removed.
-    drop(disk);
-    drop(temporary);
-    outcome
-}
-
-/// The local store of `state.dir`; with an empty `dir`, of a temporary directory
-/// (returned too: removed when dropped).
-fn open_state(settings: &Settings, budget: Budget) -> anyhow::Result<(Arc<Disk>, Option<tempfile::TempDir>)> {
-    let (dir, temporary) = if settings.state.dir.as_os_str().is_empty() {
-        let temporary = tempfile::Builder::new().prefix("vero-profile-state-").tempdir()?;
-        (temporary.path().to_owned(), Some(temporary))
-    } else {
-        (settings.state.dir.clone(), None)
-    };
-    let disk = Disk::open(&dir, budget.disk)?;
-    tracing::info!(dir = %dir.display(), memory_mb = settings.state.memory_mb, "profile state opened");
-    Ok((Arc::new(disk), temporary))
-}
-
-/// Apply the ClickHouse migrations (on a cluster: the cluster schema, then read its
-/// topology), retrying while the server is unavailable. Returns where profiles are
-/// written; `Ok(None)` when shutdown came first.
-async fn migrate(
-    client: &clickhouse::Client,
-    settings: &Settings,
-    metrics: &Metrics,
-    health: &Health,
-    shutdown: &CancellationToken,
-) -> anyhow::Result<Option<Store>> {
-    let cluster = settings.clickhouse.cluster.as_deref();
-    let migrations = vero_clickhouse::migrations::embedded_for(cluster).map_err(anyhow::Error::msg)?;
-    let starting = Visibility::starting(health, &metrics.needs_operator);
-    let mut retry = Retry::new("ClickHouse migrations", settings.retry.backoff(), &starting);
-    loop {
-        let attempt = async {
-            let version = vero_clickhouse::ServerVersion::detect(client).await?;
-            let applied = vero_clickhouse::migrations::apply(client, version, &migrations).await?;
-            let router = vero_shards::connect(&settings.clickhouse, &settings.cluster, |c| c).await?;
-            Ok::<_, vero_clickhouse::Failure>((applied, router))
-        };
-        match attempt.await {
-            Ok((applied, router)) => {
-                metrics.needs_operator.set(0);
-                for migration in applied {
-                    tracing::info!(file = migration.file, "ClickHouse migration applied");
-                }
-                return Ok(Some(match router {
-                    Some(router) => {
-                        let patience = vero_shards::Patience::new(
-                            Duration::from_millis(settings.retry.shard_park_after_ms),
-                            settings.clickhouse.request_timeout(),
-                        );
-                        let stalls = vero_shards::Stalls {
-                            shard_failing: metrics.shard_failing.clone(),
-                            health: health.clone(),
-                        };
-                        let router = router.with_patience(patience, Some(stalls));
-                        Store::Cluster(Arc::new(router), metrics.shard_failing.clone())
-                    }
-                    None => Store::Single(Box::new(client.clone())),
-                }));
-            }
-            Err(e @ vero_clickhouse::Failure::Invalid(_)) => {
-                return Err(anyhow::anyhow!("ClickHouse migrations failed: {e}"))
-            }
-            // Operator-fixable (login refused, ...) is retried like an outage, visibly.
-            Err(e) => {
-                if !retry.again(Class::from(&e), e.message(), shutdown).await {
-                    return Ok(None);
-                }
-            }
-        }
-    }
-}
-
-/// [`topics::ensure`], retried with backoff while Kafka refuses the login or a
-/// certificate (the watch holds `/readyz` and `needs_operator` meanwhile); any other
-/// failure stops the start. `Ok(None)` when shutdown came first.
-async fn ensure_topics(
-    settings: &Settings,
-    kafka: &Watch,
-    shutdown: &CancellationToken,
-) -> anyhow::Result<Option<i32>> {
-    let mut backoff = settings.retry.backoff();
-    loop {
-        match topics::ensure(&settings.kafka, kafka).await {
-            Ok(partitions) => return Ok(Some(partitions)),
-            Err(e) if kafka.refused().is_some() => {
-                tracing::debug!(error = %e, "topic check waits for Kafka to accept the connection");
-                if !backoff.wait(shutdown).await {
-                    return Ok(None);
-                }
-            }
-            Err(e) => return Err(e),
-        }
-    }
-}
-
-struct LoopState<'a> {
-    settings: &'a Settings,
-    topics: Topics,
-    consumer: &'a GroupConsumer,
-    metrics: &'a Metrics,
+/// The loop's state: what it holds between batches.
+pub(crate) struct LoopState<'a> {
+    pub(crate) settings: &'a Settings,
+    pub(crate) topics: Topics,
+    pub(crate) consumer: &'a GroupConsumer,
+    pub(crate) metrics: &'a Metrics,
     /// The profiles of the assigned partitions.
-    states: ProfileStates,
+    pub(crate) states: ProfileStates,
     /// Records received, not yet in a batch (the next batch starts with them).
-    pending: Vec<OwnedMessage>,
+    pub(crate) pending: Vec<OwnedMessage>,
     /// Owned, blocked at an unknown writer schema, parked while their ClickHouse
     /// shard fails ([`park`]), paused for a long write.
-    lifecycle: Lifecycle,
-    read_errors: ReadErrors,
+    pub(crate) lifecycle: Lifecycle,
+    pub(crate) read_errors: ReadErrors,
     /// Partitions revoked since the batch in hand was collected.
-    fence: Fence,
+    pub(crate) ownership: Ownership,
     /// What this member knows of the profiles topic's ends (shared with the writer).
-    changelog: Arc<changelog::Changelog>,
+    pub(crate) changelog: Arc<changelog::Changelog>,
 }
 
 impl LoopState<'_> {
-    async fn consume(&mut self, writer: &Writer, shutdown: &CancellationToken) -> anyhow::Result<()> {
+    pub(crate) async fn consume(&mut self, writer: &Writer, shutdown: &CancellationToken) -> anyhow::Result<()> {
         loop {
-            let Some(batch) = self.collect(&writer.store, shutdown).await else { return Ok(()) };
+            let Some(batch) = self.collect(&writer.destination, shutdown).await else { return Ok(()) };
             if batch.is_empty() {
                 continue;
             }
             for partition in batch.iter().map(Message::partition).collect::<BTreeSet<_>>() {
-                let needed = !self.states.is_restored(partition) && self.fence.holds(partition);
+                let needed = !self.states.is_restored(partition) && self.ownership.holds(partition);
                 if needed && !self.restore(partition, &writer.visibility, shutdown).await? {
                     return Ok(());
                 }
             }
             let mut effects = Effects::default();
-            let fence = self.fence.clone();
+            let ownership = self.ownership.clone();
             {
                 let mut applier = Applier {
                     topics: &self.topics,
@@ -316,7 +114,7 @@ impl LoopState<'_> {
                     current: None,
                 };
                 // Records of partitions revoked meanwhile are someone else's now.
-                for message in batch.iter().filter(|m| fence.holds(m.partition())) {
+                for message in batch.iter().filter(|m| ownership.holds(m.partition())) {
                     // The batch is not written: its offsets stay unstored, a restart reads it again.
                     let outcome =
                         applier.apply(message, self.lifecycle.partitions()).context("reading the profile state")?;
@@ -336,14 +134,15 @@ impl LoopState<'_> {
             }
             let positions = std::mem::take(&mut effects.positions);
             let mut rendered = writer.render(effects, &self.states, &batch);
-            match self.drive(writer.write(&mut rendered, &batch, &fence, shutdown)).await {
+            match self.drive(writer.write(&mut rendered, &batch, &ownership, shutdown)).await {
                 Ok(parked) => {
                     // What was written goes to the local store; a partition left out of
                     // the write (fenced, parked, moved) or with a profile not written
                     // is dropped and continues from the profiles topic.
                     let (reload, moved) = (&rendered.reload, &rendered.moved);
-                    let kept =
-                        |p: i32| fence.holds(p) && !reload.contains(&p) && !moved.contains(&p) && !parked.contains(&p);
+                    let kept = |p: i32| {
+                        ownership.holds(p) && !reload.contains(&p) && !moved.contains(&p) && !parked.contains(&p)
+                    };
                     let changelog = &self.changelog;
                     let settled =
                         self.states.settle(std::mem::take(&mut rendered.for_state), |p| changelog.known(p), kept);
@@ -358,7 +157,7 @@ impl LoopState<'_> {
                     self.store_offsets(&positions);
                     self.rewind(&rendered.moved, &batch)?;
                     if !parked.is_empty() {
-                        self.park(&parked, &batch, &writer.store);
+                        self.park(&parked, &batch, &writer.destination);
                     }
                 }
                 Err(NotWritten::Shutdown) => return Ok(()),
@@ -371,7 +170,7 @@ impl LoopState<'_> {
     /// fence: partitions revoked from now on are fenced for this batch (records held
     /// from before a revoke were dropped with it; later ones are of the new assignment).
     /// Parked shards due for a probe are probed meanwhile.
-    async fn collect(&mut self, store: &Store, shutdown: &CancellationToken) -> Option<Vec<OwnedMessage>> {
+    async fn collect(&mut self, destination: &Destination, shutdown: &CancellationToken) -> Option<Vec<OwnedMessage>> {
         let max = self.settings.batch.max_records;
         let linger = Duration::from_millis(self.settings.batch.linger_ms);
         let consumer = self.consumer;
@@ -385,7 +184,7 @@ impl LoopState<'_> {
                 _ = shutdown.cancelled(), if self.pending.is_empty() => return None,
                 _ = tokio::time::sleep_until(wait_until) => break,
                 _ = tokio::time::sleep_until(probe_at.unwrap_or(wait_until)), if probe_at.is_some() => {
-                    self.probe_parked(store).await;
+                    self.probe_parked(destination).await;
                 }
                 _ = tick.tick() => self.take_rebalances(),
                 received = consumer.recv() => {
@@ -400,7 +199,7 @@ impl LoopState<'_> {
             }
         }
         self.take_rebalances();
-        self.fence.revoked.lock().expect("fence lock").clear();
+        self.ownership.revoked.lock().expect("ownership lock").clear();
         let batch: Vec<OwnedMessage> = self.pending.drain(..self.pending.len().min(max)).collect();
         Some(batch)
     }
@@ -467,7 +266,7 @@ impl LoopState<'_> {
             // The group and the topics accept this member again.
             self.read_errors.read();
         }
-        let mut fenced = self.fence.revoked.lock().expect("fence lock");
+        let mut fenced = self.ownership.revoked.lock().expect("ownership lock");
         for partition in changes.revoked_numbers() {
             self.states.drop_partition(partition);
             self.changelog.forget(partition);
@@ -558,7 +357,7 @@ impl LoopState<'_> {
                 retry.failed(Class::Retryable, &format_args!("{error:#}"));
                 held = true;
             }
-            if !self.fence.holds(partition) {
+            if !self.ownership.holds(partition) {
                 break None;
             }
             if !self.drive(retry.wait(shutdown)).await {
@@ -568,7 +367,7 @@ impl LoopState<'_> {
         if held {
             retry.succeeded();
         }
-        let Some(restored) = restored.filter(|_| self.fence.holds(partition)) else {
+        let Some(restored) = restored.filter(|_| self.ownership.holds(partition)) else {
             tracing::info!(partition, "partition revoked while restoring it; restore dropped");
             return Ok(true);
         };
@@ -590,12 +389,12 @@ impl LoopState<'_> {
         Ok(true)
     }
 
-    /// Store the next offsets of a written batch, except for partitions revoked since
+    /// Destination the next offsets of a written batch, except for partitions revoked since
     /// it was collected (their records were fenced off, the new owner reads them).
     fn store_offsets(&self, positions: &std::collections::BTreeMap<(String, i32), i64>) {
         let mut list = TopicPartitionList::new();
         for ((topic, partition), next) in positions {
-            if self.lifecycle.partitions().owns(topic, *partition) && self.fence.holds(*partition) {
+            if self.lifecycle.partitions().owns(topic, *partition) && self.ownership.holds(*partition) {
                 if let Err(e) = list.add_partition_offset(topic, *partition, Offset::Offset(*next)) {
                     tracing::warn!(topic = %topic, partition, offset = next, error = %e, "cannot store offset");
                 }

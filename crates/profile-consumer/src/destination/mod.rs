@@ -2,9 +2,9 @@
 //! `vero.user_aliases` (schema in `schemas/clickhouse/0100_profiles.sql`). Table names
 //! are passed unescaped (`insert_unescaped`): `insert` would quote `vero.profiles` as
 //! one identifier. With `clickhouse.cluster` the rows go to the shards' `_local`
-//! tables instead ([`route::Store`]).
+//! tables instead ([`route::Destination`]).
 
-pub mod clickhouse;
 pub mod route;
+pub mod rows;
 
-pub use route::Store;
+pub use route::Destination;

@@ -32,7 +32,7 @@
 //!   again, it is logged and dropped. Nothing is retried that cannot succeed.
 //!
 //! Fencing: right before every step (so right before each produce), whatever belongs
-//! to a partition revoked since the batch was collected is dropped ([`Fence`]); the
+//! to a partition revoked since the batch was collected is dropped ([`Ownership`]); the
 //! new owner writes those profiles from its own restore. Before the first step and
 //! before the profiles-topic records, partitions another member wrote since this one
 //! last knew are left out too ([`super::changelog`], `Rendered::moved`). Offsets are stored by the
@@ -48,14 +48,14 @@ use rdkafka::message::OwnedMessage;
 use rdkafka::Message;
 
 use crate::config::RetrySettings;
+use crate::consume::apply::{dead_letter, Effects, Source, Topics};
+use crate::destination::rows::{AliasRow, Erasure, ProfileRow, ERASE_STATEMENT_BYTES};
+use crate::destination::Destination;
 use crate::error::WriteError;
 use crate::kafka::producer::{Outgoing, Producer};
 use crate::metrics::Metrics;
 use crate::profile::{ProfileKey, ProfileState};
-use crate::service::apply::{dead_letter, Effects, Source, Topics};
 use crate::state::ProfileStates;
-use crate::store::clickhouse::{AliasRow, Erasure, ProfileRow, ERASE_STATEMENT_BYTES};
-use crate::store::Store;
 use vero_model::profile::RECENT_REQUESTS_MAX_BYTES;
 use vero_service::dead_letter::{DeadLetter, DeadLetters, Delivered};
 use vero_service::partitions::Rebalances;
@@ -70,23 +70,23 @@ pub const ERASE_CHUNK_BYTES: usize = 65_536;
 /// hand was collected. Reads the rebalance callback's record directly, so a revoke
 /// served a moment ago counts before the service loop has looked at it.
 #[derive(Clone)]
-pub struct Fence {
+pub struct Ownership {
     pub rebalances: Arc<Rebalances>,
     /// Partitions revoked (and already taken from `changes` by the loop) since the
     /// batch in hand was collected.
     pub revoked: Arc<Mutex<BTreeSet<i32>>>,
 }
 
-impl Fence {
+impl Ownership {
     /// Keep everything of `partitions` out of the write in hand and its offsets
     /// unstored, as if revoked (a parked shard's partitions).
     pub fn exclude(&self, partitions: &BTreeSet<i32>) {
-        self.revoked.lock().expect("fence lock").extend(partitions);
+        self.revoked.lock().expect("ownership lock").extend(partitions);
     }
 
     /// Whether the state of `partition` (events and handoff topics) is still ours.
     pub fn holds(&self, partition: i32) -> bool {
-        if self.revoked.lock().expect("fence lock").contains(&partition) {
+        if self.revoked.lock().expect("ownership lock").contains(&partition) {
             return false;
         }
         !self.rebalances.is_revoked(partition)
@@ -130,7 +130,7 @@ pub enum NotWritten {
 
 pub struct Writer {
     /// ClickHouse: the one server, or the shards of a cluster.
-    pub store: Store,
+    pub destination: Destination,
     pub producer: Producer,
     /// The dead-letter topic, through `producer`.
     pub letters: DeadLetters,
@@ -144,15 +144,15 @@ pub struct Writer {
     /// The profiles topic's ends as this member knows them: the fence against a write
     /// after the group gave the partition to someone else.
     pub changelog: std::sync::Arc<super::changelog::Changelog>,
-    /// `retry.shard_park_after_ms` where parking applies ([`Store::may_park`]);
+    /// `retry.shard_park_after_ms` where parking applies ([`Destination::may_park`]);
     /// `None`: a failing write is retried until it succeeds.
     pub park_after: Option<std::time::Duration>,
 }
 
 impl Writer {
-    /// Write everything in `rendered` that `fence` still holds; `batch` holds the
+    /// Write everything in `rendered` that `ownership` still holds; `batch` holds the
     /// records, for dead letters. Returns the partitions parked on the way: nothing of
-    /// them is written from then on and `fence` excludes them (their offsets must not
+    /// them is written from then on and `ownership` excludes them (their offsets must not
     /// be stored). Parking happens when the write kept failing for `park_after` and
     /// has no erasure left (an erasure must reach every shard): the partitions with
     /// ClickHouse rows left whose shard does not answer a probe are parked, and the
@@ -161,7 +161,7 @@ impl Writer {
         &self,
         rendered: &mut Rendered,
         batch: &[OwnedMessage],
-        fence: &Fence,
+        ownership: &Ownership,
         cancel: &CancellationToken,
     ) -> Result<BTreeSet<i32>, NotWritten> {
         let mut retry = Retry::new("writing profiles", self.retry.backoff(), &self.visibility);
@@ -177,7 +177,7 @@ impl Writer {
             // attempt that is only slow is never cut. Cutting is safe: each step
             // removes what it wrote only once done, and every step is idempotent.
             let cut = park_at.filter(|_| failed && rendered.erasures.is_empty());
-            let attempt = self.attempt(rendered, batch, fence);
+            let attempt = self.attempt(rendered, batch, ownership);
             let outcome = match cut {
                 Some(deadline) => tokio::time::timeout_at(deadline.into(), attempt).await.unwrap_or_else(|_| {
                     Err(WriteError::Unavailable("ClickHouse write still failing at the park deadline".into()))
@@ -200,7 +200,7 @@ impl Writer {
                     }
                     failed = true;
                     if park_at.is_some_and(|at| Instant::now() >= at) && rendered.erasures.is_empty() {
-                        let down = self.unanswering(rendered, fence).await;
+                        let down = self.unanswering(rendered, ownership).await;
                         if !down.is_empty() {
                             tracing::warn!(
                                 partitions = ?down,
@@ -208,7 +208,7 @@ impl Writer {
                                 "ClickHouse shard still failing: its partitions are parked (rewound, paused until it \
                                  answers); the other shards' go on"
                             );
-                            fence.exclude(&down);
+                            ownership.exclude(&down);
                             parked.extend(down);
                             park_at = self.park_after.map(|after| Instant::now() + after);
                             failed = false;
@@ -238,22 +238,22 @@ impl Writer {
     }
 
     /// The partitions with ClickHouse rows left to write whose shard does not answer.
-    async fn unanswering(&self, r: &Rendered, fence: &Fence) -> BTreeSet<i32> {
+    async fn unanswering(&self, r: &Rendered, ownership: &Ownership) -> BTreeSet<i32> {
         let pending: BTreeSet<i32> = r
             .rows
             .iter()
             .map(|(partition, _)| *partition)
             .chain(r.aliases.iter().map(|alias| alias.kafka_partition))
-            .filter(|partition| fence.holds(*partition))
+            .filter(|partition| ownership.holds(*partition))
             .collect();
-        let answering = self.store.answering(pending.clone()).await;
+        let answering = self.destination.answering(pending.clone()).await;
         pending.difference(&answering).copied().collect()
     }
 
     /// The steps not done yet.
-    async fn attempt(&self, r: &mut Rendered, batch: &[OwnedMessage], fence: &Fence) -> Result<(), WriteError> {
-        self.fence_moved(r, fence).await?;
-        r.messages.retain(|(source, _)| fence.holds(source.partition));
+    async fn attempt(&self, r: &mut Rendered, batch: &[OwnedMessage], ownership: &Ownership) -> Result<(), WriteError> {
+        self.fence_moved(r, ownership).await?;
+        r.messages.retain(|(source, _)| ownership.holds(source.partition));
         let messages: Vec<&Outgoing> = r.messages.iter().map(|(_, m)| m).collect();
         let refused = self.producer.send_each(&messages).await?;
         for (index, error) in refused {
@@ -263,12 +263,12 @@ impl Writer {
         }
         r.messages.clear();
 
-        r.rows.retain(|(partition, _)| fence.holds(*partition));
-        let store = &self.store;
+        r.rows.retain(|(partition, _)| ownership.holds(*partition));
+        let destination = &self.destination;
         let rows = &r.rows;
         let refused = refused_items(rows.len(), |range| {
             let chunk: Vec<(i32, &ProfileRow)> = rows[range].iter().map(|(partition, row)| (*partition, row)).collect();
-            async move { store.insert_profiles(&chunk).await }
+            async move { destination.insert_profiles(&chunk).await }
         })
         .await?;
         r.written += r.rows.len() - refused.len();
@@ -285,10 +285,10 @@ impl Writer {
             r.reload.insert(*partition);
         }
         r.rows.clear();
-        r.aliases.retain(|alias| fence.holds(alias.kafka_partition));
-        self.store.insert_aliases(&r.aliases).await?;
+        r.aliases.retain(|alias| ownership.holds(alias.kafka_partition));
+        self.destination.insert_aliases(&r.aliases).await?;
         r.aliases.clear();
-        r.erasures.retain(|(source, _)| fence.holds(source.partition));
+        r.erasures.retain(|(source, _)| ownership.holds(source.partition));
         while !r.erasures.is_empty() {
             let chunk = erase_chunk(&r.erasures);
             let refused = self.erase_splitting(&r.erasures[..chunk]).await?;
@@ -301,8 +301,8 @@ impl Writer {
         }
 
         // The step a frozen member would most likely finish late: checked again.
-        self.fence_moved(r, fence).await?;
-        r.records.retain(|(partition, _, _)| fence.holds(*partition));
+        self.fence_moved(r, ownership).await?;
+        r.records.retain(|(partition, _, _)| ownership.holds(*partition));
         let records: Vec<&Outgoing> = r.records.iter().map(|(_, _, record)| record).collect();
         let changelog = &self.changelog;
         let refused =
@@ -316,14 +316,14 @@ impl Writer {
         }
         r.records.clear();
 
-        r.letters.retain(|letter| fence.holds(letter.partition));
+        r.letters.retain(|letter| ownership.holds(letter.partition));
         self.send_letters(&mut r.letters).await?;
         Ok(())
     }
 
     /// Leave out of the write the partitions whose profiles topic someone else wrote
     /// since this member last knew its end ([`super::changelog`]).
-    async fn fence_moved(&self, r: &mut Rendered, fence: &Fence) -> Result<(), WriteError> {
+    async fn fence_moved(&self, r: &mut Rendered, ownership: &Ownership) -> Result<(), WriteError> {
         let writing: BTreeSet<i32> = r
             .rows
             .iter()
@@ -332,12 +332,12 @@ impl Writer {
             .chain(r.messages.iter().map(|(source, _)| source.partition))
             .chain(r.aliases.iter().map(|alias| alias.kafka_partition))
             .chain(r.erasures.iter().map(|(source, _)| source.partition))
-            .filter(|partition| fence.holds(*partition))
+            .filter(|partition| ownership.holds(*partition))
             .collect();
         let moved = self.changelog.moved(&writing).await?;
         if !moved.is_empty() {
             self.metrics.partitions_fenced.inc_by(moved.len() as u64);
-            fence.exclude(&moved);
+            ownership.exclude(&moved);
             r.moved.extend(moved);
         }
         Ok(())
@@ -346,10 +346,10 @@ impl Writer {
     /// Run the erase mutation of `erasures`, splitting a refused one in halves down
     /// to the erasures ClickHouse refuses on their own (returned with the reason).
     async fn erase_splitting(&self, erasures: &[(Source, Erasure)]) -> Result<Vec<(usize, WriteError)>, WriteError> {
-        let store = &self.store;
+        let destination = &self.destination;
         refused_items(erasures.len(), |range| {
             let chunk: Vec<&Erasure> = erasures[range].iter().map(|(_, e)| e).collect();
-            async move { store.erase(&chunk).await }
+            async move { destination.erase(&chunk).await }
         })
         .await
     }

@@ -29,14 +29,14 @@
 //!   for `retry.shard_park_after_ms` is *parked* ([`Written::parked`]): the write
 //!   returns without its rows, the other shards' rows of the batch have landed, and
 //!   the pipeline rewinds that shard's partitions and pauses them until the shard
-//!   answers again ([`Writer::answering`]), so one shard down stops only its own
+//!   answers again ([`Inserter::answering`]), so one shard down stops only its own
 //!   users' events. Not for a batch with user deletes (they must reach every shard)
 //!   nor on a single server. `vero_sink_shard_failing{shard}` says which shard fails.
 //! * Gray failures are bounded by time: an attempt on a replica that
 //!   hangs is abandoned and failed over after about 2 s (`vero_shards::patience`),
 //!   a stalled attempt shows in `vero_sink_shard_failing` and `/readyz` from its first
 //!   second, and once a shard has failed, the park deadline cuts its attempt in
-//!   flight ([`Writer::write_with_retry`]).
+//!   flight ([`Inserter::write_with_retry`]).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -80,7 +80,7 @@ enum Attempt {
 /// How long a park decision waits for a shard's replicas to answer `SELECT 1`.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
-pub struct Writer {
+pub struct Inserter {
     destination: Destination,
     /// `retry.shard_park_after_ms`, on a cluster of more than one shard; `None`: a
     /// failing write is retried until it succeeds.
@@ -96,7 +96,7 @@ pub struct Writer {
     window_ms: i64,
 }
 
-impl Writer {
+impl Inserter {
     /// Rows of `version`'s server to `destination`, with the retry, timeout and dedup
     /// window of `settings`.
     pub fn new(
