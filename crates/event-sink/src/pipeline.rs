@@ -46,36 +46,30 @@ use std::time::{Duration, Instant};
 
 use futures::FutureExt;
 
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 use vero_model::{DecodeError, Record, UserAction};
 use vero_service::dlq_replay::Unsigned;
-use vero_service::partitions::{Lifecycle, Take};
+use vero_service::partitions::{Lifecycle, Take, PAUSE_AFTER};
 use vero_service::read_errors::ReadErrors;
 
 use crate::batch::{Batch, DeadLetter};
 use crate::config::Settings;
-use crate::context::SinkContext;
+use crate::context::SinkConsumer;
 use crate::dlq::{DeadLetterQueue, CONSUMER_NAME};
 use crate::erase::{Eraser, UserDelete};
 use crate::insert::{Abandoned, Inserter, Written};
 use crate::metrics::Metrics;
 use crate::row::EventRow;
 
-/// How long a write may keep a full next batch waiting before the partitions are
-/// paused. Until then the consumer is simply not polled (rebalance callbacks wait at
-/// most this long); pausing discards librdkafka's prefetched messages and resuming
-/// has to fetch them again, which is what a short write should not pay for.
-const PAUSE_AFTER: std::time::Duration = std::time::Duration::from_millis(1000);
-
 /// Messages accepted in one go before `select!` looks at shutdown and the batch age again.
 const DRAIN_MAX: usize = 1024;
 
 pub struct Pipeline {
-    pub consumer: StreamConsumer<SinkContext>,
+    pub consumer: SinkConsumer,
     /// Everything a write needs, shared with the task that runs it.
     outputs: Arc<Outputs>,
     pub settings: Settings,
@@ -93,7 +87,7 @@ pub struct Pipeline {
 
 impl Pipeline {
     pub fn new(
-        consumer: StreamConsumer<SinkContext>,
+        consumer: SinkConsumer,
         outputs: Outputs,
         settings: Settings,
         metrics: Metrics,

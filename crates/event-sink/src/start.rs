@@ -10,7 +10,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::consumer::Consumer;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use vero_clickhouse::migrations::{self, Applied};
@@ -18,7 +18,7 @@ use vero_clickhouse::retention;
 use vero_clickhouse::{Failure, ServerVersion};
 
 use crate::config::Settings;
-use crate::context::SinkContext;
+use crate::context::{FenceHook, SinkConsumer};
 use crate::dlq::DeadLetterQueue;
 use crate::erase::Eraser;
 use crate::insert::Inserter;
@@ -27,6 +27,7 @@ use crate::once::Fence;
 use crate::pipeline::{Outputs, Pipeline};
 use crate::route::Destination;
 use vero_service::group_consumer::GroupConsumerConfig;
+use vero_service::group_context::{GroupContext, GroupGauges};
 use vero_service::group_protocol::Assignors;
 use vero_service::health::Health;
 use vero_service::kafka_security::Watch;
@@ -158,9 +159,12 @@ fn create_consumer(
     fence: Arc<Fence>,
     watch: Watch,
     rebalances: Arc<Rebalances>,
-) -> anyhow::Result<StreamConsumer<SinkContext>> {
+) -> anyhow::Result<SinkConsumer> {
     let kafka = &settings.kafka;
-    let context = SinkContext::new(metrics, kafka.events_topic.clone(), fence, watch, rebalances);
+    let gauges = GroupGauges { lag: metrics.consumer_lag.clone(), assigned: metrics.assigned_partitions.clone() };
+    let gaps = metrics.offset_gaps.clone();
+    let context =
+        GroupContext::new(kafka.events_topic.clone(), gauges, gaps, rebalances, watch).with_hook(FenceHook(fence));
     // Any partition on any member: cooperative-sticky moves only what changes hands.
     let group = GroupConsumerConfig {
         brokers: &kafka.brokers,
@@ -181,7 +185,7 @@ fn create_consumer(
         .set("fetch.queue.backoff.ms", kafka.fetch_queue_backoff_ms.to_string())
         .set("fetch.wait.max.ms", kafka.fetch_wait_max_ms.to_string());
     kafka.apply_properties(&mut config);
-    let consumer: StreamConsumer<SinkContext> = config.create_with_context(context)?;
+    let consumer: SinkConsumer = config.create_with_context(context)?;
     consumer.subscribe(&[&kafka.events_topic])?;
     Ok(consumer)
 }

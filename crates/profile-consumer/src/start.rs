@@ -20,6 +20,7 @@ use crate::kafka::producer::Producer;
 use crate::kafka::{consumer, topics};
 use crate::metrics::Metrics;
 use crate::state::{Budget, Disk, ProfileStates};
+use vero_service::group_context::GroupGauges;
 use vero_service::health::Health;
 use vero_service::kafka_security::Watch;
 use vero_service::partitions::{Gauges, Lifecycle};
@@ -64,7 +65,7 @@ async fn serve(
     let producer = Producer::new(&settings.kafka, kafka.clone())?;
     let changelog = Arc::new(changelog::Changelog::new(settings.kafka.profiles_topic.clone(), producer.clone()));
     let (consumer, rebalances) =
-        consumer::subscribe(&settings.kafka, metrics.consumer_lag.clone(), metrics.offset_gaps.clone(), kafka)?;
+        consumer::subscribe(&settings.kafka, gauges(&metrics), metrics.offset_gaps.clone(), kafka)?;
     health.ready();
     // The window must be the event sink's: logged so a mismatch can be seen.
     tracing::info!(
@@ -126,6 +127,11 @@ async fn serve(
     drop(disk);
     drop(temporary);
     outcome
+}
+
+/// The gauges of the group consumer's callbacks.
+fn gauges(metrics: &Metrics) -> GroupGauges {
+    GroupGauges { lag: metrics.consumer_lag.clone(), assigned: metrics.assigned_partitions.clone() }
 }
 
 /// The local store of `state.dir`; with an empty `dir`, of a temporary directory

@@ -30,6 +30,8 @@
 //!   librdkafka's retries from duplicating or reordering a record.
 //! * [`to_end::ToEnd`]: reading partitions up to where they ended when the read began
 //!   (the profile consumer's restore, `replay-dlq`).
+//! * [`group_context::GroupContext`]: both consumers' librdkafka callbacks (rebalances,
+//!   lag, assigned partitions, offset gaps, the Kafka watch).
 //! * [`ops`]: the operator endpoints `/metrics`, `/healthz` and `/readyz` for the
 //!   consumers (the gateway serves the same paths on its own router).
 
@@ -37,6 +39,7 @@ pub mod backoff;
 pub mod dead_letter;
 pub mod dlq_replay;
 pub mod group_consumer;
+pub mod group_context;
 pub mod group_protocol;
 pub mod health;
 pub mod kafka_failure;

@@ -32,13 +32,20 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use prometheus::IntGauge;
 use rdkafka::consumer::{Consumer, ConsumerContext};
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::health::Health;
+
+/// How long a write (or a restore) may keep a consumer from polling before every
+/// owned partition is paused and the consumer is polled again, so rebalances and the
+/// group session are served. Until then a rebalance waits (at most this long) and
+/// finds the write done; pausing drops librdkafka's prefetched records, which a short
+/// write should not pay for.
+pub const PAUSE_AFTER: Duration = Duration::from_millis(1000);
 
 /// A topic and one of its partitions.
 pub type TopicPartition = (String, i32);

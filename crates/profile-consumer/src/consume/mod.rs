@@ -58,16 +58,10 @@ use crate::profile::dedup::Dedup;
 use crate::state::ProfileStates;
 use anyhow::Context as _;
 use apply::{Applier, Effects, Topics};
-use vero_service::partitions::{Lifecycle, Take};
+use vero_service::partitions::{Lifecycle, Take, PAUSE_AFTER};
 use vero_service::read_errors::ReadErrors;
 use vero_service::retry::{Class, Retry, Visibility};
 use write::{NotWritten, Ownership, Writer};
-
-/// How long a restore or write may run before the assigned partitions are paused and
-/// the consumer is polled. Until then a rebalance waits (a write it interrupts is
-/// fenced and redone by the new owner, which re-sends its handoffs); pausing also
-/// drops librdkafka's prefetched records, which a short write should not pay for.
-const PAUSE_AFTER: Duration = Duration::from_millis(1000);
 
 /// The loop's state: what it holds between batches.
 pub(crate) struct LoopState<'a> {
@@ -277,7 +271,6 @@ impl LoopState<'_> {
         if !changes.revoked.is_empty() {
             self.pending.retain(|m| !changes.revoked.contains(&(m.topic().to_owned(), m.partition())));
         }
-        self.metrics.assigned_partitions.set(self.lifecycle.partitions().owned_count(&self.topics.events) as i64);
         self.observe_states();
     }
 
