@@ -21,8 +21,8 @@
 //!   must fix (an ACL) holds `/readyz` and `needs_operator` until a record is read.
 //! * [`offset_gaps::OffsetGaps`]: records a consumer skipped because the broker had
 //!   deleted them become a metric and an error log instead of passing unnoticed.
-//! * [`dlq_replay::for_another_consumer`]: a record `replay-dlq` put back is applied
-//!   only by the consumer that dead-lettered it.
+//! * [`dlq_replay`]: `replay-dlq` (dead letters back to their topic) and the rule that a
+//!   record put back is applied only by the consumer that dead-lettered it.
 //! * [`partitions`]: the lifecycle of a consumer's partitions (owned, blocked on an
 //!   unknown schema, parked on a failing shard, paused for a long write, revoked) as
 //!   one state machine, and the rebalance record its callbacks keep for the loop.
