@@ -53,8 +53,13 @@ impl ReadErrors {
         self.visibility.health.hold(HOLD, reason);
     }
 
-    /// A record was read, or partitions were assigned: a refusal shown before is over.
+    /// A record was read, or partitions were assigned: a refusal shown before is over,
+    /// and Kafka accepts this consumer's connection (the watch clears a refusal it saw,
+    /// e.g. a handshake cut short, at once rather than at the next statistics).
     pub fn read(&self) {
+        if let Some(kafka) = &self.visibility.kafka {
+            kafka.accepted();
+        }
         if !self.held.load(Ordering::Relaxed) || !self.held.swap(false, Ordering::SeqCst) {
             return;
         }

@@ -25,6 +25,8 @@ pub struct Outgoing {
 #[derive(Clone)]
 pub struct Producer {
     inner: FutureProducer<Watched>,
+    /// The service's watch: an acknowledged record clears a refusal it saw.
+    watch: Watch,
 }
 
 impl Producer {
@@ -37,8 +39,8 @@ impl Producer {
             settings.idempotent_producer,
         );
         config.set("linger.ms", "5");
-        let inner = settings.apply_properties(&mut config).create_with_context(Watched(watch))?;
-        Ok(Self { inner })
+        let inner = settings.apply_properties(&mut config).create_with_context(Watched(watch.clone()))?;
+        Ok(Self { inner, watch })
     }
 
     /// Send all records concurrently (order is kept per partition by the idempotent
@@ -74,7 +76,11 @@ impl Producer {
         let mut failed = None;
         for (index, result) in futures::future::join_all(sends).await.into_iter().enumerate() {
             match result.map_err(|(e, _)| WriteError::from(e)) {
-                Ok(delivery) => placed(index, delivery.partition, delivery.offset),
+                Ok(delivery) => {
+                    // Kafka accepts the connection: a refusal the watch saw is over.
+                    self.watch.accepted();
+                    placed(index, delivery.partition, delivery.offset)
+                }
                 Err(e @ WriteError::Rejected(_)) => refused.push((index, e)),
                 Err(e) => {
                     failed.get_or_insert(e);
